@@ -1,0 +1,21 @@
+"""What every resolver gets in ``info.context``: the services and this request's loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lookalike.resolvers.loaders import Loaders
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.redis_connection import RoundTrips
+
+
+@dataclass
+class Context:
+    catalogue: Catalogue
+    round_trips: RoundTrips
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Fresh loaders per request: their caches must never serve one user's request
+        # from another's, nor outlive a catalogue reload.
+        self.loaders = Loaders(self.catalogue)

@@ -1,0 +1,84 @@
+"""Per-request DataLoaders: everything one nesting level asks for, in one batch.
+
+GraphQL resolves the ``similar`` fields of all books at a level before any of their children,
+so the loaders see the whole level at once and hand it to the catalogue, which spends one
+Redis round trip on the vector queries and one on the books they return. The loaders also
+cache, so a book asked for twice in a request is read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from strawberry.dataloader import DataLoader
+
+from lookalike.services.book_records import Book
+from lookalike.services.catalogue import Catalogue, Neighbour, RadiusRequest
+from lookalike.services.errors import BookNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    book: Book
+    distance: float
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusMatches:
+    total: int
+    matches: list[Match]
+
+
+SimilarKey = tuple[str, int]  # book id, k
+RadiusKey = tuple[str, float, int, int]  # book id, radius, first, offset
+
+
+class Loaders:
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.books = DataLoader[str, Book | None](load_fn=catalogue.get_many)
+        self.similar = DataLoader[SimilarKey, list[Match]](load_fn=self._load_similar)
+        self.radius = DataLoader[RadiusKey, RadiusMatches](load_fn=self._load_radius)
+
+    async def _sources(self, book_ids: Sequence[str]) -> list[Book]:
+        """The books whose neighbours are asked for: primed by the resolvers, so no I/O."""
+        found = await self.books.load_many(book_ids)
+        missing = [book_id for book_id, book in zip(book_ids, found, strict=True) if book is None]
+        if missing:
+            raise BookNotFound(f"no book has id {missing[0]!r}", id=missing[0])
+        return [book for book in found if book is not None]
+
+    async def _load_similar(self, keys: Sequence[SimilarKey]) -> list[list[Match]]:
+        sources = await self._sources([book_id for book_id, _ in keys])
+        neighbours = await self.catalogue.similar_many(
+            [(book, k) for book, (_, k) in zip(sources, keys, strict=True)]
+        )
+        return await self._matches(neighbours)
+
+    async def _load_radius(self, keys: Sequence[RadiusKey]) -> list[RadiusMatches]:
+        sources = await self._sources([key[0] for key in keys])
+        pages = await self.catalogue.within_radius_many(
+            [
+                RadiusRequest(book=book, radius=radius, first=first, offset=offset)
+                for book, (_, radius, first, offset) in zip(sources, keys, strict=True)
+            ]
+        )
+        matches = await self._matches([page.neighbours for page in pages])
+        return [
+            RadiusMatches(total=page.total, matches=found)
+            for page, found in zip(pages, matches, strict=True)
+        ]
+
+    async def _matches(self, groups: Sequence[list[Neighbour]]) -> list[list[Match]]:
+        """Fetch every neighbour of every group in one batch, then regroup them."""
+        ids = list(dict.fromkeys(n.book_id for group in groups for n in group))
+        books = dict(zip(ids, await self.books.load_many(ids), strict=True))
+        return [
+            [
+                Match(book=book, distance=n.distance)
+                for n in group
+                if (book := books[n.book_id]) is not None  # deleted since the search
+            ]
+            for group in groups
+        ]

@@ -1,0 +1,27 @@
+"""The schema object: types plus the extensions every operation runs through."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
+
+from lookalike.schema.errors import ErrorCodes, is_expected
+from lookalike.schema.types import Query
+
+log = logging.getLogger("lookalike.graphql")
+
+
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log a traceback only for what is a bug; client mistakes are in the request log."""
+        for error in errors:
+            if not is_expected(error):
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+schema = Schema(query=Query, extensions=[ErrorCodes])

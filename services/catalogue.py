@@ -1,0 +1,237 @@
+"""Reading the book catalogue: books by id, nearest neighbours, neighbours within a radius.
+
+Every method takes a whole batch and spends one Redis round trip on it, whatever its size:
+the GraphQL dataloaders hand over everything one nesting level asks for, the command line
+hands over one item. A book's vector travels with the book as a FLOAT32 blob (a sibling key
+beside the JSON document), because reading ``$.embedding`` back as JSON text costs more than
+the vector search itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+from redisvl.query import FilterQuery, VectorQuery, VectorRangeQuery
+from redisvl.query.filter import Num, Tag
+
+from lookalike.services.book_index import VECTOR_FIELD, book_index
+from lookalike.services.book_records import Book
+from lookalike.services.errors import BookNotFound, ServiceUnavailable, check_range
+from lookalike.services.redis_connection import UNREACHABLE, Redis
+from lookalike.services.settings import Settings
+
+MAX_K = 100
+MAX_PAGE = 100
+MAX_OFFSET = 10_000  # Redis's default MAXSEARCHRESULTS
+MAX_DISTANCE = 2.0  # cosine distance in Redis runs from 0 to 2
+
+# The stored fields, in the order JSON.MGET returns them; the loader writes all of them.
+BOOK_FIELDS = (
+    "id", "title", "author", "description", "genres", "editions",
+    "inventory", "metrics", "pages", "url", "year_published",
+)  # fmt: skip
+_FIELDS_PATH = "$[" + ",".join(f"'{name}'" for name in BOOK_FIELDS) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    book_id: str
+    distance: float
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusPage:
+    total: int
+    neighbours: list[Neighbour]
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusRequest:
+    book: Book
+    radius: float
+    first: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class BookPage:
+    book_ids: list[str]
+    total: int
+    has_next: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStatus:
+    exists: bool
+    documents: int
+    percent_indexed: float
+
+
+@contextlib.asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turn 'Redis is not there' into the one error the API and CLI report for it."""
+    try:
+        yield
+    except UNREACHABLE as exc:
+        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+def validate_similar(k: int) -> None:
+    check_range("k", k, 1, MAX_K)
+
+
+def validate_radius(radius: float, first: int, offset: int) -> None:
+    check_range("r", radius, 0, MAX_DISTANCE)
+    check_range("first", first, 0, MAX_PAGE)
+    check_range("offset", offset, 0, MAX_OFFSET)
+
+
+class Catalogue:
+    def __init__(self, client: Redis, settings: Settings) -> None:
+        self.redis = client
+        self.settings = settings
+        self.index = book_index(settings, client)
+        self._prefix = settings.key_prefix + ":"
+
+    def doc_key(self, book_id: str) -> str:
+        return self._prefix + book_id
+
+    def vector_key(self, book_id: str) -> str:
+        return f"{self.settings.key_prefix}-vector:{book_id}"
+
+    def _book_id(self, key: str) -> str:
+        return key.removeprefix(self._prefix)
+
+    async def get_many(self, book_ids: Sequence[str]) -> list[Book | None]:
+        """Books in the order asked, None where there is no such book."""
+        if not book_ids:
+            return []
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.execute_command("JSON.MGET", *map(self.doc_key, book_ids), _FIELDS_PATH)
+            pipe.mget(list(map(self.vector_key, book_ids)))
+            documents, vectors = await pipe.execute()
+        return [
+            _book(values, vector) for values, vector in zip(documents, vectors, strict=True)
+        ]
+
+    async def get(self, book_id: str) -> Book:
+        (book,) = await self.get_many([book_id])
+        if book is None:
+            raise BookNotFound(f"no book has id {book_id!r}", id=book_id)
+        return book
+
+    async def similar_many(self, requests: Sequence[tuple[Book, int]]) -> list[list[Neighbour]]:
+        """The k nearest other books of each book, nearest first.
+
+        The book itself is excluded inside the query (a tag filter on its id), so Redis
+        returns exactly k others: no over-fetching and trimming in Python.
+        """
+        for _, k in requests:
+            validate_similar(k)
+        queries = [
+            VectorQuery(
+                vector=book.vector,
+                vector_field_name=VECTOR_FIELD,
+                return_fields=[],
+                filter_expression=Tag("id") != book.id,
+                num_results=k,
+                ef_runtime=max(self.settings.hnsw_ef_runtime, k),
+            )
+            for book, k in requests
+            if book.vector is not None
+        ]
+        results = iter(await self._search(queries))
+        return [
+            self._neighbours(next(results)) if book.vector is not None else []
+            for book, _ in requests
+        ]
+
+    async def within_radius_many(self, requests: Sequence[RadiusRequest]) -> list[RadiusPage]:
+        """Every other book within cosine distance r of each book: a page of them, and a count.
+
+        HNSW range search is approximate; EPSILON 0.3 (the setting's default) found every
+        book that exact search finds on the shipped catalogue, where Redis's 0.01 missed 0.35%.
+        """
+        for request in requests:
+            validate_radius(request.radius, request.first, request.offset)
+        queries = []
+        for request in requests:
+            if request.book.vector is None:
+                continue
+            query = VectorRangeQuery(
+                vector=request.book.vector,
+                vector_field_name=VECTOR_FIELD,
+                return_fields=[],
+                filter_expression=Tag("id") != request.book.id,
+                distance_threshold=request.radius,
+                epsilon=self.settings.hnsw_epsilon,
+                num_results=max(request.first, 1),
+                sort_by="vector_distance",
+            )
+            queries.append(query.paging(request.offset, request.first))
+        results = iter(await self._search(queries))
+        pages = []
+        for request in requests:
+            if request.book.vector is None:
+                pages.append(RadiusPage(total=0, neighbours=[]))
+                continue
+            result = next(results)
+            pages.append(RadiusPage(total=result.total, neighbours=self._neighbours(result)))
+        return pages
+
+    async def page(self, first: int, after_id: str | None) -> BookPage:
+        """Books in id order after ``after_id``: keyset paging, stable while books are added."""
+        check_range("first", first, 0, MAX_PAGE)
+        after = int(after_id) if after_id is not None else -1
+        window = FilterQuery(
+            filter_expression=Num("id_number") > after,
+            return_fields=["id_number"],
+            num_results=first + 1,
+            sort_by="id_number",
+        )
+        everything = FilterQuery(filter_expression="*", return_fields=[]).paging(0, 0)
+        page, count = await self._search([window, everything])
+        ids = [self._book_id(doc.id) for doc in page.docs]
+        return BookPage(book_ids=ids[:first], total=count.total, has_next=len(ids) > first)
+
+    async def _search(self, queries: Sequence[Any]) -> list[Any]:
+        """All queries in one pipeline (RedisVL's default would split it every 10)."""
+        if not queries:
+            return []
+        async with redis_errors():
+            return list(
+                await self.index.batch_search(
+                    [(query, query.params) for query in queries], batch_size=len(queries)
+                )
+            )
+
+    def _neighbours(self, result: Any) -> list[Neighbour]:
+        return [
+            Neighbour(book_id=self._book_id(doc.id), distance=float(doc.vector_distance))
+            for doc in result.docs
+        ]
+
+    async def status(self) -> IndexStatus:
+        try:
+            async with redis_errors():
+                info = await self.index.info()
+        except RedisError:
+            return IndexStatus(exists=False, documents=0, percent_indexed=0.0)
+        return IndexStatus(
+            exists=True,
+            documents=int(info.get("num_docs", 0)),
+            percent_indexed=float(info.get("percent_indexed", 0.0)),
+        )
+
+
+def _book(values: Any, vector: bytes | None) -> Book | None:
+    if values is None:
+        return None
+    if isinstance(values, (bytes, str)):
+        values = json.loads(values)
+    return Book.from_document(dict(zip(BOOK_FIELDS, values, strict=True)), vector)

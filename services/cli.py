@@ -1,0 +1,158 @@
+"""The ``lookalike`` command: serve the API, load and query the catalogue.
+
+Exit codes: 0 done, 1 the input was refused (bad argument, unknown book, bad catalogue file),
+2 usage error (from the argument parser), 3 Redis unavailable or unfit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from lookalike.services.errors import LookalikeError, ServiceUnavailable
+from lookalike.services.settings import get_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="lookalike: similar books and enrolled faces, by Redis vector search.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+books_app = typer.Typer(help="Load and query the book catalogue.", no_args_is_help=True)
+app.add_typer(books_app, name="books")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run async work; a refused input or an absent Redis is one line on stderr, no traceback."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except ServiceUnavailable as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(3) from None
+    except LookalikeError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind [LOOKALIKE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [LOOKALIKE_PORT].")] = None,
+) -> None:
+    """Serve the GraphQL API (GraphiQL at /graphql) until interrupted."""
+    import uvicorn
+
+    from lookalike.services.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "lookalike.schema.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@books_app.command("load")
+def books_load(
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Folder of book *.json files; default: the shipped catalogue."),
+    ] = None,
+) -> None:
+    """Add new and changed books; embeds only descriptions never embedded before."""
+    from lookalike.services.book_records import read_source_dir
+    from lookalike.services.catalogue import Catalogue
+    from lookalike.services.catalogue_loader import load_books
+    from lookalike.services.redis_connection import open_redis
+    from lookalike.services.shipped_catalogue import read_shipped
+    from lookalike.services.text_embedding import text_embedder
+
+    settings = get_settings()
+
+    async def work() -> str:
+        shipped = read_shipped()
+        records = list(read_source_dir(source)) if source else shipped.records
+        async with open_redis(settings) as (client, _):
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("loading books", total=len(records))
+                summary = await load_books(
+                    Catalogue(client, settings),
+                    records,
+                    shipped=shipped,
+                    embedder=text_embedder,
+                    progress=lambda n: bar.advance(task, n),
+                )
+        return str(summary)
+
+    out.print(_run(work), highlight=False)
+
+
+@books_app.command("similar")
+def books_similar(
+    book_id: Annotated[str, typer.Argument(metavar="ID", help="The book's id.")],
+    k: Annotated[int, typer.Option(help="How many neighbours (1 to 100).")] = 5,
+) -> None:
+    """The k books nearest to one book, as a table."""
+    from lookalike.services.catalogue import validate_similar
+    from lookalike.services.catalogue_loader import open_catalogue
+
+    settings = get_settings()
+
+    async def work() -> Table:
+        validate_similar(k)
+        async with open_catalogue(settings) as (catalogue, _):
+            source = await catalogue.get(book_id)
+            (neighbours,) = await catalogue.similar_many([(source, k)])
+            books = await catalogue.get_many([n.book_id for n in neighbours])
+        table = Table(title=f"Nearest to {source.id} {source.title!r} by {source.author}")
+        for column in ("#", "id", "title", "author", "distance"):
+            table.add_column(column, justify="right" if column in "# distance" else "left")
+        for rank, (n, book) in enumerate(zip(neighbours, books, strict=True), 1):
+            title, author = (book.title, book.author) if book else ("?", "?")
+            table.add_row(str(rank), n.book_id, title, author, f"{n.distance:.3f}")
+        if source.vector is None:
+            table.caption = "This book has no description, so no embedding and no neighbours."
+        return table
+
+    out.print(_run(work))
+
+
+@books_app.command("pack")
+def books_pack(
+    source: Annotated[Path, typer.Option(help="Folder of book *.json files.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the files.")] = Path(
+        "data"
+    ),
+) -> None:
+    """Embed a catalogue with the model and write the files ``data/`` ships (maintainers)."""
+    from lookalike.services.book_records import read_source_dir
+    from lookalike.services.shipped_catalogue import write_shipped
+    from lookalike.services.text_embedding import text_embedder
+
+    async def work() -> int:
+        records = list(read_source_dir(source))
+        return write_shipped(records, text_embedder(), out_dir, progress=sys.stderr.isatty())
+
+    count = _run(work)
+    out.print(f"wrote {count} vectors to {out_dir}", highlight=False)
+
+
+def main() -> None:
+    app()

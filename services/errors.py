@@ -1,0 +1,47 @@
+"""Errors the domain raises on purpose, each with the code clients see.
+
+The GraphQL layer turns these into ``extensions.code``; the command line prints the message.
+Anything else that escapes a resolver is a bug and is reported as INTERNAL_SERVER_ERROR.
+"""
+
+from __future__ import annotations
+
+
+class LookalikeError(Exception):
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, **extensions: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class BadUserInput(LookalikeError):
+    code = "BAD_USER_INPUT"
+
+
+class BookNotFound(LookalikeError):
+    code = "BOOK_NOT_FOUND"
+
+
+class ServiceUnavailable(LookalikeError):
+    """Redis cannot be reached, or lacks the modules lookalike needs."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+class CatalogueError(LookalikeError):
+    """The catalogue files or a source folder are not what the loader expects."""
+
+    code = "CATALOGUE_ERROR"
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Refuse an argument outside [low, high] with a message that names the bounds."""
+    if not low <= value <= high:
+        raise BadUserInput(
+            f"{name} must be between {low:g} and {high:g}, got {value:g}",
+            argument=name,
+            min=low,
+            max=high,
+        )

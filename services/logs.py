@@ -1,0 +1,45 @@
+"""Structured logs: one JSON object a line off a terminal, readable key=value on one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+# Attributes every LogRecord has; anything else was passed in ``extra`` and is a field.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        if self.as_json:
+            return json.dumps(fields, default=str, ensure_ascii=False)
+        extras = " ".join(f"{k}={v}" for k, v in list(fields.items())[4:] if k != "exc")
+        line = f"{fields['ts']} {fields['level']:<7} {fields['msg']} {extras}".rstrip()
+        return line + ("\n" + fields["exc"] if "exc" in fields else "")
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(as_json=not sys.stderr.isatty()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,145 @@
+"""Connecting to Redis: which server, the module check, and counting round trips.
+
+Round trips are counted in the client, where they happen: every ``send_packed_command`` is one
+request written to the socket and waited for (a pipeline sends all its commands in one).
+Redis's own ``INFO stats`` read counts grow with payload size, so they cannot tell batching
+from bytes. The count is per asyncio context, so one GraphQL request sees only its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.asyncio.connection import Connection, ConnectionPool, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from lookalike.services.embedded_redis import EmbeddedRedis, running_url
+from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.settings import Settings
+
+Redis = aredis.Redis
+
+# Redis 8 carries these built in; Redis Stack 7.2+ loads them as modules.
+REQUIRED_MODULES = {"search": ("search", 20800), "ReJSON": ("JSON", 20600)}
+
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+@dataclass
+class RoundTrips:
+    count: int = 0
+
+
+_current: ContextVar[RoundTrips | None] = ContextVar("lookalike_round_trips", default=None)
+
+
+def start_counting() -> RoundTrips:
+    """Count from here to the end of the current task (one HTTP request in the server)."""
+    counter = RoundTrips()
+    _current.set(counter)
+    return counter
+
+
+@contextlib.contextmanager
+def count_round_trips() -> Iterator[RoundTrips]:
+    """Count the round trips made inside this block (and the tasks it starts)."""
+    counter = RoundTrips()
+    token = _current.set(counter)
+    try:
+        yield counter
+    finally:
+        _current.reset(token)
+
+
+class _CountingConnection:
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        counter = _current.get()
+        if counter is not None:
+            counter.count += 1
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
+def _counting(cls: type[Any]) -> type[Any]:
+    return type(f"Counting{cls.__name__}", (_CountingConnection, cls), {})
+
+
+def connect(url: str, timeout: float) -> Redis:
+    """A pooled async client that speaks RESP3, fails fast and counts round trips.
+
+    One retry (after 10 ms) replaces a pooled connection that died while Redis restarted;
+    more would only make a request wait longer for an answer that is SERVICE_UNAVAILABLE.
+    """
+    options = parse_url(url)
+    connection_class = _counting(options.pop("connection_class", Connection))
+    pool = ConnectionPool(
+        connection_class=connection_class,
+        protocol=3,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=64,
+        **options,
+    )
+    return aredis.Redis(connection_pool=pool)
+
+
+async def check_modules(client: Redis, url: str) -> None:
+    """Fail with one sentence when the server cannot hold a vector index over JSON."""
+    try:
+        modules = await client.execute_command("MODULE", "LIST")
+    except UNREACHABLE as exc:
+        raise ServiceUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
+    except RedisError as exc:
+        raise ServiceUnavailable(f"Redis at {redact(url)} refused MODULE LIST: {exc}") from exc
+    found = {_text(m[b"name"]): int(m[b"ver"]) for m in modules}
+    for name, (label, minimum) in REQUIRED_MODULES.items():
+        if found.get(name, 0) < minimum:
+            raise ServiceUnavailable(
+                f"Redis at {redact(url)} lacks the {label} module (version "
+                f"{minimum // 10000}.{minimum // 100 % 100} or later): use Redis 8, "
+                "Redis Stack 7.2+, or unset REDIS_URL for the embedded server"
+            )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def redact(url: str) -> str:
+    """A URL safe to log: the password is replaced."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
+    """The Redis lookalike should talk to, started here if it is the embedded one.
+
+    REDIS_URL wins; otherwise an embedded server already run by another lookalike process on
+    the same data directory is shared; otherwise one is started for the life of this block.
+    """
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url or running_url(settings.data_dir)
+    if url is None:
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+    client = connect(url, settings.redis_timeout)
+    try:
+        await check_modules(client, url)
+        yield client, url
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,58 @@
+"""Every setting of lookalike, read once from the environment.
+
+Names are ``LOOKALIKE_<FIELD>`` except ``REDIS_URL``, which keeps the name every Redis tool
+and cloud console uses. The README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "lookalike"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKALIKE_", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "LOOKALIKE_REDIS_URL", "redis_url"),
+        description="Redis 8 / Redis Stack server to use; unset starts the embedded one.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded Redis keeps its AOF files, socket and lock.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_timeout: float = Field(default=2.0, gt=0, description="Socket timeout in seconds.")
+    index_name: str = "books"
+    key_prefix: str = "book"
+    hnsw_m: int = Field(default=16, ge=2, le=512)
+    hnsw_ef_construction: int = Field(default=200, ge=1, le=4096)
+    hnsw_ef_runtime: int = Field(default=100, ge=1, le=4096)
+    hnsw_epsilon: float = Field(
+        default=0.3, gt=0, le=10, description="How far past r a range search explores."
+    )
+    catalogue_autoload: bool = Field(
+        default=True, description="Load the shipped catalogue when the index is empty."
+    )
+    graphiql: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own ``Settings`` instead."""
+    return Settings()

