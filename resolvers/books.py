@@ -40,7 +40,7 @@ async def within_radius(
 
 
 async def books_page(ctx: Context, first: int, after: str | None) -> tuple[BookPage, list[Book]]:
-    page = await ctx.catalogue.page(first, decode_cursor(after) if after else None)
+    page = await ctx.catalogue.page(first, None if after is None else decode_cursor(after))
     found = await ctx.loaders.books.load_many(page.book_ids)
     return page, [b for b in found if b is not None]
 
@@ -50,12 +50,13 @@ def encode_cursor(book_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
-    """The book id a cursor points after; anything we did not hand out is refused."""
+    """The book id a cursor points after; anything this API would not have made is refused."""
     try:
         text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
     except (binascii.Error, UnicodeError, ValueError):
         text = ""
     book_id = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not book_id.isdigit() or len(book_id) > 15:
+    valid = book_id.isdigit() and len(book_id) <= 15 and encode_cursor(book_id) == cursor
+    if not valid:
         raise BadUserInput(f"after: {cursor!r} is not a cursor this API returned", argument="after")
     return book_id

@@ -38,7 +38,9 @@ class GraphQLApp(GraphQL[Context, None]):
         request.state.context = context
         return context
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         context: Context | None = getattr(request.state, "context", None)
         started: float = getattr(request.state, "started", time.perf_counter())
         codes = sorted({str((e.extensions or {}).get("code")) for e in result.errors or ()})

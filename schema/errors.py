@@ -27,7 +27,9 @@ def is_expected(error: GraphQLError) -> bool:
     return original is None or isinstance(original, (LookalikeError, GraphQLError, *UNREACHABLE))
 
 
-def _with_code(error: GraphQLError, code: str, message: str | None = None, **extra: Any) -> GraphQLError:
+def _with_code(
+    error: GraphQLError, code: str, message: str | None = None, **extra: Any
+) -> GraphQLError:
     extensions = {**(error.extensions or {}), **extra, "code": code}
     return GraphQLError(
         message if message is not None else error.message,

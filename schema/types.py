@@ -122,7 +122,9 @@ class Query:
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> BookConnection:
         page, found = await books.books_page(info.context, 20 if first is None else first, after)
-        edges = [BookEdge(cursor=books.encode_cursor(b.id), node=Book.from_record(b)) for b in found]
+        edges = [
+            BookEdge(cursor=books.encode_cursor(b.id), node=Book.from_record(b)) for b in found
+        ]
         return BookConnection(
             edges=edges,
             page_info=PageInfo(

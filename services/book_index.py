@@ -22,7 +22,12 @@ VECTOR_FIELD = "embedding"
 def book_schema(settings: Settings) -> IndexSchema:
     fields: list[dict[str, Any]] = [
         {"name": "id", "type": "tag", "path": "$.id"},
-        {"name": "id_number", "type": "numeric", "path": "$.id_number", "attrs": {"sortable": True}},
+        {
+            "name": "id_number",
+            "type": "numeric",
+            "path": "$.id_number",
+            "attrs": {"sortable": True},
+        },
         {"name": "title", "type": "text", "path": "$.title"},
         {"name": "author", "type": "tag", "path": "$.author"},
         {"name": "genres", "type": "tag", "path": "$.genres[*]"},

@@ -115,9 +115,7 @@ class Catalogue:
             pipe.execute_command("JSON.MGET", *map(self.doc_key, book_ids), _FIELDS_PATH)
             pipe.mget(list(map(self.vector_key, book_ids)))
             documents, vectors = await pipe.execute()
-        return [
-            _book(values, vector) for values, vector in zip(documents, vectors, strict=True)
-        ]
+        return [_book(values, vector) for values, vector in zip(documents, vectors, strict=True)]
 
     async def get(self, book_id: str) -> Book:
         (book,) = await self.get_many([book_id])

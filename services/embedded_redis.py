@@ -108,7 +108,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads touch this fork
+            preexec_fn=_die_with_parent,
         )
         try:
             self._wait_until_ready()

@@ -78,10 +78,9 @@ def connect(url: str, timeout: float) -> Redis:
     One retry (after 10 ms) replaces a pooled connection that died while Redis restarted;
     more would only make a request wait longer for an answer that is SERVICE_UNAVAILABLE.
     """
-    options = parse_url(url)
-    connection_class = _counting(options.pop("connection_class", Connection))
+    options: dict[str, Any] = dict(parse_url(url))
+    options["connection_class"] = _counting(options.get("connection_class", Connection))
     pool = ConnectionPool(
-        connection_class=connection_class,
         protocol=3,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -96,7 +95,7 @@ def connect(url: str, timeout: float) -> Redis:
 async def check_modules(client: Redis, url: str) -> None:
     """Fail with one sentence when the server cannot hold a vector index over JSON."""
     try:
-        modules = await client.execute_command("MODULE", "LIST")
+        modules = await client.execute_command("MODULE", "LIST")  # type: ignore[no-untyped-call]
     except UNREACHABLE as exc:
         raise ServiceUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
     except RedisError as exc:

@@ -1,0 +1,157 @@
+"""Loading books: idempotent, re-embeds only what changed, vectors match the real model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from lookalike.services.book_records import read_source_dir
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.catalogue_loader import LoadSummary, load_books
+from lookalike.services.errors import CatalogueError
+from lookalike.services.redis_connection import connect
+from lookalike.services.settings import Settings
+from lookalike.services.shipped_catalogue import read_shipped, shipped_dir
+from lookalike.services.text_embedding import MODEL_NAME, text_embedder
+
+
+@pytest.fixture
+def scratch_settings(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """An index and key prefix of this test's own on the session's Redis, dropped after."""
+    name = "t_" + request.node.name.replace("[", "_").replace("]", "")[:40]
+    scratch = settings.model_copy(update={"index_name": name, "key_prefix": name})
+    yield scratch
+
+    async def drop() -> None:
+        client = connect(scratch.redis_url or "", 5)
+        await Catalogue(client, scratch).index.delete(drop=True)
+        async for key in client.scan_iter(match=f"{name}-vector:*"):
+            await client.delete(key)
+        await client.aclose()
+
+    anyio.run(drop)
+
+
+def load(settings: Settings, records: list[dict[str, Any]]) -> tuple[LoadSummary, Catalogue]:
+    async def run() -> tuple[LoadSummary, Catalogue]:
+        client = connect(settings.redis_url or "", 5)
+        catalogue = Catalogue(client, settings)
+        shipped = read_shipped()
+        summary = await load_books(catalogue, records, shipped=shipped, embedder=text_embedder)
+        await client.aclose()
+        return summary, catalogue
+
+    return anyio.run(run)
+
+
+def stored_vector(settings: Settings, book_id: str) -> np.ndarray | None:
+    async def run() -> bytes | None:
+        client = connect(settings.redis_url or "", 5)
+        blob = await client.get(f"{settings.key_prefix}-vector:{book_id}")
+        await client.aclose()
+        assert blob is None or isinstance(blob, bytes)
+        return blob
+
+    blob = anyio.run(run)
+    return None if blob is None else np.frombuffer(blob, dtype=np.float32)
+
+
+def dump(settings: Settings) -> dict[bytes, Any]:
+    """Every key of the scratch catalogue with its value: to prove a reload changed nothing."""
+
+    async def run() -> dict[bytes, Any]:
+        client = connect(settings.redis_url or "", 5)
+        keys = [k async for k in client.scan_iter(match=f"{settings.key_prefix}*")]
+        values: dict[bytes, Any] = {}
+        for key in keys:
+            kind = await client.type(key)
+            if kind == b"ReJSON-RL":
+                values[key] = await client.json().get(key, "$")
+            else:
+                values[key] = await client.get(key)
+        await client.aclose()
+        return values
+
+    return anyio.run(run)
+
+
+SAMPLE = [r for r in read_shipped().records if r["id"] in {"9", "15", "1070", "26415", "942"}]
+
+
+def test_loading_twice_changes_nothing(scratch_settings: Settings) -> None:
+    first, _ = load(scratch_settings, SAMPLE)
+    before = dump(scratch_settings)
+    second, _ = load(scratch_settings, SAMPLE)
+    assert (first.added, first.embedded) == (5, 0)
+    assert (second.added, second.updated, second.unchanged, second.embedded) == (0, 0, 5, 0)
+    assert dump(scratch_settings) == before
+
+
+def test_only_a_changed_description_is_embedded_again(scratch_settings: Settings) -> None:
+    load(scratch_settings, SAMPLE)
+    original_9 = stored_vector(scratch_settings, "9")
+    edited = [dict(r) for r in SAMPLE]
+    new_text = "A lighthouse keeper befriends a whale that sings about the stars."
+    for record in edited:
+        if record["id"] == "15":
+            record["description"] = new_text
+        if record["id"] == "9":
+            record["title"] = "Transformers: The Ultimate Guide (revised)"
+
+    summary, _ = load(scratch_settings, edited)
+
+    assert (summary.updated, summary.unchanged, summary.embedded) == (2, 3, 1)
+    np.testing.assert_array_equal(stored_vector(scratch_settings, "9"), original_9)
+    expected = text_embedder().encode([new_text])[0]
+    assert float(stored_vector(scratch_settings, "15") @ expected) > 0.9999
+
+
+def test_a_new_book_is_embedded_with_the_real_model(scratch_settings: Settings) -> None:
+    book = dict(SAMPLE[0], id="900001", description="Robots from space fight over Earth.")
+    summary, _ = load(scratch_settings, [book])
+    assert (summary.added, summary.embedded) == (1, 1)
+    vector = stored_vector(scratch_settings, "900001")
+    assert vector is not None
+    assert vector.shape == (384,)
+    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
+
+
+def test_shipped_vectors_match_the_model_on_sampled_descriptions() -> None:
+    shipped = read_shipped()
+    rng = np.random.default_rng(20261125)
+    candidates = [r for r in shipped.records if r["description"].strip()]
+    sample = [candidates[i] for i in rng.choice(len(candidates), 24, replace=False)]
+    fresh = text_embedder().encode([r["description"] for r in sample])
+    for record, vector in zip(sample, fresh, strict=True):
+        stored = shipped.vector_for(record["description"])
+        assert stored is not None
+        similarity = float(vector @ stored / (np.linalg.norm(vector) * np.linalg.norm(stored)))
+        assert similarity >= 0.999, record["id"]
+
+
+def test_manifest_names_the_model_and_hashes_every_description() -> None:
+    manifest = json.loads((shipped_dir() / "manifest.json").read_text())
+    shipped = read_shipped()
+    assert manifest["model"] == MODEL_NAME
+    assert manifest["dimensions"] == 384
+    assert len(shipped.records) == manifest["books"] == 1486
+    described = {r["description"] for r in shipped.records if r["description"].strip()}
+    assert len(manifest["vectors"]) == len(described) == shipped.vectors.shape[0]
+    assert all(shipped.vector_for(text) is not None for text in described)
+
+
+def test_a_source_folder_with_a_bad_record_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "1.json").write_text(json.dumps({"id": "abc", "title": "t", "author": "a"}))
+    with pytest.raises(CatalogueError, match=r"1\.json"):
+        list(read_source_dir(tmp_path))
+    with pytest.raises(CatalogueError, match="not a folder"):
+        list(read_source_dir(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CatalogueError, match=r"no \*\.json"):
+        list(read_source_dir(tmp_path / "empty"))

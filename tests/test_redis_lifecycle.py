@@ -1,0 +1,136 @@
+"""The embedded Redis, a Redis without modules, and Redis going away and coming back."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from lookalike.schema.app import create_app
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.catalogue_loader import load_books
+from lookalike.services.embedded_redis import EmbeddedRedis, server_binary
+from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.redis_connection import open_redis
+from lookalike.services.settings import Settings
+from lookalike.services.shipped_catalogue import read_shipped
+from lookalike.services.text_embedding import text_embedder
+from tests.conftest import error_codes, gql
+
+SIMILAR_9 = '{ book(id: "9") { similar(k: 5) { book { id } } } }'
+
+
+def test_serve_starts_embedded_redis_loads_catalogue_and_stops_it(tmp_path: Path) -> None:
+    settings = Settings(redis_url=None, data_dir=tmp_path)
+    with TestClient(create_app(settings)) as api:
+        assert api.get("/readyz").json() == {"status": "ready", "books": 1486}
+        url = (tmp_path / "redis.url").read_text().strip()
+        redis.Redis(unix_socket_path=url.removeprefix("unix://")).set("marker", "kept")
+    assert not (tmp_path / "redis.url").exists()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(unix_socket_path=url.removeprefix("unix://")).ping()
+    assert (tmp_path / "appendonlydir").is_dir()
+
+    # Second start: the AOF brings everything back, nothing is loaded again.
+    with TestClient(create_app(settings)) as api:
+        assert api.get("/readyz").json()["books"] == 1486
+        assert redis.Redis(unix_socket_path=url.removeprefix("unix://")).get("marker") == b"kept"
+        assert gql(api, SIMILAR_9)["data"]["book"]["similar"][0]["book"]["id"] == "15"
+
+
+def test_a_second_process_shares_the_running_embedded_redis(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path)
+    url = server.start()
+    try:
+        with pytest.raises(ServiceUnavailable, match="another lookalike process"):
+            EmbeddedRedis(tmp_path).start()
+
+        async def shared() -> str:
+            async with open_redis(Settings(redis_url=None, data_dir=tmp_path)) as (_, found):
+                return found
+
+        assert anyio.run(shared) == url
+        assert server.process is not None
+        assert server.process.poll() is None
+    finally:
+        server.stop()
+
+
+def test_redis_without_search_and_json_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    socket = tmp_path / "plain.sock"
+    plain = subprocess.Popen(
+        [str(server_binary()), "--port", "0", "--unixsocket", str(socket), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        async def attempt() -> None:
+            async with open_redis(Settings(redis_url=f"unix://{socket}", data_dir=tmp_path)):
+                pass
+
+        with pytest.raises(ServiceUnavailable) as raised:
+            anyio.run(attempt)
+        assert "lacks the search module" in raised.value.message
+        assert "\n" not in raised.value.message
+    finally:
+        plain.terminate()
+        plain.wait()
+
+
+def test_redis_down_gives_service_unavailable_and_the_server_recovers(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    settings = Settings(redis_url=server.start(), data_dir=tmp_path, redis_timeout=1)
+    try:
+        with TestClient(create_app(settings)) as api:
+            assert "errors" not in gql(api, SIMILAR_9)
+            server.stop()
+
+            down = gql(api, SIMILAR_9)
+            assert down["data"] == {"book": None}
+            assert error_codes(down) == ["SERVICE_UNAVAILABLE"]
+            assert "Redis" in down["errors"][0]["message"]
+            assert api.get("/readyz").status_code == 503
+            assert api.get("/healthz").status_code == 200
+
+            server.start()  # same data directory: the AOF brings the catalogue back
+            deadline = time.monotonic() + 10
+            while api.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert api.get("/readyz").status_code == 200
+            back = gql(api, SIMILAR_9)
+            assert "errors" not in back
+            assert back["data"]["book"]["similar"][0]["book"]["id"] == "15"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("build", range(3))
+def test_every_fresh_index_build_reproduces_the_course(settings: Settings, build: int) -> None:
+    fresh = settings.model_copy(
+        update={"index_name": f"fresh{build}", "key_prefix": f"fresh{build}"}
+    )
+
+    async def run() -> list[list[str]]:
+        async with open_redis(fresh) as (client, _):
+            catalogue = Catalogue(client, fresh)
+            shipped = read_shipped()
+            await load_books(catalogue, shipped.records, shipped=shipped, embedder=text_embedder)
+            sources = await catalogue.get_many(["26415", "9"])
+            found = await catalogue.similar_many([(book, 5) for book in sources if book])
+            await catalogue.index.delete(drop=True)
+            async for key in client.scan_iter(match=f"fresh{build}-vector:*"):
+                await client.delete(key)
+        return [[n.book_id for n in neighbours] for neighbours in found]
+
+    assert anyio.run(run) == [
+        ["3008", "2706", "23187", "942", "519"],
+        ["15", "3", "110", "2", "37"],
+    ]
