@@ -7,6 +7,7 @@ REDIS_URL is unset), prepares the catalogue and closes everything on shutdown.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -87,6 +88,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_catalogue(settings) as (catalogue, url):
             app.state.catalogue = catalogue
+            # Everything alive now lives as long as the process: keep the collector off it,
+            # or each full collection walks the whole schema and library state mid-request.
+            gc.collect()
+            gc.freeze()
             log.info("ready", extra={"redis": redact(url), "index": settings.index_name})
             yield
 

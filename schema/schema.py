@@ -6,6 +6,7 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import ExecutionContext
 
 from lookalike.schema.errors import ErrorCodes, is_expected
@@ -24,4 +25,13 @@ class Schema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
-schema = Schema(query=Query, extensions=[ErrorCodes])
+# Clients send the same few documents over and over: parse and validate each once. The LRU
+# caches live at module level, so a fresh extension per request still shares them.
+schema = Schema(
+    query=Query,
+    extensions=[
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        ErrorCodes,
+    ],
+)
