@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry import extensions as strawberry_extensions
+from strawberry.extensions import ValidationCache
 from strawberry.types import ExecutionContext
 
 from lookalike.schema.errors import ErrorCodes, is_expected
 from lookalike.schema.types import Query
 
 log = logging.getLogger("lookalike.graphql")
+
+
+class ParserCache(strawberry_extensions.ParserCache):
+    """Strawberry's parser cache, except that a document that does not parse is left to
+    Strawberry to parse again inside the operation, where the error gets its code."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        except GraphQLError:
+            context.graphql_document = None
+        yield
 
 
 class Schema(strawberry.Schema):
