@@ -6,16 +6,12 @@ Arguments are checked before any loader is touched, so a bad ``k`` costs no Redi
 
 from __future__ import annotations
 
-import base64
-import binascii
-
+from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import Match, RadiusMatches
 from lookalike.services.book_records import Book
 from lookalike.services.catalogue import BookPage, validate_radius, validate_similar
-from lookalike.services.errors import BadUserInput, BookNotFound
-
-_CURSOR_PREFIX = "book:"
+from lookalike.services.errors import BookNotFound
 
 
 async def book(ctx: Context, book_id: str) -> Book:
@@ -46,17 +42,8 @@ async def books_page(ctx: Context, first: int, after: str | None) -> tuple[BookP
 
 
 def encode_cursor(book_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{book_id}".encode()).decode()
+    return cursors.encode("book", book_id)
 
 
 def decode_cursor(cursor: str) -> str:
-    """The book id a cursor points after; anything this API would not have made is refused."""
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
-    except (binascii.Error, UnicodeError, ValueError):
-        text = ""
-    book_id = text.removeprefix(_CURSOR_PREFIX)
-    valid = book_id.isdigit() and len(book_id) <= 15 and encode_cursor(book_id) == cursor
-    if not valid:
-        raise BadUserInput(f"after: {cursor!r} is not a cursor this API returned", argument="after")
-    return book_id
+    return cursors.decode("book", cursor, lambda key: key.isdigit() and len(key) <= 15)

@@ -6,16 +6,18 @@ from dataclasses import dataclass, field
 
 from lookalike.resolvers.loaders import Loaders
 from lookalike.services.catalogue import Catalogue
+from lookalike.services.faces import FaceService
 from lookalike.services.redis_connection import RoundTrips
 
 
 @dataclass
 class Context:
     catalogue: Catalogue
+    faces: FaceService
     round_trips: RoundTrips
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         # Fresh loaders per request: their caches must never serve one user's request
         # from another's, nor outlive a catalogue reload.
-        self.loaders = Loaders(self.catalogue)
+        self.loaders = Loaders(self.catalogue, self.faces.store)

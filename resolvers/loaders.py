@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader
 from lookalike.services.book_records import Book
 from lookalike.services.catalogue import Catalogue, Neighbour, RadiusRequest
 from lookalike.services.errors import BookNotFound
+from lookalike.services.face_store import FaceStore, Person
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +36,10 @@ RadiusKey = tuple[str, float, int, int]  # book id, radius, first, offset
 
 
 class Loaders:
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, faces: FaceStore) -> None:
         self.catalogue = catalogue
         self.books = DataLoader[str, Book | None](load_fn=catalogue.get_many)
+        self.people = DataLoader[str, Person | None](load_fn=faces.get_many)
         self.similar = DataLoader[SimilarKey, list[Match]](load_fn=self._load_similar)
         self.radius = DataLoader[RadiusKey, RadiusMatches](load_fn=self._load_radius)
 

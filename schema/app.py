@@ -23,9 +23,11 @@ from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
 
 from lookalike.resolvers.context import Context
+from lookalike.schema.http_guards import RequestGuards
 from lookalike.schema.schema import schema
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import open_catalogue
+from lookalike.services.faces import open_faces
 from lookalike.services.redis_connection import UNREACHABLE, redact, start_counting
 from lookalike.services.settings import Settings, get_settings
 
@@ -35,7 +37,10 @@ log = logging.getLogger("lookalike.http")
 class GraphQLApp(GraphQL[Context, None]):
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         request.state.started = time.perf_counter()
-        context = Context(catalogue=request.app.state.catalogue, round_trips=start_counting())
+        state = request.app.state
+        context = Context(
+            catalogue=state.catalogue, faces=state.faces, round_trips=start_counting()
+        )
         request.state.context = context
         return context
 
@@ -86,8 +91,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_catalogue(settings) as (catalogue, url):
+        async with (
+            open_catalogue(settings) as (catalogue, url),
+            open_faces(settings, catalogue.redis) as faces,
+        ):
             app.state.catalogue = catalogue
+            app.state.faces = faces
             # Everything alive now lives as long as the process: keep the collector off it,
             # or each full collection walks the whole schema and library state mid-request.
             gc.collect()
@@ -95,8 +104,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.info("ready", extra={"redis": redact(url), "index": settings.index_name})
             yield
 
-    graphql = GraphQLApp(schema, graphql_ide="graphiql" if settings.graphiql else None)
-    return Starlette(
+    graphql = GraphQLApp(
+        schema,
+        graphql_ide="graphiql" if settings.graphiql else None,
+        multipart_uploads_enabled=True,
+    )
+    app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
@@ -104,3 +117,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(
+        RequestGuards,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    return app

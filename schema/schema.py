@@ -9,10 +9,12 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import extensions as strawberry_extensions
 from strawberry.extensions import ValidationCache
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from lookalike.schema.books import BookQuery
 from lookalike.schema.errors import ErrorCodes, is_expected
-from lookalike.schema.types import Query
+from lookalike.schema.faces import FaceQuery, Mutation
 
 log = logging.getLogger("lookalike.graphql")
 
@@ -44,8 +46,11 @@ class Schema(strawberry.Schema):
 
 # Clients send the same few documents over and over: parse and validate each once. The LRU
 # caches live at module level, so a fresh extension per request still shares them.
+Query = merge_types("Query", (BookQuery, FaceQuery))
+
 schema = Schema(
     query=Query,
+    mutation=Mutation,
     extensions=[
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),

@@ -30,6 +30,10 @@ app = typer.Typer(
 )
 books_app = typer.Typer(help="Load and query the book catalogue.", no_args_is_help=True)
 app.add_typer(books_app, name="books")
+faces_app = typer.Typer(
+    help="Enrol people from photos; evaluate the face model.", no_args_is_help=True
+)
+app.add_typer(faces_app, name="faces")
 
 out = Console()
 err = Console(stderr=True)
@@ -152,6 +156,100 @@ def books_pack(
 
     count = _run(work)
     out.print(f"wrote {count} vectors to {out_dir}", highlight=False)
+
+
+@faces_app.command("enroll")
+def faces_enroll(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="One folder per person.")],
+    images: Annotated[str, typer.Option(help="Image numbers to enrol, e.g. 1-5 or 1,3,7.")] = "1-5",
+) -> None:
+    """Enrol every person folder of DIR (the folder name is the person id)."""
+    from lookalike.services.errors import NoFace
+    from lookalike.services.face_eval import parse_numbers, people_in
+    from lookalike.services.faces import open_faces, validate_person_id
+    from lookalike.services.redis_connection import open_redis
+
+    settings = get_settings()
+
+    async def work() -> str:
+        numbers = parse_numbers(images)
+        people = people_in(folder)
+        for person in people:
+            validate_person_id(person)
+        photos = [
+            (p, path)
+            for p, found in people.items()
+            for n, path in sorted(found.items())
+            if n in numbers
+        ]
+        added = again = faceless = 0
+        async with open_redis(settings) as (client, _), open_faces(settings, client) as faces:
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("enrolling faces", total=len(photos))
+                for person, path in photos:
+                    before = (await faces.store.get_many([person]))[0]
+                    try:
+                        after = await faces.enroll(person, path.read_bytes(), None)
+                    except NoFace:
+                        faceless += 1
+                    else:
+                        grew = after.face_count > (before.face_count if before else 0)
+                        added, again = added + grew, again + (not grew)
+                    bar.advance(task)
+        return (
+            f"{len(people)} people, {len(photos)} photos: {added} faces added, "
+            f"{again} already enrolled, {faceless} without a face"
+        )
+
+    out.print(_run(work), highlight=False)
+
+
+@faces_app.command("eval")
+def faces_eval(
+    dataset: Annotated[Path, typer.Option(help="One folder per person, numbered images.")],
+    enroll: Annotated[str, typer.Option(help="Image numbers to enrol.")] = "1-5",
+    query: Annotated[str, typer.Option(help="Image numbers to identify.")] = "6-10",
+    layout: Annotated[str | None, typer.Option(help="hash or json [FACE_LAYOUT].")] = None,
+) -> None:
+    """Run the course's protocol on a throwaway namespace: closed and open set figures."""
+    import os
+
+    from lookalike.services.face_eval import evaluate, parse_numbers, people_in
+    from lookalike.services.face_model import FaceEmbedder
+    from lookalike.services.redis_connection import open_redis
+
+    settings = get_settings()
+    chosen = layout or settings.face_layout
+    if chosen not in ("hash", "json"):
+        err.print("[red]error:[/red] --layout is hash or json", highlight=False)
+        raise typer.Exit(1)
+
+    async def work() -> list[str]:
+        enrolled, queried = parse_numbers(enroll), parse_numbers(query)
+        total = sum(len(images) for images in people_in(dataset).values())
+        embedder = FaceEmbedder(
+            settings.deepface_home, os.cpu_count() or 1, settings.max_image_pixels
+        )
+        try:
+            async with open_redis(settings) as (client, _):
+                with Progress(console=err, transient=True) as bar:
+                    task = bar.add_task("embedding faces", total=total)
+                    report = await evaluate(
+                        client,
+                        embedder,
+                        dataset,
+                        enroll=enrolled,
+                        query=queried,
+                        layout="json" if chosen == "json" else "hash",
+                        threshold=settings.face_threshold,
+                        progress=lambda n: bar.advance(task, n),
+                    )
+        finally:
+            embedder.close()
+        return report.lines()
+
+    for line in _run(work):
+        out.print(line, highlight=False)
 
 
 def main() -> None:

@@ -15,6 +15,14 @@ class LookalikeError(Exception):
         self.message = message
         self.extensions = extensions
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Face errors are raised in the embedding worker process and re-raised here.
+        return (_rebuild, (type(self), self.message, self.extensions))
+
+
+def _rebuild(cls: type[LookalikeError], message: str, extensions: dict[str, object]) -> object:
+    return cls(message, **extensions)
+
 
 class BadUserInput(LookalikeError):
     code = "BAD_USER_INPUT"
@@ -28,6 +36,30 @@ class ServiceUnavailable(LookalikeError):
     """Redis cannot be reached, or lacks the modules lookalike needs."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class PersonNotFound(LookalikeError):
+    code = "PERSON_NOT_FOUND"
+
+
+class InvalidImage(LookalikeError):
+    """Not a decodable JPEG, PNG, BMP or WebP."""
+
+    code = "INVALID_IMAGE"
+
+
+class ImageTooLarge(LookalikeError):
+    """More pixels than LOOKALIKE_MAX_IMAGE_PIXELS, found from the header before decoding."""
+
+    code = "IMAGE_TOO_LARGE"
+
+
+class PayloadTooLarge(LookalikeError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class NoFace(LookalikeError):
+    code = "NO_FACE"
 
 
 class CatalogueError(LookalikeError):

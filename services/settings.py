@@ -48,8 +48,28 @@ class Settings(BaseSettings):
     catalogue_autoload: bool = Field(
         default=True, description="Load the shipped catalogue when the index is empty."
     )
+    face_layout: Literal["hash", "json"] = Field(
+        default="hash",
+        validation_alias=AliasChoices("FACE_LAYOUT", "LOOKALIKE_FACE_LAYOUT", "face_layout"),
+        description="How enrolled faces are stored: one Hash per face, or one JSON per person.",
+    )
+    face_threshold: float = Field(
+        default=0.05,
+        gt=0,
+        le=2,
+        description="Nearest-face cosine distance below which a face is identified.",
+    )
+    face_workers: int = Field(default=1, ge=1, le=16, description="Face model processes.")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="JSON request bodies.")
+    max_image_pixels: int = Field(default=50_000_000, ge=10_000)
     graphiql: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def deepface_home(self) -> Path:
+        """deepface's home: its weights folder gets links to the packaged model files."""
+        return self.data_dir / "deepface"
 
 
 @cache

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from lookalike.resolvers.loaders import Loaders
 from lookalike.services.book_records import Book
 from lookalike.services.catalogue import Catalogue
+from lookalike.services.face_store import face_store
 from lookalike.services.redis_connection import connect
 from lookalike.services.settings import Settings
 from tests.conftest import gql
@@ -67,7 +68,7 @@ def test_the_same_book_asked_twice_in_a_request_is_read_once(settings: Settings)
         client = connect(settings.redis_url or "", settings.redis_timeout)
         catalogue = RecordingCatalogue(client, settings)
         catalogue.reads = []
-        loaders = Loaders(catalogue)
+        loaders = Loaders(catalogue, face_store("hash", client))
         try:
             # Two requests for book 9 and two overlapping neighbourhoods in one "request".
             first, again = await loaders.books.load_many(["9", "9"])

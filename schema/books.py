@@ -1,4 +1,4 @@
-"""The GraphQL types. Each wraps a domain record from the services layer."""
+"""The book types and queries. Each type wraps a domain record from the services layer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import strawberry
 from lookalike.resolvers import books
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import Match
+from lookalike.schema.pagination import PageInfo
 from lookalike.services.book_records import Book as BookRecord
 
 Info = strawberry.Info[Context, None]
@@ -92,14 +93,6 @@ class BookEdge:
     node: Book
 
 
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
-
-
 @strawberry.type(description="A Relay cursor connection over the catalogue, in id order.")
 class BookConnection:
     edges: list[BookEdge]
@@ -112,7 +105,7 @@ def _matches(found: list[Match]) -> list[BookMatch]:
 
 
 @strawberry.type
-class Query:
+class BookQuery:
     @strawberry.field(description="A book by id; null (with BOOK_NOT_FOUND) when there is none.")
     async def book(self, info: Info, id: strawberry.ID) -> Book | None:
         return Book.from_record(await books.book(info.context, str(id)))
@@ -127,11 +120,6 @@ class Query:
         ]
         return BookConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
+            page_info=PageInfo.of([e.cursor for e in edges], has_next=page.has_next, after=after),
             total_count=page.total,
         )

@@ -1,0 +1,65 @@
+"""Face resolvers: read the upload, call the face service, load people in one batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lookalike.resolvers import cursors
+from lookalike.resolvers.context import Context
+from lookalike.services.errors import InvalidImage, PersonNotFound
+from lookalike.services.face_store import PeoplePage, Person
+from lookalike.services.faces import PERSON_ID, FaceService, Identification
+
+
+def _faces(ctx: Context) -> FaceService:
+    return ctx.faces
+
+
+async def read_upload(upload: Any) -> bytes:
+    """The uploaded bytes; the request's size was already bounded while it was received."""
+    if not hasattr(upload, "read"):
+        raise InvalidImage("image must be a file part of a multipart request")
+    data: bytes = await upload.read()
+    return data
+
+
+async def identify(ctx: Context, upload: Any, k: int) -> tuple[Identification, list[Person]]:
+    found = await _faces(ctx).identify(await read_upload(upload), k)
+    people = await ctx.loaders.people.load_many([c.person_id for c in found.candidates])
+    return found, [p for p in people if p is not None]
+
+
+async def enroll(ctx: Context, person_id: str, upload: Any, name: str | None) -> Person:
+    person = await _faces(ctx).enroll(person_id, await read_upload(upload), name)
+    ctx.loaders.people.prime(person.id, person, force=True)
+    return person
+
+
+async def delete(ctx: Context, person_id: str) -> bool:
+    deleted = await _faces(ctx).delete(person_id)
+    ctx.loaders.people.clear(person_id)
+    return deleted
+
+
+async def person(ctx: Context, person_id: str) -> Person:
+    found = await ctx.loaders.people.load(person_id)
+    if found is None:
+        raise PersonNotFound(f"nobody is enrolled as {person_id!r}", id=person_id)
+    return found
+
+
+async def people_page(
+    ctx: Context, first: int, after: str | None
+) -> tuple[PeoplePage, list[Person]]:
+    start = (
+        None
+        if after is None
+        else cursors.decode("person", after, lambda key: PERSON_ID.fullmatch(key) is not None)
+    )
+    page = await _faces(ctx).page(first, start)
+    found = await ctx.loaders.people.load_many(page.person_ids)
+    return page, [p for p in found if p is not None]
+
+
+def encode_cursor(person_id: str) -> str:
+    return cursors.encode("person", person_id)

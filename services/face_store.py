@@ -1,0 +1,331 @@
+"""Where enrolled faces live in Redis, in either of the course's two layouts.
+
+``hash``: one Hash per face, ``face:<person>:<image hash>``, its FLOAT32 vector under an HNSW
+index with the person as a TAG; the person's name and face count in a Hash
+``face-person:<person>``. ``json``: one JSON document per person, ``face-person:<person>``,
+holding all their vectors in ``$.embeddings[*]`` under a multi-value HNSW index, so a KNN
+query ranks people by their nearest face directly.
+
+Both keep the person ids in a sorted set (``faces:people``) for keyset paging, and record
+their layout in ``faces:layout``: opening a Redis that holds the other layout is refused.
+A namespace prefix keeps evaluation runs apart from enrolled people.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from redis.exceptions import WatchError
+from redisvl.index import AsyncSearchIndex
+from redisvl.query import FilterQuery, VectorQuery
+from redisvl.query.filter import Tag
+from redisvl.schema import IndexSchema
+
+from lookalike.services.catalogue import redis_errors
+from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.face_model import DIMENSIONS
+from lookalike.services.redis_connection import Redis
+
+Layout = Literal["hash", "json"]
+LAYOUTS: tuple[Layout, ...] = ("hash", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id: str
+    name: str | None
+    face_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nearest:
+    person_id: str
+    distance: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeoplePage:
+    person_ids: list[str]
+    total: int
+    has_next: bool
+
+
+def _vector_attrs(ef_runtime: int) -> dict[str, Any]:
+    return {
+        "algorithm": "hnsw",
+        "dims": DIMENSIONS,
+        "distance_metric": "cosine",
+        "datatype": "float32",
+        "ef_runtime": ef_runtime,
+    }
+
+
+class FaceStore:
+    layout: Layout
+
+    def __init__(self, client: Redis, namespace: str = "", ef_runtime: int = 100) -> None:
+        self.redis = client
+        self.ns = namespace
+        self.ef_runtime = ef_runtime
+        self.registry = f"{namespace}faces:people"
+        self.marker = f"{namespace}faces:layout"
+        self.index = AsyncSearchIndex(self.schema(), redis_client=client)
+
+    def schema(self) -> IndexSchema:
+        raise NotImplementedError
+
+    def person_key(self, person_id: str) -> str:
+        return f"{self.ns}face-person:{person_id}"
+
+    async def open(self) -> None:
+        """Create the index, or refuse a Redis that holds faces in the other layout."""
+        async with redis_errors():
+            await self.redis.set(self.marker, self.layout, nx=True)
+            raw = await self.redis.get(self.marker)
+            stored = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if stored != self.layout:
+                raise ServiceUnavailable(
+                    f"this Redis holds faces in the {stored} layout, but FACE_LAYOUT is "
+                    f"{self.layout}: set FACE_LAYOUT={stored}, or run "
+                    f"`lookalike faces migrate --to {self.layout}`"
+                )
+            await self.index.create(overwrite=False)
+
+    async def page(self, first: int, after: str | None) -> PeoplePage:
+        low = f"({after}" if after is not None else "-"
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebylex(self.registry, low, "+", start=0, num=first + 1)
+            pipe.zcard(self.registry)
+            ids, total = await pipe.execute()
+        ids = [i.decode() for i in ids]
+        return PeoplePage(person_ids=ids[:first], total=total, has_next=len(ids) > first)
+
+    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
+        raise NotImplementedError
+
+    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        raise NotImplementedError
+
+    async def enroll(
+        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+    ) -> bool:
+        """Add one face; False when this image was enrolled for this person already."""
+        raise NotImplementedError
+
+    async def delete(self, person_id: str) -> bool:
+        raise NotImplementedError
+
+    async def drop(self) -> None:
+        """Remove the index and every key of this namespace (evaluation clean-up)."""
+        async with redis_errors():
+            await self.index.delete(drop=True)
+            async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000):
+                await self.redis.delete(key)
+
+    def _query(self, vector: bytes, num_results: int) -> VectorQuery:
+        return VectorQuery(
+            vector=vector,
+            vector_field_name="embedding",
+            return_fields=["person_id"],
+            num_results=num_results,
+            ef_runtime=max(self.ef_runtime, num_results),
+        )
+
+    async def _search(self, query: VectorQuery) -> Any:
+        async with redis_errors():
+            (result,) = await self.index.batch_search([(query, query.params)], batch_size=1)
+        return result
+
+
+class HashFaceStore(FaceStore):
+    layout: Layout = "hash"
+
+    def schema(self) -> IndexSchema:
+        return IndexSchema.from_dict(
+            {
+                "index": {
+                    "name": f"{self.ns}faces_hash",
+                    "prefix": f"{self.ns}face:",
+                    "storage_type": "hash",
+                },
+                "fields": [
+                    {"name": "person_id", "type": "tag"},
+                    {
+                        "name": "embedding",
+                        "type": "vector",
+                        "attrs": _vector_attrs(self.ef_runtime),
+                    },
+                ],
+            }
+        )
+
+    def face_key(self, person_id: str, image_hash: str) -> str:
+        return f"{self.ns}face:{person_id}:{image_hash[:32]}"
+
+    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            for person_id in person_ids:
+                pipe.hmget(self.person_key(person_id), ["name", "face_count"])
+            rows = await pipe.execute()
+        return [
+            None
+            if count is None or int(count) == 0
+            else Person(id=pid, name=name.decode() if name else None, face_count=int(count))
+            for pid, (name, count) in zip(person_ids, rows, strict=True)
+        ]
+
+    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
+        """The k nearest distinct people: faces are fetched in growing windows until k
+        different people are among them, or there are no more faces."""
+        window = k * 8
+        while True:
+            result = await self._search(self._query(vector, window))
+            people: dict[str, float] = {}
+            for doc in result.docs:
+                people.setdefault(doc.person_id, float(doc.vector_distance))
+            if len(people) >= k or len(result.docs) < window:
+                return [Nearest(p, d) for p, d in list(people.items())[:k]]
+            window *= 4
+
+    async def enroll(
+        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+    ) -> bool:
+        face_key = self.face_key(person_id, image_hash)
+        person_key = self.person_key(person_id)
+        async with redis_errors():
+            for _ in range(5):  # optimistic: retry when another enrolment raced us
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(face_key)
+                        new = not await pipe.exists(face_key)
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        if new:
+                            pipe.hset(
+                                face_key,
+                                mapping={
+                                    "person_id": person_id,
+                                    "embedding": vector,
+                                    "image_sha256": image_hash,
+                                },
+                            )
+                            pipe.hincrby(person_key, "face_count", 1)
+                            pipe.zadd(self.registry, {person_id: 0})
+                        if name is not None:
+                            pipe.hset(person_key, "name", name)
+                        await pipe.execute()
+                        return new
+                except WatchError:
+                    continue
+        raise ServiceUnavailable("too many concurrent enrolments of the same image; try again")
+
+    async def delete(self, person_id: str) -> bool:
+        faces_of = FilterQuery(
+            filter_expression=Tag("person_id") == person_id, return_fields=[], num_results=10_000
+        )
+        async with redis_errors():
+            (found,) = await self.index.batch_search([(faces_of, faces_of.params)], batch_size=1)
+            faces = [doc.id for doc in found.docs]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.person_key(person_id), *faces)
+                pipe.zrem(self.registry, person_id)
+                deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+
+class JsonFaceStore(FaceStore):
+    layout: Layout = "json"
+
+    def schema(self) -> IndexSchema:
+        return IndexSchema.from_dict(
+            {
+                "index": {
+                    "name": f"{self.ns}faces_json",
+                    "prefix": f"{self.ns}face-person:",
+                    "storage_type": "json",
+                },
+                "fields": [
+                    {"name": "person_id", "type": "tag", "path": "$.id"},
+                    {
+                        "name": "embedding",
+                        "type": "vector",
+                        "path": "$.embeddings[*]",
+                        "attrs": _vector_attrs(self.ef_runtime),
+                    },
+                ],
+            }
+        )
+
+    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        if not person_ids:
+            return []
+        keys = [self.person_key(p) for p in person_ids]
+        async with redis_errors():
+            rows = await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                "JSON.MGET", *keys, "$['name','image_hashes']"
+            )
+        people: list[Person | None] = []
+        for person_id, row in zip(person_ids, rows, strict=True):
+            values = json.loads(row) if row else None
+            if not values or not values[1]:
+                people.append(None)
+            else:
+                people.append(Person(id=person_id, name=values[0], face_count=len(values[1])))
+        return people
+
+    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
+        result = await self._search(self._query(vector, k))
+        return [Nearest(doc.person_id, float(doc.vector_distance)) for doc in result.docs]
+
+    async def enroll(
+        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+    ) -> bool:
+        key = self.person_key(person_id)
+        floats = np.frombuffer(vector, dtype=np.float32).tolist()
+        async with redis_errors():
+            for _ in range(5):
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(key)
+                        raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
+                        hashes = json.loads(raw)[0] if raw else None
+                        new = hashes is None or image_hash not in hashes
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        if hashes is None:
+                            document = {
+                                "id": person_id,
+                                "name": name,
+                                "embeddings": [floats],
+                                "image_hashes": [image_hash],
+                            }
+                            pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
+                            pipe.zadd(self.registry, {person_id: 0})
+                        elif new:
+                            pipe.execute_command(
+                                "JSON.ARRAPPEND", key, "$.embeddings", json.dumps(floats)
+                            )
+                            pipe.execute_command(
+                                "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
+                            )
+                        if name is not None and hashes is not None:
+                            pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
+                        await pipe.execute()
+                        return new
+                except WatchError:
+                    continue
+        raise ServiceUnavailable("too many concurrent enrolments of the same person; try again")
+
+    async def delete(self, person_id: str) -> bool:
+        async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.person_key(person_id))
+            pipe.zrem(self.registry, person_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+
+def face_store(layout: Layout, client: Redis, namespace: str = "") -> FaceStore:
+    stores: dict[Layout, type[FaceStore]] = {"hash": HashFaceStore, "json": JsonFaceStore}
+    return stores[layout](client, namespace)
