@@ -37,7 +37,7 @@ async def enroll(ctx: Context, person_id: str, upload: Any, name: str | None) ->
 
 async def delete(ctx: Context, person_id: str) -> bool:
     deleted = await _faces(ctx).delete(person_id)
-    ctx.loaders.people.clear(person_id)
+    ctx.loaders.people.prime(person_id, None, force=True)  # gone, for the rest of the request
     return deleted
 
 

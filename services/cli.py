@@ -35,8 +35,8 @@ faces_app = typer.Typer(
 )
 app.add_typer(faces_app, name="faces")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # one summary line stays one line for scripts
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -202,6 +202,28 @@ def faces_enroll(
         )
 
     out.print(_run(work), highlight=False)
+
+
+@faces_app.command("forget")
+def faces_forget(
+    person_id: Annotated[str, typer.Argument(metavar="ID", help="The person's id.")],
+) -> None:
+    """Delete a person and every face vector of theirs."""
+    from lookalike.services.face_store import face_store
+    from lookalike.services.faces import validate_person_id
+    from lookalike.services.redis_connection import open_redis
+
+    settings = get_settings()
+
+    async def work() -> bool:
+        validate_person_id(person_id)
+        async with open_redis(settings) as (client, _):
+            store = face_store(settings.face_layout, client)
+            await store.open()
+            return await store.delete(person_id)
+
+    deleted = _run(work)
+    out.print(f"forgot {person_id}" if deleted else f"nobody is enrolled as {person_id}")
 
 
 @faces_app.command("eval")

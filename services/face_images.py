@@ -62,9 +62,9 @@ def decode(data: bytes, max_pixels: int) -> BGRImage:
 
 def _to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit samples: keep the high byte, as any viewer shows them (no contrast stretch)
         wide = np.asarray(image, dtype=np.uint32)
-        peak = max(int(wide.max()), 1)
-        gray = (wide * 255 // peak).astype(np.uint8) if peak > 255 else wide.astype(np.uint8)
+        gray = (wide >> 8 if wide.max() > 255 else wide).astype(np.uint8)
         return np.stack([gray] * 3, axis=-1)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))

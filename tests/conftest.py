@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
@@ -36,6 +37,24 @@ def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
 def api(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+def redis_dump(redis_url: str, pattern: str) -> dict[bytes, Any]:
+    """Every key matching ``pattern`` with its value: to prove a request wrote nothing."""
+    client = redis.Redis.from_url(redis_url)
+    dumped: dict[bytes, Any] = {}
+    for key in client.scan_iter(match=pattern, count=1000):
+        kind = client.type(key)
+        if kind == b"hash":
+            dumped[key] = client.hgetall(key)
+        elif kind == b"ReJSON-RL":
+            dumped[key] = client.json().get(key, "$")
+        elif kind == b"zset":
+            dumped[key] = client.zrange(key, 0, -1)
+        else:
+            dumped[key] = client.get(key)
+    client.close()
+    return dumped
 
 
 def gql(client: TestClient, query: str, **variables: Any) -> dict[str, Any]:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from lookalike.services.cli import app
 from lookalike.services.settings import Settings, get_settings
+from tests.test_faces import ORL
 
 
 @pytest.fixture
@@ -58,9 +64,57 @@ def test_books_load_of_the_shipped_catalogue_is_a_no_op(runner: CliRunner) -> No
     assert "1486 books: 0 added, 0 updated, 1486 unchanged" in result.stdout
 
 
+def small_orl(tmp_path: Path, people: int, images: int) -> Path:
+    """A few people of ORL, linked into a folder of their own."""
+    for n in range(1, people + 1):
+        (tmp_path / f"s{n}").mkdir()
+        for i in range(1, images + 1):
+            (tmp_path / f"s{n}" / f"{i}.bmp").symlink_to(ORL / f"s{n}" / f"{i}.bmp")
+    return tmp_path
+
+
+def test_faces_enroll_adds_each_photo_once(runner: CliRunner, tmp_path: Path) -> None:
+    dataset = small_orl(tmp_path, people=2, images=3)
+    first = runner.invoke(app, ["faces", "enroll", str(dataset), "--images", "1-2"])
+    assert first.exit_code == 0, first.output
+    assert "2 people, 4 photos: 4 faces added, 0 already enrolled, 0 without a face" in first.stdout
+    again = runner.invoke(app, ["faces", "enroll", str(dataset), "--images", "1,2"])
+    assert "4 photos: 0 faces added, 4 already enrolled" in again.stdout
+    for person in ("s1", "s2"):  # leave the session's Redis as it was
+        forgot = runner.invoke(app, ["faces", "forget", person])
+        assert f"forgot {person}" in forgot.stdout
+    assert "nobody is enrolled as s1" in runner.invoke(app, ["faces", "forget", "s1"]).stdout
+
+
+@pytest.mark.parametrize("layout", ["hash", "json"])
+def test_faces_eval_reports_the_course_protocol(
+    runner: CliRunner, tmp_path: Path, layout: str
+) -> None:
+    dataset = small_orl(tmp_path, people=4, images=6)
+    args = ["--dataset", str(dataset), "--enroll", "1-4", "--query", "5-6", "--layout", layout]
+    result = runner.invoke(app, ["faces", "eval", *args])
+    assert result.exit_code == 0, result.output
+    assert "closed set: 8/8 correct (100.0%)" in result.stdout
+    assert "open set: 3 people enrolled, 1 strangers" in result.stdout
+    assert re.search(r"strangers accepted \d+/6 ", result.stdout)
+    assert f"layout {layout}" in result.stdout
+    assert redis.Redis.from_url(os.environ["REDIS_URL"]).keys("eval-*") == []
+
+
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["books"], ["books", "load"], ["books", "similar"], ["books", "pack"]],
+    [
+        [],
+        ["serve"],
+        ["books"],
+        ["books", "load"],
+        ["books", "similar"],
+        ["books", "pack"],
+        ["faces"],
+        ["faces", "enroll"],
+        ["faces", "eval"],
+        ["faces", "forget"],
+    ],
 )
 def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])

@@ -16,11 +16,13 @@ from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import load_books
 from lookalike.services.embedded_redis import EmbeddedRedis, server_binary
 from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.face_store import face_store
 from lookalike.services.redis_connection import open_redis
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import text_embedder
 from tests.conftest import error_codes, gql
+from tests.test_faces import IDENTIFY, orl, send
 
 SIMILAR_9 = '{ book(id: "9") { similar(k: 5) { book { id } } } }'
 
@@ -97,6 +99,8 @@ def test_redis_down_gives_service_unavailable_and_the_server_recovers(tmp_path: 
             assert down["data"] == {"book": None}
             assert error_codes(down) == ["SERVICE_UNAVAILABLE"]
             assert "Redis" in down["errors"][0]["message"]
+            photo = send(api, IDENTIFY, orl("s1", 1), k=1).json()
+            assert error_codes(photo) == ["SERVICE_UNAVAILABLE"]
             assert api.get("/readyz").status_code == 503
             assert api.get("/healthz").status_code == 200
 
@@ -134,3 +138,15 @@ def test_every_fresh_index_build_reproduces_the_course(settings: Settings, build
         ["3008", "2706", "23187", "942", "519"],
         ["15", "3", "110", "2", "37"],
     ]
+
+
+def test_a_redis_holding_the_other_face_layout_is_refused(settings: Settings) -> None:
+    async def open_both() -> None:
+        async with open_redis(settings) as (client, _):
+            await face_store("hash", client, namespace="switch:").open()
+            await face_store("json", client, namespace="switch:").open()
+
+    with pytest.raises(ServiceUnavailable) as raised:
+        anyio.run(open_both)
+    assert "holds faces in the hash layout, but FACE_LAYOUT is json" in raised.value.message
+    redis.Redis.from_url(settings.redis_url or "").delete("switch:faces:layout")
