@@ -7,7 +7,8 @@ holding all their vectors in ``$.embeddings[*]`` under a multi-value HNSW index,
 query ranks people by their nearest face directly.
 
 Both keep the person ids in a sorted set (``faces:people``) for keyset paging, and record
-their layout in ``faces:layout``: opening a Redis that holds the other layout is refused.
+their layout in ``faces:layout``: opening a Redis whose enrolled people use the other layout
+is refused (with nobody enrolled, the layout simply changes).
 A namespace prefix keeps evaluation runs apart from enrolled people.
 """
 
@@ -82,17 +83,24 @@ class FaceStore:
         return f"{self.ns}face-person:{person_id}"
 
     async def open(self) -> None:
-        """Create the index, or refuse a Redis that holds faces in the other layout."""
+        """Create the index, or refuse a Redis whose enrolled people use the other layout.
+
+        With nobody enrolled the layout may change freely: there is nothing to misread.
+        """
         async with redis_errors():
             await self.redis.set(self.marker, self.layout, nx=True)
             raw = await self.redis.get(self.marker)
             stored = raw.decode() if isinstance(raw, bytes) else str(raw)
             if stored != self.layout:
-                raise ServiceUnavailable(
-                    f"this Redis holds faces in the {stored} layout, but FACE_LAYOUT is "
-                    f"{self.layout}: set FACE_LAYOUT={stored}, or run "
-                    f"`lookalike faces migrate --to {self.layout}`"
-                )
+                enrolled = await self.redis.zcard(self.registry)
+                if enrolled:
+                    raise ServiceUnavailable(
+                        f"this Redis holds {enrolled} enrolled people in the {stored} layout, "
+                        f"but FACE_LAYOUT is {self.layout}: set FACE_LAYOUT={stored} to keep "
+                        f"them, or forget them first (FACE_LAYOUT={stored} lookalike faces "
+                        "forget ID) to start over"
+                    )
+                await self.redis.set(self.marker, self.layout)
             await self.index.create(overwrite=False)
 
     async def page(self, first: int, after: str | None) -> PeoplePage:

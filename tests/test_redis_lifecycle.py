@@ -141,12 +141,21 @@ def test_every_fresh_index_build_reproduces_the_course(settings: Settings, build
 
 
 def test_a_redis_holding_the_other_face_layout_is_refused(settings: Settings) -> None:
-    async def open_both() -> None:
+    async def scenario() -> None:
         async with open_redis(settings) as (client, _):
-            await face_store("hash", client, namespace="switch:").open()
-            await face_store("json", client, namespace="switch:").open()
+            hash_store = face_store("hash", client, namespace="switch:")
+            await hash_store.open()
+            await face_store("json", client, namespace="switch:").open()  # nobody: allowed
+            await hash_store.open()
+            await hash_store.enroll("someone", None, "0" * 64, bytes(4 * 128))
+            try:
+                with pytest.raises(ServiceUnavailable) as raised:
+                    await face_store("json", client, namespace="switch:").open()
+                message = raised.value.message
+                assert "1 enrolled people in the hash layout, but FACE_LAYOUT is json" in message
+                assert "FACE_LAYOUT=hash" in message
+            finally:
+                await hash_store.drop()
+                await client.delete("switch:faces:layout")
 
-    with pytest.raises(ServiceUnavailable) as raised:
-        anyio.run(open_both)
-    assert "holds faces in the hash layout, but FACE_LAYOUT is json" in raised.value.message
-    redis.Redis.from_url(settings.redis_url or "").delete("switch:faces:layout")
+    anyio.run(scenario)

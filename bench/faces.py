@@ -1,0 +1,152 @@
+"""Benchmark identifyFace against the bare model, and book queries beside face work.
+
+Run it against a running server (``lookalike serve``), ideally with people enrolled
+(``lookalike faces enroll ../shared/datasets/orl --images 1-5``):
+
+    .venv/bin/python -m bench.faces [--url http://127.0.0.1:8000] [--dataset DIR] [--rounds 60]
+
+1. identifyFace p50/p95 over HTTP (multipart upload, GraphQL, model worker, Redis KNN), against
+   the embedding alone (decode, detect, embed) in this process, on the same images.
+   Target: at most 1.25x.
+2. Book ``similar(k: 5)`` p95 while 4 identifications run at once, against the same book
+   requests with nothing else running. Target: at most 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from lookalike.services.face_model import FaceEmbedder
+from lookalike.services.settings import get_settings
+
+IDENTIFY = """mutation($image: Upload!) { identifyFace(image: $image, k: 3) {
+  person { id } distance candidates { person { id } distance } facesDetected } }"""
+SIMILAR = "query($id: ID!) { book(id: $id) { similar(k: 5) { distance book { title } } } }"
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
+
+
+def pct(samples: list[float], q: float) -> float:
+    return float(np.percentile(samples, q))
+
+
+async def identify(client: httpx.AsyncClient, url: str, image: bytes) -> float:
+    operations = json.dumps({"query": IDENTIFY, "variables": {"image": None}})
+    started = time.perf_counter()
+    response = await client.post(
+        url,
+        data={"operations": operations, "map": json.dumps({"0": ["variables.image"]})},
+        files={"0": ("face.bmp", image, "image/bmp")},
+        headers={"Apollo-Require-Preflight": "true"},
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return elapsed
+
+
+async def similar(client: httpx.AsyncClient, url: str, book_id: str) -> float:
+    started = time.perf_counter()
+    response = await client.post(url, json={"query": SIMILAR, "variables": {"id": book_id}})
+    elapsed = (time.perf_counter() - started) * 1000
+    assert "errors" not in response.json()
+    return elapsed
+
+
+async def books_beside(
+    url: str, book_ids: list[str], images: list[bytes], identifiers: int
+) -> tuple[list[float], int]:
+    """Book latencies while ``identifiers`` clients keep identifying faces; and how many did."""
+    done = asyncio.Event()
+    identified = 0
+
+    async def keep_identifying(client: httpx.AsyncClient, offset: int) -> None:
+        nonlocal identified
+        n = offset
+        while not done.is_set():
+            await identify(client, url, images[n % len(images)])
+            identified += 1
+            n += identifiers
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        background = [asyncio.create_task(keep_identifying(client, i)) for i in range(identifiers)]
+        await asyncio.sleep(0.5 if identifiers else 0)  # let the face work get going
+        latencies = []
+        for book_id in book_ids:
+            latencies.append(await similar(client, url, book_id))
+            await asyncio.sleep(0.005)
+        done.set()
+        await asyncio.gather(*background)
+    return latencies, identified
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--rounds", type=int, default=60)
+    args = parser.parse_args()
+    url = args.url.rstrip("/") + "/graphql"
+    settings = get_settings()
+
+    paths = sorted(args.dataset.glob("s*/[6-9].bmp"))[: args.rounds]
+    images = [p.read_bytes() for p in paths]
+    people = httpx.post(url, json={"query": "{ people(first: 0) { totalCount } }"}).json()
+    enrolled = people["data"]["people"]["totalCount"]
+
+    embedder = FaceEmbedder(settings.deepface_home, 1, settings.max_image_pixels)
+
+    def embed_alone(image: bytes) -> float:
+        started = time.perf_counter()
+        embedder.embed_here(image)
+        return (time.perf_counter() - started) * 1000
+
+    async def interleaved() -> tuple[list[float], list[float]]:
+        """Each photo both ways, alternating which goes first: this machine's speed drifts
+        by a third within a minute, so two series run one after the other do not compare."""
+        http: list[float] = []
+        bare: list[float] = []
+        async with httpx.AsyncClient(timeout=60) as client:
+            for image in images[:3]:  # load the model on both sides
+                await identify(client, url, image)
+                embed_alone(image)
+            for n, image in enumerate(images):
+                if n % 2:
+                    bare.append(embed_alone(image))
+                    http.append(await identify(client, url, image))
+                else:
+                    http.append(await identify(client, url, image))
+                    bare.append(embed_alone(image))
+        return http, bare
+
+    http, bare = asyncio.run(interleaved())
+    print(f"identifyFace: {len(images)} ORL photos, {enrolled} people enrolled")
+    print(f"  {'':34} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"  {'identifyFace over HTTP':34} {pct(http, 50):8.1f} {pct(http, 95):8.1f}")
+    print(f"  {'embedding alone (this process)':34} {pct(bare, 50):8.1f} {pct(bare, 95):8.1f}")
+    print(
+        f"  ratio HTTP / embedding: p50 {pct(http, 50) / pct(bare, 50):.2f}x, "
+        f"p95 {pct(http, 95) / pct(bare, 95):.2f}x (target <= 1.25x)"
+    )
+
+    page = httpx.post(url, json={"query": "{ books(first: 100) { edges { node { id } } } }"})
+    book_ids = [edge["node"]["id"] for edge in page.json()["data"]["books"]["edges"]] * 2
+    idle, _ = asyncio.run(books_beside(url, book_ids, images, 0))
+    busy, identified = asyncio.run(books_beside(url, book_ids, images, 4))
+    print(f"book similar(k: 5): {len(book_ids)} requests, one at a time")
+    print(f"  {'':34} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"  {'idle':34} {pct(idle, 50):8.1f} {pct(idle, 95):8.1f}")
+    label = f"beside 4 identifications ({identified} done)"
+    print(f"  {label:34} {pct(busy, 50):8.1f} {pct(busy, 95):8.1f}")
+    print(f"  ratio busy / idle: p95 {pct(busy, 95) / pct(idle, 95):.2f}x (target <= 2x)")
+
+
+if __name__ == "__main__":
+    main()
