@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
-import numpy as np
 import redis.asyncio as aredis
-from redis.commands.search.query import Query
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from bench.course import knn_with_titles, vector_of
 
 REDIS = aredis.Redis.from_url(os.environ["REDIS_URL"], protocol=2)
 INDEX = os.environ.get("LOOKALIKE_INDEX_NAME", "books")
@@ -27,16 +26,8 @@ PREFIX = os.environ.get("LOOKALIKE_KEY_PREFIX", "book")
 async def similar(request: Request) -> JSONResponse:
     book_id = request.path_params["book_id"]
     k = int(request.query_params.get("k", 5))
-    raw: Any = await REDIS.json().get(f"{PREFIX}:{book_id}", "$.embedding")
-    vector = np.asarray(raw[0], dtype=np.float32).tobytes()
-    query = (
-        Query(f"*=>[KNN {k + 1} @embedding $vec AS distance]")
-        .sort_by("distance")
-        .return_fields("title", "distance")
-        .paging(0, k + 1)
-        .dialect(2)
-    )
-    found = await REDIS.ft(INDEX).search(query, {"vec": vector})
+    vector = vector_of(await REDIS.json().get(f"{PREFIX}:{book_id}", "$.embedding"))
+    found = await REDIS.ft(INDEX).search(knn_with_titles(k), {"vec": vector})
     matches = [
         {"distance": float(doc.distance), "book": {"title": doc.title}}
         for doc in found.docs

@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import numpy as np
 import redis
-from redis.commands.search.query import Query
 
+from bench.course import knn_with_titles, vector_of
 from lookalike.services.embedded_redis import running_url
 from lookalike.services.settings import get_settings
 
@@ -47,16 +47,8 @@ def course_nested(r: redis.Redis, index: str, prefix: str, root_ids: list[str]) 
     """What the course's notebook does, book by book: read the vector, then KNN."""
 
     def similar(book_id: str, k: int) -> list[tuple[str, str, float]]:
-        raw: Any = r.json().get(f"{prefix}:{book_id}", "$.embedding")
-        vector = np.asarray(raw[0], dtype=np.float32).tobytes()
-        query = (
-            Query(f"*=>[KNN {k + 1} @embedding $vec AS distance]")
-            .sort_by("distance")
-            .return_fields("title", "distance")
-            .paging(0, k + 1)
-            .dialect(2)
-        )
-        docs = r.ft(index).search(query, {"vec": vector}).docs
+        vector = vector_of(r.json().get(f"{prefix}:{book_id}", "$.embedding"))
+        docs = r.ft(index).search(knn_with_titles(k), {"vec": vector}).docs
         own = f"{prefix}:{book_id}"
         found = [(d.id.removeprefix(prefix + ":"), d.title, float(d.distance)) for d in docs]
         return [hit for hit in found if prefix + ":" + hit[0] != own][:k]

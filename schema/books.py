@@ -7,7 +7,7 @@ import strawberry
 from lookalike.resolvers import books
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import Match
-from lookalike.schema.pagination import PageInfo
+from lookalike.schema.pagination import Connection
 from lookalike.services.book_records import Book as BookRecord
 
 Info = strawberry.Info[Context, None]
@@ -87,19 +87,6 @@ class RadiusResult:
     matches: list[BookMatch]
 
 
-@strawberry.type
-class BookEdge:
-    cursor: str
-    node: Book
-
-
-@strawberry.type(description="A Relay cursor connection over the catalogue, in id order.")
-class BookConnection:
-    edges: list[BookEdge]
-    page_info: PageInfo
-    total_count: int
-
-
 def _matches(found: list[Match]) -> list[BookMatch]:
     return [BookMatch(book=Book.from_record(m.book), distance=m.distance) for m in found]
 
@@ -110,16 +97,15 @@ class BookQuery:
     async def book(self, info: Info, id: strawberry.ID) -> Book | None:
         return Book.from_record(await books.book(info.context, str(id)))
 
-    @strawberry.field(description="The catalogue, a page at a time (first: 0 to 100).")
+    @strawberry.field(description="The catalogue in id order, a page at a time (first: 0 to 100).")
     async def books(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> BookConnection:
+    ) -> Connection[Book]:
         page, found = await books.books_page(info.context, 20 if first is None else first, after)
-        edges = [
-            BookEdge(cursor=books.encode_cursor(b.id), node=Book.from_record(b)) for b in found
-        ]
-        return BookConnection(
-            edges=edges,
-            page_info=PageInfo.of([e.cursor for e in edges], has_next=page.has_next, after=after),
-            total_count=page.total,
+        return Connection[Book].of(
+            [Book.from_record(b) for b in found],
+            lambda book: books.encode_cursor(book.id),
+            total=page.total,
+            has_next=page.has_next,
+            after=after,
         )

@@ -7,7 +7,7 @@ from strawberry.file_uploads import Upload
 
 from lookalike.resolvers import faces
 from lookalike.resolvers.context import Context
-from lookalike.schema.pagination import PageInfo
+from lookalike.schema.pagination import Connection
 from lookalike.services.face_store import Person as PersonRecord
 
 Info = strawberry.Info[Context, None]
@@ -47,36 +47,24 @@ class FaceIdentification:
 
 
 @strawberry.type
-class PersonEdge:
-    cursor: str
-    node: Person
-
-
-@strawberry.type(description="Enrolled people in id order.")
-class PersonConnection:
-    edges: list[PersonEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-@strawberry.type
 class FaceQuery:
     @strawberry.field(description="A person by id; null (with PERSON_NOT_FOUND) if unknown.")
     async def person(self, info: Info, id: strawberry.ID) -> Person | None:
         return Person.from_record(await faces.person(info.context, str(id)))
 
-    @strawberry.field(description="Enrolled people, a page at a time (first: 0 to 100).")
+    @strawberry.field(
+        description="Enrolled people in id order, a page at a time (first: 0 to 100)."
+    )
     async def people(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> PersonConnection:
+    ) -> Connection[Person]:
         page, found = await faces.people_page(info.context, 20 if first is None else first, after)
-        edges = [
-            PersonEdge(cursor=faces.encode_cursor(p.id), node=Person.from_record(p)) for p in found
-        ]
-        return PersonConnection(
-            edges=edges,
-            page_info=PageInfo.of([e.cursor for e in edges], has_next=page.has_next, after=after),
-            total_count=page.total,
+        return Connection[Person].of(
+            [Person.from_record(p) for p in found],
+            lambda person: faces.encode_cursor(person.id),
+            total=page.total,
+            has_next=page.has_next,
+            after=after,
         )
 
 

@@ -56,15 +56,14 @@ class RequestGuards:
             return
         limit = self.max_upload + MULTIPART_OVERHEAD if multipart else self.max_body
         what = "upload" if multipart else "request body"
+
+        async def too_large() -> None:
+            message = f"the {what} is larger than {limit:,} bytes"
+            await _error(send, 413, message, "PAYLOAD_TOO_LARGE", max=limit)
+
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await _error(
-                send,
-                413,
-                f"the {what} is larger than {limit:,} bytes",
-                "PAYLOAD_TOO_LARGE",
-                max=limit,
-            )
+            await too_large()
             return
 
         received = 0
@@ -88,10 +87,4 @@ class RequestGuards:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _error(
-                    send,
-                    413,
-                    f"the {what} is larger than {limit:,} bytes",
-                    "PAYLOAD_TOO_LARGE",
-                    max=limit,
-                )
+                await too_large()

@@ -15,11 +15,12 @@ A namespace prefix keeps evaluation runs apart from enrolled people.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 from redisvl.index import AsyncSearchIndex
 from redisvl.query import FilterQuery, VectorQuery
@@ -134,6 +135,21 @@ class FaceStore:
             async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000):
                 await self.redis.delete(key)
 
+    async def _watched(self, key: str, change: Callable[[Pipeline], Awaitable[bool]]) -> bool:
+        """Run ``change`` as an optimistic transaction on ``key`` (WATCH, read, MULTI, write),
+        again if another client changed the key meanwhile. Returns what ``change`` returns."""
+        async with redis_errors():
+            for _ in range(5):
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(key)
+                        result = await change(pipe)
+                        await pipe.execute()
+                        return result
+                except WatchError:
+                    continue
+        raise ServiceUnavailable("too many concurrent enrolments of the same person; try again")
+
     def _query(self, vector: bytes, num_results: int) -> VectorQuery:
         return VectorQuery(
             vector=vector,
@@ -204,31 +220,26 @@ class HashFaceStore(FaceStore):
     ) -> bool:
         face_key = self.face_key(person_id, image_hash)
         person_key = self.person_key(person_id)
-        async with redis_errors():
-            for _ in range(5):  # optimistic: retry when another enrolment raced us
-                try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(face_key)
-                        new = not await pipe.exists(face_key)
-                        pipe.multi()  # type: ignore[no-untyped-call]
-                        if new:
-                            pipe.hset(
-                                face_key,
-                                mapping={
-                                    "person_id": person_id,
-                                    "embedding": vector,
-                                    "image_sha256": image_hash,
-                                },
-                            )
-                            pipe.hincrby(person_key, "face_count", 1)
-                            pipe.zadd(self.registry, {person_id: 0})
-                        if name is not None:
-                            pipe.hset(person_key, "name", name)
-                        await pipe.execute()
-                        return new
-                except WatchError:
-                    continue
-        raise ServiceUnavailable("too many concurrent enrolments of the same image; try again")
+
+        async def change(pipe: Pipeline) -> bool:
+            new = not await pipe.exists(face_key)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if new:
+                pipe.hset(
+                    face_key,
+                    mapping={
+                        "person_id": person_id,
+                        "embedding": vector,
+                        "image_sha256": image_hash,
+                    },
+                )
+                pipe.hincrby(person_key, "face_count", 1)
+                pipe.zadd(self.registry, {person_id: 0})
+            if name is not None:
+                pipe.hset(person_key, "name", name)
+            return new
+
+        return await self._watched(face_key, change)
 
     async def delete(self, person_id: str) -> bool:
         faces_of = FilterQuery(
@@ -292,39 +303,29 @@ class JsonFaceStore(FaceStore):
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
     ) -> bool:
         key = self.person_key(person_id)
-        floats = np.frombuffer(vector, dtype=np.float32).tolist()
-        async with redis_errors():
-            for _ in range(5):
-                try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(key)
-                        raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
-                        hashes = json.loads(raw)[0] if raw else None
-                        new = hashes is None or image_hash not in hashes
-                        pipe.multi()  # type: ignore[no-untyped-call]
-                        if hashes is None:
-                            document = {
-                                "id": person_id,
-                                "name": name,
-                                "embeddings": [floats],
-                                "image_hashes": [image_hash],
-                            }
-                            pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
-                            pipe.zadd(self.registry, {person_id: 0})
-                        elif new:
-                            pipe.execute_command(
-                                "JSON.ARRAPPEND", key, "$.embeddings", json.dumps(floats)
-                            )
-                            pipe.execute_command(
-                                "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
-                            )
-                        if name is not None and hashes is not None:
-                            pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
-                        await pipe.execute()
-                        return new
-                except WatchError:
-                    continue
-        raise ServiceUnavailable("too many concurrent enrolments of the same person; try again")
+        floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
+
+        async def change(pipe: Pipeline) -> bool:
+            raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
+            hashes = json.loads(raw)[0] if raw else None
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if hashes is None:
+                document = {"id": person_id, "name": name, "image_hashes": [image_hash]}
+                pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
+                pipe.execute_command("JSON.SET", key, "$.embeddings", f"[{floats}]")
+                pipe.zadd(self.registry, {person_id: 0})
+                return True
+            new = image_hash not in hashes
+            if new:
+                pipe.execute_command("JSON.ARRAPPEND", key, "$.embeddings", floats)
+                pipe.execute_command(
+                    "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
+                )
+            if name is not None:
+                pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
+            return new
+
+        return await self._watched(key, change)
 
     async def delete(self, person_id: str) -> bool:
         async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
