@@ -9,9 +9,11 @@ from __future__ import annotations
 from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import Match, RadiusMatches
+from lookalike.services.book_filters import BookFilter
 from lookalike.services.book_records import Book
 from lookalike.services.catalogue import BookPage, validate_radius, validate_similar
 from lookalike.services.errors import BookNotFound
+from lookalike.services.query_embeddings import validate_text
 
 
 async def book(ctx: Context, book_id: str) -> Book:
@@ -21,18 +23,31 @@ async def book(ctx: Context, book_id: str) -> Book:
     return found
 
 
-async def similar(ctx: Context, source: Book, k: int) -> list[Match]:
+async def similar(ctx: Context, source: Book, k: int, facets: BookFilter) -> list[Match]:
     validate_similar(k)
+    facets.validate()
     ctx.loaders.books.prime(source.id, source)
-    return await ctx.loaders.similar.load((source.id, k))
+    return await ctx.loaders.similar.load((source.id, k, facets))
 
 
 async def within_radius(
-    ctx: Context, source: Book, radius: float, first: int, offset: int
+    ctx: Context, source: Book, radius: float, first: int, offset: int, facets: BookFilter
 ) -> RadiusMatches:
     validate_radius(radius, first, offset)
+    facets.validate()
     ctx.loaders.books.prime(source.id, source)
-    return await ctx.loaders.radius.load((source.id, radius, first, offset))
+    return await ctx.loaders.radius.load((source.id, radius, first, offset, facets))
+
+
+async def search(ctx: Context, text: str, k: int, facets: BookFilter) -> list[Match]:
+    validate_text(text)
+    validate_similar(k)
+    facets.validate()
+    return await ctx.loaders.search.load((text, k, facets))
+
+
+async def genres(ctx: Context) -> list[tuple[str, int]]:
+    return await ctx.catalogue.genre_counts()
 
 
 async def books_page(ctx: Context, first: int, after: str | None) -> tuple[BookPage, list[Book]]:

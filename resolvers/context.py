@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from lookalike.resolvers.loaders import Loaders
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.faces import FaceService
+from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import RoundTrips
 
 
@@ -14,10 +15,11 @@ from lookalike.services.redis_connection import RoundTrips
 class Context:
     catalogue: Catalogue
     faces: FaceService
+    queries: QueryEmbeddings
     round_trips: RoundTrips
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         # Fresh loaders per request: their caches must never serve one user's request
         # from another's, nor outlive a catalogue reload.
-        self.loaders = Loaders(self.catalogue, self.faces.store)
+        self.loaders = Loaders(self.catalogue, self.faces.store, self.queries)

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 from strawberry.dataloader import DataLoader
 
+from lookalike.services.book_filters import BookFilter
 from lookalike.services.book_records import Book
 from lookalike.services.catalogue import Catalogue, Neighbour, RadiusRequest
 from lookalike.services.errors import BookNotFound
 from lookalike.services.face_store import FaceStore, Person
+from lookalike.services.query_embeddings import QueryEmbeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +33,17 @@ class RadiusMatches:
     matches: list[Match]
 
 
-SimilarKey = tuple[str, int]  # book id, k
-RadiusKey = tuple[str, float, int, int]  # book id, radius, first, offset
+SimilarKey = tuple[str, int, BookFilter]  # book id, k, filter
+RadiusKey = tuple[str, float, int, int, BookFilter]  # book id, radius, first, offset, filter
+SearchKey = tuple[str, int, BookFilter]  # text, k, filter
 
 
 class Loaders:
-    def __init__(self, catalogue: Catalogue, faces: FaceStore) -> None:
+    def __init__(self, catalogue: Catalogue, faces: FaceStore, queries: QueryEmbeddings) -> None:
         self.catalogue = catalogue
+        self.queries = queries
         self.books = DataLoader[str, Book | None](load_fn=catalogue.get_many)
+        self.search = DataLoader[SearchKey, list[Match]](load_fn=self._load_search)
         self.people = DataLoader[str, Person | None](load_fn=faces.get_many)
         self.similar = DataLoader[SimilarKey, list[Match]](load_fn=self._load_similar)
         self.radius = DataLoader[RadiusKey, RadiusMatches](load_fn=self._load_radius)
@@ -52,9 +57,21 @@ class Loaders:
         return [book for book in found if book is not None]
 
     async def _load_similar(self, keys: Sequence[SimilarKey]) -> list[list[Match]]:
-        sources = await self._sources([book_id for book_id, _ in keys])
+        sources = await self._sources([book_id for book_id, _, _ in keys])
         neighbours = await self.catalogue.similar_many(
-            [(book, k) for book, (_, k) in zip(sources, keys, strict=True)]
+            [(book, k, facets) for book, (_, k, facets) in zip(sources, keys, strict=True)]
+        )
+        return await self._matches(neighbours)
+
+    async def _load_search(self, keys: Sequence[SearchKey]) -> list[list[Match]]:
+        """Every searchBooks of the request: one cache lookup, one model call for the texts
+        not cached, one KNN pipeline, one read of the books found."""
+        vectors = await self.queries.vectors([text for text, _, _ in keys])
+        neighbours = await self.catalogue.nearest_many(
+            [
+                (vector, k, facets, None)
+                for vector, (_, k, facets) in zip(vectors, keys, strict=True)
+            ]
         )
         return await self._matches(neighbours)
 
@@ -62,8 +79,8 @@ class Loaders:
         sources = await self._sources([key[0] for key in keys])
         pages = await self.catalogue.within_radius_many(
             [
-                RadiusRequest(book=book, radius=radius, first=first, offset=offset)
-                for book, (_, radius, first, offset) in zip(sources, keys, strict=True)
+                RadiusRequest(book, radius, first, offset, facets)
+                for book, (_, radius, first, offset, facets) in zip(sources, keys, strict=True)
             ]
         )
         matches = await self._matches([page.neighbours for page in pages])

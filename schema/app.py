@@ -28,8 +28,10 @@ from lookalike.schema.schema import schema
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import open_catalogue
 from lookalike.services.faces import open_faces
+from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import UNREACHABLE, redact, start_counting
 from lookalike.services.settings import Settings, get_settings
+from lookalike.services.text_embedding import text_embedder
 
 log = logging.getLogger("lookalike.http")
 
@@ -39,7 +41,10 @@ class GraphQLApp(GraphQL[Context, None]):
         request.state.started = time.perf_counter()
         state = request.app.state
         context = Context(
-            catalogue=state.catalogue, faces=state.faces, round_trips=start_counting()
+            catalogue=state.catalogue,
+            faces=state.faces,
+            queries=state.queries,
+            round_trips=start_counting(),
         )
         request.state.context = context
         return context
@@ -97,6 +102,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ):
             app.state.catalogue = catalogue
             app.state.faces = faces
+            app.state.queries = QueryEmbeddings(
+                catalogue.redis, text_embedder, settings.search_cache_ttl
+            )
             # Everything alive now lives as long as the process: keep the collector off it,
             # or each full collection walks the whole schema and library state mid-request.
             gc.collect()

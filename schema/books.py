@@ -8,6 +8,7 @@ from lookalike.resolvers import books
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import Match
 from lookalike.schema.pagination import Connection
+from lookalike.services import book_filters as facets_module
 from lookalike.services.book_records import Book as BookRecord
 
 Info = strawberry.Info[Context, None]
@@ -59,20 +60,66 @@ class Book:
 
     @strawberry.field(
         description="The k nearest other books by description (cosine distance), nearest "
-        "first. Exactly k unless the catalogue has fewer; never this book itself."
+        "first, among those the filter lets through. Exactly k unless fewer books match; "
+        "never this book itself."
     )
-    async def similar(self, info: Info, k: int = 5) -> list[BookMatch]:
-        return _matches(await books.similar(info.context, self.record, k))
+    async def similar(
+        self, info: Info, k: int = 5, filter: BookFilter | None = None
+    ) -> list[BookMatch]:
+        found = await books.similar(info.context, self.record, k, _facets(filter))
+        return _matches(found)
 
     @strawberry.field(
         description="Every other book within cosine distance r (0 to 2), nearest first, "
         "a page at a time, with the total count of matches."
     )
     async def within_radius(
-        self, info: Info, r: float, first: int = 10, offset: int = 0
+        self,
+        info: Info,
+        r: float,
+        filter: BookFilter | None = None,
+        first: int = 10,
+        offset: int = 0,
     ) -> RadiusResult:
-        found = await books.within_radius(info.context, self.record, r, first, offset)
+        facets = _facets(filter)
+        found = await books.within_radius(info.context, self.record, r, first, offset, facets)
         return RadiusResult(total_count=found.total, matches=_matches(found.matches))
+
+
+@strawberry.input(
+    description="Narrows a vector search inside Redis. A list matches any of its values; "
+    "fields given together must all match; genres and authors match whole values as stored, "
+    "ignoring case; an unknown value matches nothing."
+)
+class BookFilter:
+    genres: list[str] | None = None
+    authors: list[str] | None = None
+    year_from: int | None = strawberry.field(default=None, description="Published in or after.")
+    year_to: int | None = strawberry.field(default=None, description="Published in or before.")
+    min_rating: float | None = strawberry.field(default=None, description="Average score, 0-5.")
+    available: bool | None = strawberry.field(
+        default=None,
+        description="true: at least one copy is available now; false: none is.",
+    )
+
+
+def _facets(given: BookFilter | None) -> facets_module.BookFilter:
+    if given is None:
+        return facets_module.NO_FILTER
+    return facets_module.BookFilter(
+        genres=tuple(given.genres) if given.genres is not None else None,
+        authors=tuple(given.authors) if given.authors is not None else None,
+        year_from=given.year_from,
+        year_to=given.year_to,
+        min_rating=given.min_rating,
+        available=given.available,
+    )
+
+
+@strawberry.type
+class GenreCount:
+    name: str
+    count: int
 
 
 @strawberry.type(description="A neighbour and its cosine distance (0 identical, 2 opposite).")
@@ -96,6 +143,19 @@ class BookQuery:
     @strawberry.field(description="A book by id; null (with BOOK_NOT_FOUND) when there is none.")
     async def book(self, info: Info, id: strawberry.ID) -> Book | None:
         return Book.from_record(await books.book(info.context, str(id)))
+
+    @strawberry.field(
+        description="The k books whose descriptions are nearest in meaning to the text "
+        "(1 to 2,000 characters), embedded with the catalogue's model."
+    )
+    async def search_books(
+        self, info: Info, text: str, k: int = 10, filter: BookFilter | None = None
+    ) -> list[BookMatch]:
+        return _matches(await books.search(info.context, text, k, _facets(filter)))
+
+    @strawberry.field(description="Every genre with its number of books, most books first.")
+    async def genres(self, info: Info) -> list[GenreCount]:
+        return [GenreCount(name=n, count=c) for n, c in await books.genres(info.context)]
 
     @strawberry.field(description="The catalogue in id order, a page at a time (first: 0 to 100).")
     async def books(

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -114,6 +114,7 @@ def books_similar(
     k: Annotated[int, typer.Option(help="How many neighbours (1 to 100).")] = 5,
 ) -> None:
     """The k books nearest to one book, as a table."""
+    from lookalike.services.book_filters import NO_FILTER
     from lookalike.services.catalogue import validate_similar
     from lookalike.services.catalogue_loader import open_catalogue
 
@@ -123,19 +124,55 @@ def books_similar(
         validate_similar(k)
         async with open_catalogue(settings) as (catalogue, _):
             source = await catalogue.get(book_id)
-            (neighbours,) = await catalogue.similar_many([(source, k)])
+            (neighbours,) = await catalogue.similar_many([(source, k, NO_FILTER)])
             books = await catalogue.get_many([n.book_id for n in neighbours])
-        table = Table(title=f"Nearest to {source.id} {source.title!r} by {source.author}")
-        for column in ("#", "id", "title", "author", "distance"):
-            table.add_column(column, justify="right" if column in "# distance" else "left")
-        for rank, (n, book) in enumerate(zip(neighbours, books, strict=True), 1):
-            title, author = (book.title, book.author) if book else ("?", "?")
-            table.add_row(str(rank), n.book_id, title, author, f"{n.distance:.3f}")
+        table = _neighbour_table(
+            f"Nearest to {source.id} {source.title!r} by {source.author}", neighbours, books
+        )
         if source.vector is None:
             table.caption = "This book has no description, so no embedding and no neighbours."
         return table
 
     out.print(_run(work))
+
+
+@books_app.command("search")
+def books_search(
+    text: Annotated[str, typer.Argument(help="What the book is about, in your words.")],
+    k: Annotated[int, typer.Option(help="How many books (1 to 100).")] = 10,
+    genre: Annotated[list[str] | None, typer.Option(help="Only these genres (repeatable).")] = None,
+) -> None:
+    """The k books whose descriptions are nearest in meaning to TEXT, as a table."""
+    from lookalike.services.book_filters import BookFilter
+    from lookalike.services.catalogue import validate_similar
+    from lookalike.services.catalogue_loader import open_catalogue
+    from lookalike.services.query_embeddings import QueryEmbeddings, validate_text
+    from lookalike.services.text_embedding import text_embedder
+
+    settings = get_settings()
+
+    async def work() -> Table:
+        validate_text(text)
+        validate_similar(k)
+        facets = BookFilter(genres=tuple(genre) if genre else None)
+        async with open_catalogue(settings) as (catalogue, _):
+            queries = QueryEmbeddings(catalogue.redis, text_embedder, settings.search_cache_ttl)
+            (vector,) = await queries.vectors([text])
+            (neighbours,) = await catalogue.nearest_many([(vector, k, facets, None)])
+            books = await catalogue.get_many([n.book_id for n in neighbours])
+        return _neighbour_table(f"Nearest to {text!r}", neighbours, books)
+
+    out.print(_run(work))
+
+
+def _neighbour_table(title: str, neighbours: list[Any], books: list[Any]) -> Table:
+    table = Table(title=title)
+    for column in ("#", "id", "title", "author", "distance"):
+        table.add_column(column, justify="right" if column in "# distance" else "left")
+    for rank, (n, book) in enumerate(zip(neighbours, books, strict=True), 1):
+        name, author = (book.title, book.author) if book else ("?", "?")
+        table.add_row(str(rank), n.book_id, name, author, f"{n.distance:.3f}")
+    return table
 
 
 @books_app.command("pack")

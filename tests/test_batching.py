@@ -12,11 +12,14 @@ import anyio
 from starlette.testclient import TestClient
 
 from lookalike.resolvers.loaders import Loaders
+from lookalike.services.book_filters import NO_FILTER
 from lookalike.services.book_records import Book
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.face_store import face_store
+from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import connect
 from lookalike.services.settings import Settings
+from lookalike.services.text_embedding import text_embedder
 from tests.conftest import gql
 
 NESTED = """query($first: Int!) { books(first: $first) { edges { node { title
@@ -68,13 +71,16 @@ def test_the_same_book_asked_twice_in_a_request_is_read_once(settings: Settings)
         client = connect(settings.redis_url or "", settings.redis_timeout)
         catalogue = RecordingCatalogue(client, settings)
         catalogue.reads = []
-        loaders = Loaders(catalogue, face_store("hash", client))
+        queries = QueryEmbeddings(client, text_embedder, 60)
+        loaders = Loaders(catalogue, face_store("hash", client), queries)
         try:
             # Two requests for book 9 and two overlapping neighbourhoods in one "request".
             first, again = await loaders.books.load_many(["9", "9"])
             assert first is again
             assert first is not None
-            await loaders.similar.load_many([("9", 5), ("9", 5), ("15", 5)])
+            await loaders.similar.load_many(
+                [("9", 5, NO_FILTER), ("9", 5, NO_FILTER), ("15", 5, NO_FILTER)]
+            )
             await loaders.books.load("15")
         finally:
             await client.aclose()

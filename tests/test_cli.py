@@ -50,6 +50,16 @@ def test_refused_input_exits_non_zero_with_one_line(
     assert "Traceback" not in result.stderr
 
 
+def test_books_search_prints_the_books_nearest_in_meaning(runner: CliRunner) -> None:
+    text = "giant robots that transform into cars fight an ancient war"
+    result = runner.invoke(app, ["books", "search", text, "--k", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("Transformers") >= 3
+    empty = runner.invoke(app, ["books", "search", "   "])
+    assert empty.exit_code == 1
+    assert "text must not be empty" in empty.stderr
+
+
 def test_unreachable_redis_exits_3(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")
     get_settings.cache_clear()
@@ -110,6 +120,7 @@ def test_faces_eval_reports_the_course_protocol(
         ["books", "load"],
         ["books", "similar"],
         ["books", "pack"],
+        ["books", "search"],
         ["faces"],
         ["faces", "enroll"],
         ["faces", "eval"],

@@ -12,6 +12,7 @@ import redis
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
+from lookalike.services.book_filters import NO_FILTER
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import load_books
 from lookalike.services.embedded_redis import EmbeddedRedis, server_binary
@@ -128,7 +129,7 @@ def test_every_fresh_index_build_reproduces_the_course(settings: Settings, build
             shipped = read_shipped()
             await load_books(catalogue, shipped.records, shipped=shipped, embedder=text_embedder)
             sources = await catalogue.get_many(["26415", "9"])
-            found = await catalogue.similar_many([(book, 5) for book in sources if book])
+            found = await catalogue.similar_many([(b, 5, NO_FILTER) for b in sources if b])
             await catalogue.index.delete(drop=True)
             async for key in client.scan_iter(match=f"fresh{build}-vector:*"):
                 await client.delete(key)

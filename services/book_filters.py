@@ -1,0 +1,79 @@
+"""Facets that narrow a vector search, run inside Redis in the same query.
+
+Each filter becomes a RediSearch pre-filter on indexed TAG and NUMERIC fields, so
+``similar(k: 5, filter: {genres: ["horror"]})`` returns the 5 nearest horror books, not the
+horror books among the 5 nearest. Semantics: a list matches any of its values; different
+fields must all match; genres and authors match whole values as stored, ignoring case; an
+unknown value matches nothing (it is not an error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redisvl.query.filter import FilterExpression, Num, Tag
+
+from lookalike.services.errors import BadUserInput, check_range
+
+MAX_VALUES = 50
+MAX_VALUE_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class BookFilter:
+    genres: tuple[str, ...] | None = None
+    authors: tuple[str, ...] | None = None
+    year_from: int | None = None
+    year_to: int | None = None
+    min_rating: float | None = None
+    available: bool | None = None
+
+    def validate(self) -> None:
+        for name, values in (("genres", self.genres), ("authors", self.authors)):
+            if values is None:
+                continue
+            if len(values) > MAX_VALUES:
+                raise BadUserInput(
+                    f"filter.{name} takes at most {MAX_VALUES} values", argument=name
+                )
+            if any(not v.strip() or len(v) > MAX_VALUE_LENGTH for v in values):
+                raise BadUserInput(
+                    f"filter.{name}: each value is 1 to {MAX_VALUE_LENGTH} characters",
+                    argument=name,
+                )
+        if self.min_rating is not None:
+            check_range("minRating", self.min_rating, 0, 5)
+        for name, year in (("yearFrom", self.year_from), ("yearTo", self.year_to)):
+            if year is not None:
+                check_range(name, year, -5000, 5000)
+
+    def expression(self) -> FilterExpression | None:
+        """The pre-filter, or None when nothing is asked for."""
+        parts: list[FilterExpression] = []
+        if self.genres is not None:
+            parts.append(Tag("genres") == [g.strip() for g in self.genres])
+        if self.authors is not None:
+            parts.append(Tag("author") == [a.strip() for a in self.authors])
+        if self.year_from is not None:
+            parts.append(Num("year") >= self.year_from)
+        if self.year_to is not None:
+            parts.append(Num("year") <= self.year_to)
+        if self.min_rating is not None:
+            parts.append(Num("rating") >= self.min_rating)
+        if self.available is True:
+            parts.append(Tag("inventory_status") == "available")
+        elif self.available is False:
+            parts.append(Tag("inventory_status") != "available")
+        if not parts:
+            return None
+        combined = parts[0]
+        for part in parts[1:]:
+            combined = combined & part
+        return combined
+
+    def matches_nothing(self) -> bool:
+        """An empty any-of list can match no book (and RediSearch has no syntax for it)."""
+        return self.genres == () or self.authors == ()
+
+
+NO_FILTER = BookFilter()

@@ -1,0 +1,67 @@
+"""Search text to vector, with the vectors kept in Redis so a text is embedded once.
+
+Keys are ``embedcache:<model>:<sha256 of the text>`` holding the FLOAT32 blob, with a TTL that
+every hit renews (GETEX): one pipeline looks up any number of texts, and the cache survives
+restarts and is shared by every server on the same Redis. RedisVL's EmbeddingsCache was
+considered: it renews each hit's TTL with a separate round trip and stores vectors as JSON text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+
+from lookalike.services.catalogue import redis_errors
+from lookalike.services.errors import BadUserInput
+from lookalike.services.redis_connection import Redis
+from lookalike.services.text_embedding import MODEL_NAME, TextEmbedder
+
+MAX_TEXT = 2000
+
+
+def validate_text(text: str) -> None:
+    if not text.strip():
+        raise BadUserInput("text must not be empty", argument="text")
+    if len(text) > MAX_TEXT:
+        raise BadUserInput(
+            f"text is at most {MAX_TEXT} characters, got {len(text)}", argument="text"
+        )
+
+
+class QueryEmbeddings:
+    def __init__(self, client: Redis, embedder: Callable[[], TextEmbedder], ttl: int) -> None:
+        self.redis = client
+        self.embedder = embedder
+        self.ttl = ttl
+        self.texts_embedded = 0  # since start: what the cache could not answer
+        self.model_calls = 0  # batches sent to the model
+
+    def key(self, text: str) -> str:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return f"embedcache:{MODEL_NAME}:{digest}"
+
+    async def vectors(self, texts: Sequence[str]) -> list[bytes]:
+        """One FLOAT32 blob per text: cached ones in one round trip, the rest in one model
+        call (in a thread: torch releases the GIL, so other requests keep being served)."""
+        for text in texts:
+            validate_text(text)
+        keys = [self.key(t) for t in texts]
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.getex(key, ex=self.ttl)
+            cached: list[bytes | None] = await pipe.execute()
+        missing = sorted({t for t, hit in zip(texts, cached, strict=True) if hit is None})
+        if missing:
+            self.texts_embedded += len(missing)
+            self.model_calls += 1
+            fresh = await asyncio.to_thread(self.embedder().encode, missing)
+            found = {t: v.tobytes() for t, v in zip(missing, fresh, strict=True)}
+            async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+                for text, vector in found.items():
+                    pipe.set(self.key(text), vector, ex=self.ttl)
+                await pipe.execute()
+            cached = [
+                hit if hit is not None else found[t] for t, hit in zip(texts, cached, strict=True)
+            ]
+        return [hit for hit in cached if hit is not None]

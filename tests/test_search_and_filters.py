@@ -1,0 +1,208 @@
+"""searchBooks, filters inside Redis (checked against exact numpy search), the genre facet and
+the query-embedding cache, with the real model and the real Redis."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from lookalike.services.book_records import sha256_text
+from lookalike.services.query_embeddings import QueryEmbeddings
+from lookalike.services.redis_connection import connect
+from lookalike.services.settings import Settings
+from lookalike.services.shipped_catalogue import read_shipped
+from lookalike.services.text_embedding import Vectors, text_embedder
+from tests.conftest import error_codes, gql
+
+SHIPPED = read_shipped()
+RECORDS = {r["id"]: r for r in SHIPPED.records}
+ROBOTS = "giant robots that transform into cars fight an ancient war"
+SEARCH = """query($text: String!, $k: Int!, $filter: BookFilter) {
+  searchBooks(text: $text, k: $k, filter: $filter) { distance book { id title } } }"""
+SIMILAR = """query($id: ID!, $k: Int!, $filter: BookFilter) {
+  book(id: $id) { similar(k: $k, filter: $filter) { distance book { id } } } }"""
+RADIUS = """query($id: ID!, $r: Float!, $filter: BookFilter) {
+  book(id: $id) { withinRadius(r: $r, filter: $filter, first: 100) {
+    totalCount matches { book { id } } } } }"""
+
+
+def vector(book_id: str) -> Vectors:
+    row = SHIPPED.row_by_description[sha256_text(RECORDS[book_id]["description"])]
+    found: Vectors = SHIPPED.vectors[row]
+    return found
+
+
+def exact(book_id: str, keep: Callable[[dict[str, Any]], bool]) -> list[tuple[float, str]]:
+    """Every other book that passes ``keep``, by exact cosine distance (numpy)."""
+    mine = vector(book_id)
+    return sorted(
+        (float(1 - vector(i) @ mine), i)
+        for i, r in RECORDS.items()
+        if i != book_id and r["description"].strip() and keep(r)
+    )
+
+
+def available(record: dict[str, Any]) -> bool:
+    return any(item["status"] == "available" for item in record["inventory"])
+
+
+FILTERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = {
+    "genres": (
+        {"genres": ["Horror", "mystery"]},
+        lambda r: bool({"horror", "mystery"} & set(r["genres"])),
+    ),
+    "authors": ({"authors": ["terry pratchett"]}, lambda r: r["author"] == "Terry Pratchett"),
+    "yearFrom": ({"yearFrom": 2015}, lambda r: r["year_published"] >= 2015),
+    "yearTo": ({"yearTo": 1990}, lambda r: r["year_published"] <= 1990),
+    "minRating": ({"minRating": 4.3}, lambda r: r["metrics"]["score"] >= 4.3),
+    "available": ({"available": True}, available),
+    "unavailable": ({"available": False}, lambda r: not available(r)),
+    "combined": (
+        {
+            "genres": ["fantasy"],
+            "yearFrom": 2000,
+            "yearTo": 2010,
+            "minRating": 4.0,
+            "available": True,
+        },
+        lambda r: (
+            "fantasy" in r["genres"]
+            and 2000 <= r["year_published"] <= 2010
+            and r["metrics"]["score"] >= 4.0
+            and available(r)
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_filtered_similar_is_the_exact_nearest_among_matching_books(
+    api: TestClient, name: str
+) -> None:
+    given, keep = FILTERS[name]
+    expected = exact("26415", keep)[:5]
+    found = gql(api, SIMILAR, id="26415", k=5, filter=given)["data"]["book"]["similar"]
+    assert len(found) == 5
+    assert {m["book"]["id"] for m in found} == {i for _, i in expected}
+    assert [m["distance"] for m in found] == pytest.approx([d for d, _ in expected], abs=1e-5)
+
+
+def test_a_selective_filter_still_returns_k(api: TestClient) -> None:
+    counts = Counter(g for r in RECORDS.values() for g in r["genres"])
+    rare = next(g for g, n in sorted(counts.items(), key=lambda x: x[1]) if 7 <= n <= 12)
+    nearest_unfiltered = gql(api, SIMILAR, id="26415", k=5)["data"]["book"]["similar"]
+    assert not any(rare in RECORDS[m["book"]["id"]]["genres"] for m in nearest_unfiltered)
+    found = gql(api, SIMILAR, id="26415", k=5, filter={"genres": [rare]})["data"]["book"]["similar"]
+    assert len(found) == 5
+    assert all(rare in RECORDS[m["book"]["id"]]["genres"] for m in found)
+
+
+def test_filtered_radius_counts_exactly(api: TestClient) -> None:
+    given, keep = FILTERS["combined"]
+    expected = {i for d, i in exact("942", keep) if d <= 0.8}
+    found = gql(api, RADIUS, id="942", r=0.8, filter=given)["data"]["book"]["withinRadius"]
+    assert found["totalCount"] == len(expected)
+    assert {m["book"]["id"] for m in found["matches"]} == expected
+
+
+def test_an_unknown_genre_matches_nothing_and_is_no_error(api: TestClient) -> None:
+    body = gql(api, SEARCH, text=ROBOTS, k=5, filter={"genres": ["no such genre"]})
+    assert body["data"] == {"searchBooks": []}
+    assert "errors" not in body
+    empty = gql(api, SIMILAR, id="9", k=5, filter={"authors": []})
+    assert empty["data"]["book"]["similar"] == []
+
+
+def test_search_finds_books_by_meaning(api: TestClient) -> None:
+    found = gql(api, SEARCH, text=ROBOTS, k=5)["data"]["searchBooks"]
+    assert len(found) == 5
+    assert all("Transformers" in m["book"]["title"] for m in found[:3])
+    assert [m["distance"] for m in found] == sorted(m["distance"] for m in found)
+    fantasy = gql(api, SEARCH, text=ROBOTS, k=3, filter={"genres": ["picture books"]})
+    assert all(
+        "picture books" in RECORDS[m["book"]["id"]]["genres"]
+        for m in fantasy["data"]["searchBooks"]
+    )
+
+
+def test_aliased_searches_share_one_model_call_and_one_knn_round_trip(api: TestClient) -> None:
+    queries: QueryEmbeddings = api.app.state.queries  # type: ignore[attr-defined]
+    texts = [
+        "a lighthouse keeper and a singing whale",
+        "a chef in space",
+        "a lighthouse keeper and a singing whale",
+    ]
+    aliased = (
+        "{ "
+        + " ".join(
+            f'q{n}: searchBooks(text: "{t}", k: 3) {{ book {{ id }} }}' for n, t in enumerate(texts)
+        )
+        + " }"
+    )
+    calls, embedded = queries.model_calls, queries.texts_embedded
+    first = gql(api, aliased)
+    assert (queries.model_calls - calls, queries.texts_embedded - embedded) == (1, 2)
+    assert first["data"]["q0"] == first["data"]["q2"]
+    single = gql(api, '{ searchBooks(text: "a chef in space", k: 3) { book { id } } }')
+    again = gql(api, aliased)
+    assert queries.model_calls - calls == 1  # everything cached now
+    # cache lookup, KNN, books read: the same for one search as for three
+    assert again["extensions"]["cost"] == single["extensions"]["cost"]
+
+
+def test_the_cache_survives_a_restart_and_expires(api: TestClient, settings: Settings) -> None:
+    text = "a cartographer maps a city that moves at night"
+    gql(api, SEARCH, text=text, k=1)
+    queries: QueryEmbeddings = api.app.state.queries  # type: ignore[attr-defined]
+    raw = redis.Redis.from_url(settings.redis_url or "")
+    ttl = raw.ttl(queries.key(text))
+    assert 0 < ttl <= settings.search_cache_ttl
+
+    async def as_a_new_process() -> tuple[int, bytes]:
+        client = connect(settings.redis_url or "", 5)
+        fresh = QueryEmbeddings(client, text_embedder, settings.search_cache_ttl)
+        (found,) = await fresh.vectors([text])
+        await client.aclose()
+        return fresh.model_calls, found
+
+    calls, cached = anyio.run(as_a_new_process)
+    assert calls == 0
+    expected = text_embedder().encode([text])[0]
+    assert float(np.frombuffer(cached, dtype=np.float32) @ expected) > 0.9999
+
+
+@pytest.mark.parametrize(
+    ("text", "k", "given"),
+    [
+        ("", 5, None),
+        ("   \n", 5, None),
+        ("x" * 2001, 5, None),
+        (ROBOTS, 0, None),
+        (ROBOTS, 101, None),
+        (ROBOTS, 5, {"minRating": 6}),
+        (ROBOTS, 5, {"genres": [""]}),
+        (ROBOTS, 5, {"authors": ["a" * 201]}),
+    ],
+)
+def test_bad_search_input_is_bad_user_input(
+    api: TestClient, text: str, k: int, given: dict[str, Any] | None
+) -> None:
+    queries: QueryEmbeddings = api.app.state.queries  # type: ignore[attr-defined]
+    calls = queries.model_calls
+    body = gql(api, SEARCH, text=text, k=k, filter=given)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert queries.model_calls == calls
+
+
+def test_genres_lists_every_genre_with_its_count(api: TestClient) -> None:
+    genres = gql(api, "{ genres { name count } }")["data"]["genres"]
+    expected = Counter(g for r in RECORDS.values() for g in r["genres"])
+    assert {g["name"]: g["count"] for g in genres} == dict(expected)
+    assert [g["count"] for g in genres] == sorted((g["count"] for g in genres), reverse=True)
