@@ -313,3 +313,7 @@ def faces_eval(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -206,3 +206,20 @@ def test_genres_lists_every_genre_with_its_count(api: TestClient) -> None:
     expected = Counter(g for r in RECORDS.values() for g in r["genres"])
     assert {g["name"]: g["count"] for g in genres} == dict(expected)
     assert [g["count"] for g in genres] == sorted((g["count"] for g in genres), reverse=True)
+
+
+def test_the_in_process_layer_is_bounded_and_falls_back_to_redis(settings: Settings) -> None:
+    texts = ["a map of the moon", "a moon of maps", "the moon maps a mapmaker"]
+
+    async def scenario() -> tuple[list[str], int]:
+        client = connect(settings.redis_url or "", 5)
+        queries = QueryEmbeddings(client, text_embedder, 60, local_size=2)
+        first = await queries.vectors(texts)
+        again = await queries.vectors(texts[:1])  # evicted here, still in Redis
+        await client.aclose()
+        assert again == first[:1]
+        return list(queries.local), queries.model_calls
+
+    kept, calls = anyio.run(scenario)
+    assert len(kept) == 2
+    assert calls == 1
