@@ -90,7 +90,12 @@ class Loaders:
         ]
 
     async def _matches(self, groups: Sequence[list[Neighbour]]) -> list[list[Match]]:
-        """Fetch every neighbour of every group in one batch, then regroup them."""
+        """The neighbours' books: the vector query returned them, so they go into this
+        request's cache (a book read earlier in the request keeps its cached copy)."""
+        for group in groups:
+            for n in group:
+                if n.book is not None:
+                    self.books.prime(n.book_id, n.book)
         ids = list(dict.fromkeys(n.book_id for group in groups for n in group))
         books = dict(zip(ids, await self.books.load_many(ids), strict=True))
         return [

@@ -39,10 +39,13 @@ class Book:
     url: str | None
     rating: float | None
     rating_votes: int | None
-    vector: bytes | None  # FLOAT32 blob, None for a book with an empty description
+    embedded: bool  # False for a book with an empty description: no neighbours
+    vector: bytes | None  # its FLOAT32 blob, when it was read with the book
 
     @classmethod
-    def from_document(cls, doc: Mapping[str, Any], vector: bytes | None) -> Book:
+    def from_document(
+        cls, doc: Mapping[str, Any], vector: bytes | None, embedded: bool | None = None
+    ) -> Book:
         metrics = doc.get("metrics") or {}
         return cls(
             id=str(doc["id"]),
@@ -60,6 +63,7 @@ class Book:
             url=doc.get("url"),
             rating=metrics.get("score"),
             rating_votes=metrics.get("rating_votes"),
+            embedded=vector is not None if embedded is None else embedded,
             vector=vector,
         )
 

