@@ -24,7 +24,7 @@ from strawberry.types import ExecutionResult
 
 from lookalike.resolvers.context import Context
 from lookalike.schema.http_guards import RequestGuards
-from lookalike.schema.schema import schema
+from lookalike.schema.schema import build_schema
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import open_catalogue
 from lookalike.services.faces import open_faces
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
 
     graphql = GraphQLApp(
-        schema,
+        build_schema(settings),
         graphql_ide="graphiql" if settings.graphiql else None,
         multipart_uploads_enabled=True,
     )

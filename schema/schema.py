@@ -15,6 +15,8 @@ from strawberry.types import ExecutionContext
 from lookalike.schema.books import BookQuery
 from lookalike.schema.errors import ErrorCodes, is_expected
 from lookalike.schema.faces import FaceQuery, Mutation
+from lookalike.schema.limits import QueryLimits
+from lookalike.services.settings import Settings
 
 log = logging.getLogger("lookalike.graphql")
 
@@ -44,16 +46,24 @@ class Schema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
-# Clients send the same few documents over and over: parse and validate each once. The LRU
-# caches live at module level, so a fresh extension per request still shares them.
 Query = merge_types("Query", (BookQuery, FaceQuery))
 
-schema = Schema(
-    query=Query,
-    mutation=Mutation,
-    extensions=[
-        lambda: ParserCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
-        ErrorCodes,
-    ],
-)
+
+def build_schema(settings: Settings) -> Schema:
+    """The schema with this deployment's limits.
+
+    Clients send the same few documents over and over: parse and validate each once (the LRU
+    caches live at module level, so a fresh extension per request still shares them).
+    """
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
+            lambda: QueryLimits(
+                max_cost=settings.max_query_cost, max_depth=settings.max_query_depth
+            ),
+            ErrorCodes,
+        ],
+    )

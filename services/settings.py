@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="JSON request bodies.")
     max_image_pixels: int = Field(default=50_000_000, ge=10_000)
+    max_query_cost: int = Field(
+        default=20_000, ge=1, description="Items a query may return, list sizes multiplied."
+    )
+    max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     graphiql: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
