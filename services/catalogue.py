@@ -156,6 +156,9 @@ class Catalogue:
         The book itself is excluded inside the query (a tag filter on its id), so Redis
         returns exactly k others: no over-fetching and trimming in Python.
         """
+        for _, k, facets in requests:  # a refused argument costs no Redis command
+            validate_similar(k)
+            facets.validate()
         vectors = await self.vectors([book for book, _, _ in requests])
         return await self.nearest_many(
             [
