@@ -8,11 +8,7 @@ from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.services.errors import InvalidImage, PersonNotFound
 from lookalike.services.face_store import PeoplePage, Person
-from lookalike.services.faces import PERSON_ID, FaceService, Identification
-
-
-def _faces(ctx: Context) -> FaceService:
-    return ctx.faces
+from lookalike.services.faces import PERSON_ID, Identification
 
 
 async def read_upload(upload: Any) -> bytes:
@@ -24,19 +20,19 @@ async def read_upload(upload: Any) -> bytes:
 
 
 async def identify(ctx: Context, upload: Any, k: int) -> tuple[Identification, list[Person]]:
-    found = await _faces(ctx).identify(await read_upload(upload), k)
+    found = await ctx.faces.identify(await read_upload(upload), k)
     people = await ctx.loaders.people.load_many([c.person_id for c in found.candidates])
     return found, [p for p in people if p is not None]
 
 
 async def enroll(ctx: Context, person_id: str, upload: Any, name: str | None) -> Person:
-    person = await _faces(ctx).enroll(person_id, await read_upload(upload), name)
+    person = await ctx.faces.enroll(person_id, await read_upload(upload), name)
     ctx.loaders.people.prime(person.id, person, force=True)
     return person
 
 
 async def delete(ctx: Context, person_id: str) -> bool:
-    deleted = await _faces(ctx).delete(person_id)
+    deleted = await ctx.faces.delete(person_id)
     ctx.loaders.people.prime(person_id, None, force=True)  # gone, for the rest of the request
     return deleted
 
@@ -56,7 +52,7 @@ async def people_page(
         if after is None
         else cursors.decode("person", after, lambda key: PERSON_ID.fullmatch(key) is not None)
     )
-    page = await _faces(ctx).page(first, start)
+    page = await ctx.faces.page(first, start)
     found = await ctx.loaders.people.load_many(page.person_ids)
     return page, [p for p in found if p is not None]
 

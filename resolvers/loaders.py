@@ -65,7 +65,7 @@ class Loaders:
 
     async def _load_search(self, keys: Sequence[SearchKey]) -> list[list[Match]]:
         """Every searchBooks of the request: one cache lookup, one model call for the texts
-        not cached, one KNN pipeline, one read of the books found."""
+        not cached, one KNN pipeline that returns the books found."""
         vectors = await self.queries.vectors([text for text, _, _ in keys])
         neighbours = await self.catalogue.nearest_many(
             [

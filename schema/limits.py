@@ -25,15 +25,15 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-# GraphQL field name -> (argument that sizes the list, its default)
-LIST_SIZES: dict[str, tuple[str, int]] = {
+# GraphQL field name -> (argument that sizes the list or None, the size when not given)
+LIST_SIZES: dict[str, tuple[str | None, int]] = {
     "books": ("first", 20),
     "people": ("first", 20),
     "similar": ("k", 5),
     "withinRadius": ("first", 10),
     "searchBooks": ("k", 10),
     "identifyFace": ("k", 3),
-    "genres": ("", 300),
+    "genres": (None, 300),
 }
 
 
@@ -98,10 +98,9 @@ class _Walk:
         total = 0
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
-                size = self._size(selection)
-                here = multiplier * size if size else multiplier
-                total += here if size else 0
-                total += self.cost(selection.selection_set, here, depth + 1)
+                size = self._size(selection)  # 0 for a field that is not a list
+                total += multiplier * size
+                total += self.cost(selection.selection_set, multiplier * max(size, 1), depth + 1)
             elif isinstance(selection, InlineFragmentNode):
                 total += self.cost(selection.selection_set, multiplier, depth)
             elif isinstance(selection, FragmentSpreadNode):
@@ -113,9 +112,9 @@ class _Walk:
         return total
 
     def _size(self, field: FieldNode) -> int:
-        argument, default = LIST_SIZES.get(field.name.value, (None, 0))
-        if argument is None:
+        if field.name.value not in LIST_SIZES:
             return 0
+        argument, default = LIST_SIZES[field.name.value]
         for given in field.arguments or ():
             if given.name.value == argument:
                 value = (

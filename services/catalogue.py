@@ -80,11 +80,7 @@ class Hits:
         found = []
         for hit in reply[b"results"]:
             attributes = hit.get(b"extra_attributes", {})
-            fields = attributes.get(b"book")
-            book = None
-            if fields is not None:
-                document = dict(zip(BOOK_FIELDS, _text(fields), strict=True))
-                book = Book.from_document(document, vector=None, embedded=True)
+            book = _book(_text(attributes.get(b"book")), vector=None, embedded=True)
             distance = float(attributes.get(b"vector_distance", 0))
             found.append((hit[b"id"].decode(), distance, book))
         return cls(total=int(reply[b"total_results"]), found=found)
@@ -157,10 +153,9 @@ class Catalogue:
         returns exactly k others: no over-fetching and trimming in Python.
         """
         for _, k, facets in requests:  # a refused argument costs no Redis command
-            validate_similar(k)
-            facets.validate()
+            _validate_knn(k, facets)
         vectors = await self.vectors([book for book, _, _ in requests])
-        return await self.nearest_many(
+        return await self._nearest(
             [
                 (v, k, facets, book.id)
                 for v, (book, k, facets) in zip(vectors, requests, strict=True)
@@ -184,8 +179,12 @@ class Catalogue:
     ) -> list[list[Neighbour]]:
         """KNN for each (vector, k, filter, id to leave out), all in one pipeline."""
         for _, k, facets, _ in requests:
-            validate_similar(k)
-            facets.validate()
+            _validate_knn(k, facets)
+        return await self._nearest(requests)
+
+    async def _nearest(
+        self, requests: Sequence[tuple[bytes | None, int, BookFilter, str | None]]
+    ) -> list[list[Neighbour]]:
         runnable = [self._runnable(vector, facets) for vector, _, facets, _ in requests]
         queries = [
             _with_books(
@@ -290,10 +289,10 @@ class Catalogue:
         """
         name = self.settings.index_name
         async with redis_errors():
-            genres = sorted(
+            genres = [
                 g.decode() if isinstance(g, bytes) else str(g)
                 for g in await self.redis.execute_command("FT.TAGVALS", name, "genres")  # type: ignore[no-untyped-call]
-            )
+            ]
             counts = [
                 FilterQuery(Tag("genres") == g, return_fields=[]).paging(0, 0) for g in genres
             ]
@@ -312,6 +311,11 @@ class Catalogue:
             documents=int(info.get("num_docs", 0)),
             percent_indexed=float(info.get("percent_indexed", 0.0)),
         )
+
+
+def _validate_knn(k: int, facets: BookFilter) -> None:
+    validate_similar(k)
+    facets.validate()
 
 
 def _with_books(query: VectorQuery | VectorRangeQuery) -> Any:
@@ -337,9 +341,11 @@ def _combine(facets: BookFilter, exclude: str | None) -> FilterExpression | str 
     return parts[0] if len(parts) == 1 else parts[0] & parts[1]
 
 
-def _book(values: Any, vector: bytes | None) -> Book | None:
+def _book(values: Any, vector: bytes | None, embedded: bool | None = None) -> Book | None:
+    """A book from its fields in BOOK_FIELDS order, as JSON text (JSON.MGET) or already
+    decoded (a vector query's RETURN); None when there is no such book."""
     if values is None:
         return None
     if isinstance(values, (bytes, str)):
         values = json.loads(values)
-    return Book.from_document(dict(zip(BOOK_FIELDS, values, strict=True)), vector)
+    return Book.from_document(dict(zip(BOOK_FIELDS, values, strict=True)), vector, embedded)

@@ -53,34 +53,27 @@ class QueryEmbeddings:
         call (in a thread: torch releases the GIL, so other requests keep being served)."""
         for text in texts:
             validate_text(text)
-        cached: list[bytes | None] = [self.local.get(t) for t in texts]
-        unknown = [t for t, hit in zip(texts, cached, strict=True) if hit is None]
+        found = {t: v for t in texts if (v := self.local.get(t)) is not None}
+        unknown = [t for t in dict.fromkeys(texts) if t not in found]
         if unknown:
             async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
                 for text in unknown:
                     pipe.getex(self.key(text), ex=self.ttl)
-                from_redis = dict(zip(unknown, await pipe.execute(), strict=True))
-            cached = [
-                hit if hit is not None else from_redis[t]
-                for t, hit in zip(texts, cached, strict=True)
-            ]
-        missing = sorted({t for t, hit in zip(texts, cached, strict=True) if hit is None})
+                cached = await pipe.execute()
+            found.update((t, v) for t, v in zip(unknown, cached, strict=True) if v is not None)
+        missing = [t for t in unknown if t not in found]
         if missing:
             self.texts_embedded += len(missing)
             self.model_calls += 1
             fresh = await asyncio.to_thread(self.embedder().encode, missing)
-            found = {t: v.tobytes() for t, v in zip(missing, fresh, strict=True)}
             async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-                for text, vector in found.items():
-                    pipe.set(self.key(text), vector, ex=self.ttl)
+                for text, vector in zip(missing, fresh, strict=True):
+                    found[text] = vector.tobytes()
+                    pipe.set(self.key(text), found[text], ex=self.ttl)
                 await pipe.execute()
-            cached = [
-                hit if hit is not None else found[t] for t, hit in zip(texts, cached, strict=True)
-            ]
-        vectors = [hit for hit in cached if hit is not None]
-        for text, vector in zip(texts, vectors, strict=True):
-            self.local[text] = vector
+        for text in texts:
+            self.local[text] = found[text]
             self.local.move_to_end(text)
         while len(self.local) > self.local_size:
             self.local.popitem(last=False)
-        return vectors
+        return [found[t] for t in texts]
