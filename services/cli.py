@@ -125,11 +125,10 @@ def books_similar(
         async with open_catalogue(settings) as (catalogue, _):
             source = await catalogue.get(book_id)
             (neighbours,) = await catalogue.similar_many([(source, k, NO_FILTER)])
-            books = await catalogue.get_many([n.book_id for n in neighbours])
         table = _neighbour_table(
-            f"Nearest to {source.id} {source.title!r} by {source.author}", neighbours, books
+            f"Nearest to {source.id} {source.title!r} by {source.author}", neighbours
         )
-        if source.vector is None:
+        if not source.embedded:
             table.caption = "This book has no description, so no embedding and no neighbours."
         return table
 
@@ -159,18 +158,18 @@ def books_search(
             queries = QueryEmbeddings(catalogue.redis, text_embedder, settings.search_cache_ttl)
             (vector,) = await queries.vectors([text])
             (neighbours,) = await catalogue.nearest_many([(vector, k, facets, None)])
-            books = await catalogue.get_many([n.book_id for n in neighbours])
-        return _neighbour_table(f"Nearest to {text!r}", neighbours, books)
+        return _neighbour_table(f"Nearest to {text!r}", neighbours)
 
     out.print(_run(work))
 
 
-def _neighbour_table(title: str, neighbours: list[Any], books: list[Any]) -> Table:
+def _neighbour_table(title: str, neighbours: list[Any]) -> Table:
+    """Neighbours carry their books: the vector query returned them."""
     table = Table(title=title)
     for column in ("#", "id", "title", "author", "distance"):
         table.add_column(column, justify="right" if column in "# distance" else "left")
-    for rank, (n, book) in enumerate(zip(neighbours, books, strict=True), 1):
-        name, author = (book.title, book.author) if book else ("?", "?")
+    for rank, n in enumerate(neighbours, 1):
+        name, author = (n.book.title, n.book.author) if n.book else ("?", "?")
         table.add_row(str(rank), n.book_id, name, author, f"{n.distance:.3f}")
     return table
 
