@@ -51,34 +51,31 @@ SIMILAR = "query($id: ID!) { book(id: $id) { similar(k: 10) { distance book { ti
 def generate(size: int, seed: int = 7) -> ShippedCatalogue:
     """The real catalogue plus ``size - 1486`` generated books, as a 'shipped' catalogue."""
     real = read_shipped()
-    records = [r for r in real.records]
-    vectors = [real.vectors[real.row_by_description[sha256_text(r["description"])]]
-               if r["description"].strip() else None for r in records]  # fmt: skip
-    usable = [i for i, v in enumerate(vectors) if v is not None]
+    records = list(real.records)
+    usable = [i for i, r in enumerate(records) if r["description"].strip()]
+    real_vectors = real.matrix([records[i] for i in usable])  # row n: records[usable[n]]
     rng = np.random.default_rng(seed)
     extra = size - len(records)
-    parents = rng.choice(usable, extra)
-    others = rng.choice(usable, extra)
+    parents = rng.choice(len(usable), extra)
+    others = rng.choice(len(usable), extra)
     mix = rng.uniform(0.2, 0.8, extra).astype(np.float32)[:, None]
     sigma = np.where(rng.random(extra) < 0.5, rng.uniform(0.04, 0.07, extra), 0.02)
-    base = np.stack([vectors[p] for p in parents])
-    blended = np.where(
-        sigma[:, None] > 0.03, base, mix * base + (1 - mix) * np.stack([vectors[o] for o in others])
-    )
+    base = real_vectors[parents]
+    blended = np.where(sigma[:, None] > 0.03, base, mix * base + (1 - mix) * real_vectors[others])
     made = blended + rng.normal(0, 1, (extra, base.shape[1])).astype(np.float32) * sigma[
         :, None
     ].astype(np.float32)
     made /= np.linalg.norm(made, axis=1, keepdims=True)
     for j, parent in enumerate(parents):
-        record = dict(records[parent])
+        record = dict(records[usable[parent]])
         record["id"] = str(1_000_000 + j)
         record["title"] = f"{record['title']} (variant {j})"
         record["description"] = f"{record['description']} [variant {j}]"
         records.append(record)
-    all_vectors = [v for v in vectors if v is not None] + list(made)
+    all_vectors = np.concatenate([real_vectors, made])
     described = [r for r in records if r["description"].strip()]
     rows = {sha256_text(r["description"]): n for n, r in enumerate(described)}
-    return ShippedCatalogue(records, np.stack(all_vectors).astype(np.float32), rows, MODEL_NAME)
+    return ShippedCatalogue(records, all_vectors.astype(np.float32), rows, MODEL_NAME)
 
 
 def free_port() -> int:
@@ -114,8 +111,7 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
 async def recall(settings: Settings, shipped: ShippedCatalogue, books: int, seed: int) -> float:
     """Mean recall@10 of HNSW against exact search; ties at the 10th distance count as hits."""
     described = [r for r in shipped.records if r["description"].strip()]
-    matrix = np.stack([shipped.vectors[shipped.row_by_description[sha256_text(r["description"])]]
-                       for r in described])  # fmt: skip
+    matrix = shipped.matrix(described)
     sample = np.random.default_rng(seed).choice(len(described), books, replace=False)
     client = connect(settings.redis_url or "", 30)
     catalogue = Catalogue(client, settings)

@@ -37,6 +37,11 @@ class ShippedCatalogue:
     row_by_description: dict[str, int]  # description sha256 -> row in ``vectors``
     model: str
 
+    def matrix(self, records: Sequence[dict[str, Any]]) -> Vectors:
+        """The vectors of these records (each must have a shipped description), row by row."""
+        rows = [self.row_by_description[sha256_text(r["description"])] for r in records]
+        return self.vectors[rows]
+
     def vector_for(self, description: str) -> Vectors | None:
         row = self.row_by_description.get(sha256_text(description))
         return None if row is None else self.vectors[row]

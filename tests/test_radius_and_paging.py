@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from lookalike.services.book_records import sha256_text
 from lookalike.services.shipped_catalogue import read_shipped
 from tests.conftest import gql
 
@@ -18,8 +17,7 @@ def exact_within(book_id: str, radius: float) -> dict[str, float]:
     """Brute-force cosine distances over the shipped vectors (numpy), the book excluded."""
     shipped = read_shipped()
     records = [r for r in shipped.records if r["description"].strip()]
-    rows = [shipped.row_by_description[sha256_text(r["description"])] for r in records]
-    vectors = shipped.vectors[rows]
+    vectors = shipped.matrix(records)
     mine = vectors[next(i for i, r in enumerate(records) if r["id"] == book_id)]
     distances = 1 - vectors @ mine
     return {

@@ -13,7 +13,6 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from lookalike.services.book_records import sha256_text
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import connect
 from lookalike.services.settings import Settings
@@ -34,8 +33,7 @@ RADIUS = """query($id: ID!, $r: Float!, $filter: BookFilter) {
 
 
 def vector(book_id: str) -> Vectors:
-    row = SHIPPED.row_by_description[sha256_text(RECORDS[book_id]["description"])]
-    found: Vectors = SHIPPED.vectors[row]
+    found: Vectors = SHIPPED.matrix([RECORDS[book_id]])[0]
     return found
 
 
