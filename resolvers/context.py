@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lookalike.resolvers.loaders import Loaders
+from lookalike.services.api_keys import Caller
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.faces import FaceService
 from lookalike.services.query_embeddings import QueryEmbeddings
-from lookalike.services.redis_connection import RoundTrips
+from lookalike.services.request_usage import Usage
 
 
 @dataclass
@@ -16,7 +17,9 @@ class Context:
     catalogue: Catalogue
     faces: FaceService
     queries: QueryEmbeddings
-    round_trips: RoundTrips
+    usage: Usage
+    caller: Caller
+    operation_name: str | None = None  # set once the document is parsed
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

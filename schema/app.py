@@ -1,4 +1,4 @@
-"""The ASGI application: /graphql (GraphiQL on GET), /healthz, /readyz.
+"""The ASGI application: /graphql (GraphiQL on GET), /healthz, /readyz, /metrics.
 
 Built in one place with a lifespan that opens Redis (starting the embedded server when
 REDIS_URL is unset), prepares the catalogue and closes everything on shutdown.
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,13 +24,16 @@ from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
 
 from lookalike.resolvers.context import Context
-from lookalike.schema.http_guards import RequestGuards
+from lookalike.schema.http_guards import PREFLIGHT_HEADERS, RequestGuards
+from lookalike.schema.observability import metrics_endpoint, observe_request
 from lookalike.schema.schema import build_schema
+from lookalike.services.api_keys import ApiKeys
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import open_catalogue
 from lookalike.services.faces import open_faces
 from lookalike.services.query_embeddings import QueryEmbeddings
-from lookalike.services.redis_connection import UNREACHABLE, redact, start_counting
+from lookalike.services.redis_connection import UNREACHABLE, redact
+from lookalike.services.request_usage import track_usage
 from lookalike.services.settings import Settings, get_settings
 from lookalike.services.text_embedding import text_embedder
 
@@ -37,14 +41,20 @@ log = logging.getLogger("lookalike.http")
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, *args: Any, keys: ApiKeys, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keys = keys
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         request.state.started = time.perf_counter()
         state = request.app.state
+        client = request.client.host if request.client else None
         context = Context(
             catalogue=state.catalogue,
             faces=state.faces,
             queries=state.queries,
-            round_trips=start_counting(),
+            usage=track_usage(),
+            caller=self.keys.caller(request.headers.get("authorization"), client),
         )
         request.state.context = context
         return context
@@ -53,21 +63,16 @@ class GraphQLApp(GraphQL[Context, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         context: Context | None = getattr(request.state, "context", None)
-        started: float = getattr(request.state, "started", time.perf_counter())
-        codes = sorted({str((e.extensions or {}).get("code")) for e in result.errors or ()})
-        log.info(
-            "graphql",
-            extra={
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "round_trips": context.round_trips.count if context else 0,
-                "errors": codes,
-                "client": request.client.host if request.client else None,
-            },
-        )
         response = process_result(result)
-        if context is not None:
-            # What this request cost Redis, so clients and tests can watch for N+1 regressions.
-            response["extensions"] = {"cost": {"redisRoundTrips": context.round_trips.count}}
+        if context is None:  # refused before a context was made (e.g. a bad HTTP method)
+            return response
+        started: float = request.state.started
+        codes = sorted({str((e.extensions or {}).get("code")) for e in result.errors or ()})
+        client = request.client.host if request.client else None
+        seconds = time.perf_counter() - started
+        observe_request(context.operation_name, seconds, context.usage, codes, client)
+        # What this request cost Redis, so clients and tests can watch for N+1 regressions.
+        response["extensions"] = {"cost": {"redisRoundTrips": context.usage.round_trips}}
         return response
 
 
@@ -110,10 +115,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gc.collect()
             gc.freeze()
             log.info("ready", extra={"redis": redact(url), "index": settings.index_name})
+            if keys:
+                log.info("mutations need an API key", extra={"keys": len(settings.api_keys)})
+            else:
+                log.warning(
+                    "no LOOKALIKE_API_KEYS: mutations are accepted only from loopback clients"
+                )
             yield
 
+    keys = ApiKeys(settings.api_keys)
     graphql = GraphQLApp(
         build_schema(settings),
+        keys=keys,
         graphql_ide="graphiql" if settings.graphiql else None,
         multipart_uploads_enabled=True,
     )
@@ -122,6 +135,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
         ],
         lifespan=lifespan,
     )
@@ -129,5 +143,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         RequestGuards,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        timeout=settings.request_timeout,
     )
+    if settings.cors_origins:  # outermost, so refusals carry the CORS headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", *map(bytes.decode, PREFLIGHT_HEADERS)],
+            max_age=600,
+        )
     return app

@@ -15,6 +15,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from lookalike.schema.limits import token_limit_error
 from lookalike.services.errors import LookalikeError
 from lookalike.services.redis_connection import UNREACHABLE
 
@@ -58,6 +59,9 @@ def coded(error: GraphQLError, phase_code: str) -> GraphQLError:
 
 
 class ErrorCodes(SchemaExtension):
+    def __init__(self, *, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+
     def on_operation(self) -> Iterator[None]:
         yield
         context = self.execution_context
@@ -66,6 +70,9 @@ class ErrorCodes(SchemaExtension):
             return
         if context.graphql_document is None:
             phase = "GRAPHQL_PARSE_FAILED"
+            result.errors = [
+                token_limit_error(error, self.max_tokens) or error for error in result.errors
+            ]
         elif context.pre_execution_errors is result.errors and result.data is None:
             phase = "GRAPHQL_VALIDATION_FAILED"
         else:

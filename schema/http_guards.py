@@ -1,17 +1,21 @@
-"""ASGI guards in front of /graphql: body size, and no cross-site multipart posts.
+"""ASGI guards in front of /graphql: body size, no cross-site multipart posts, a deadline.
 
 Size is enforced while the body is received (the declared Content-Length first, then the
 bytes as they arrive), so an oversized upload is refused without being buffered. Multipart is
 the one content type a browser posts cross-site without a CORS preflight; like Apollo Server,
 multipart requests must carry ``Apollo-Require-Preflight`` or ``X-Apollo-Operation-Name``,
-which no plain HTML form can send.
+which no plain HTML form can send. A request that has not started its answer within the
+timeout is cancelled (its Redis commands and model wait with it) and answered 504 TIMEOUT.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lookalike.schema.observability import observe_refusal
 
 MULTIPART_OVERHEAD = 64 * 1024  # the operations and map parts beside the file
 PREFLIGHT_HEADERS = (b"apollo-require-preflight", b"x-apollo-operation-name")
@@ -21,7 +25,11 @@ class _TooLarge(Exception):
     pass
 
 
-async def _error(send: Send, status: int, message: str, code: str, **extra: object) -> None:
+async def _error(
+    scope: Scope, send: Send, status: int, message: str, code: str, **extra: object
+) -> None:
+    client = scope.get("client")
+    observe_refusal(status, code, client[0] if client else None)
     body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, **extra}}]})
     await send(
         {
@@ -33,20 +41,50 @@ async def _error(send: Send, status: int, message: str, code: str, **extra: obje
     await send({"type": "http.response.body", "body": body.encode()})
 
 
+class _Tracked:
+    """The response's send, remembering whether the answer has begun (then it is too late
+    to answer with an error instead)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class RequestGuards:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int, timeout: float
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.max_upload = max_upload_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response = _Tracked(send)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._guarded(scope, receive, response)
+        except TimeoutError:
+            if not response.started:
+                message = f"the request took longer than {self.timeout:g} s"
+                await _error(scope, send, 504, message, "TIMEOUT", timeoutSeconds=self.timeout)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: _Tracked) -> None:
+        if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
         multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
         if multipart and not any(h in headers for h in PREFLIGHT_HEADERS):
             await _error(
+                scope,
                 send,
                 400,
                 "multipart requests need an Apollo-Require-Preflight or X-Apollo-Operation-Name "
@@ -59,7 +97,7 @@ class RequestGuards:
 
         async def too_large() -> None:
             message = f"the {what} is larger than {limit:,} bytes"
-            await _error(send, 413, message, "PAYLOAD_TOO_LARGE", max=limit)
+            await _error(scope, send, 413, message, "PAYLOAD_TOO_LARGE", max=limit)
 
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
@@ -67,7 +105,6 @@ class RequestGuards:
             return
 
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -78,13 +115,8 @@ class RequestGuards:
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, send)
         except _TooLarge:
-            if not started:
+            if not send.started:
                 await too_large()

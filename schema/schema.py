@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry import extensions as strawberry_extensions
-from strawberry.extensions import ValidationCache
+from strawberry.extensions import DisableIntrospection, ValidationCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from lookalike.schema.access import AccessControl
 from lookalike.schema.books import BookQuery
 from lookalike.schema.errors import ErrorCodes, is_expected
 from lookalike.schema.faces import FaceQuery, Mutation
 from lookalike.schema.limits import QueryLimits
+from lookalike.schema.observability import OperationName
 from lookalike.services.settings import Settings
 
 log = logging.getLogger("lookalike.graphql")
@@ -53,17 +56,25 @@ def build_schema(settings: Settings) -> Schema:
     """The schema with this deployment's limits.
 
     Clients send the same few documents over and over: parse and validate each once (the LRU
-    caches live at module level, so a fresh extension per request still shares them).
+    caches live at module level, so a fresh extension per request still shares them). Access
+    is checked before the limits, so a refused caller learns nothing about costs.
     """
-    return Schema(
-        query=Query,
-        mutation=Mutation,
-        extensions=[
-            lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
-            lambda: QueryLimits(
-                max_cost=settings.max_query_cost, max_depth=settings.max_query_depth
-            ),
-            ErrorCodes,
-        ],
-    )
+    extensions: list[Any] = [
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        lambda: AccessControl(
+            keys_configured=bool(settings.api_keys),
+            keys_for_queries=settings.require_key_for_queries,
+        ),
+        lambda: QueryLimits(
+            max_cost=settings.max_query_cost,
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_tokens=settings.max_query_tokens,
+        ),
+        lambda: ErrorCodes(max_tokens=settings.max_query_tokens),
+        OperationName,
+    ]
+    if not settings.introspection:
+        extensions.insert(0, DisableIntrospection)
+    return Schema(query=Query, mutation=Mutation, extensions=extensions)

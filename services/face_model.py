@@ -25,6 +25,7 @@ import numpy as np
 
 from lookalike.services.errors import LookalikeError, NoFace, ServiceUnavailable
 from lookalike.services.face_images import BGRImage, decode
+from lookalike.services.request_usage import model_time
 
 MODEL = "Dlib"
 DETECTOR = "opencv"
@@ -131,9 +132,10 @@ class FaceEmbedder:
     async def embed(self, data: bytes) -> FaceEmbedding:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._executor(), embed_in_worker, data, self.max_pixels
-            )
+            with model_time("face"):
+                return await loop.run_in_executor(
+                    self._executor(), embed_in_worker, data, self.max_pixels
+                )
         except LookalikeError:
             raise
         except BrokenProcessPool:

@@ -113,6 +113,10 @@ class FaceStore:
         ids = [i.decode() for i in ids]
         return PeoplePage(person_ids=ids[:first], total=total, has_next=len(ids) > first)
 
+    async def count(self) -> int:
+        async with redis_errors():
+            return int(await self.redis.zcard(self.registry))
+
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
         raise NotImplementedError
 

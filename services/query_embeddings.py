@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from lookalike.services.catalogue import redis_errors
 from lookalike.services.errors import BadUserInput
 from lookalike.services.redis_connection import Redis
+from lookalike.services.request_usage import model_time
 from lookalike.services.text_embedding import MODEL_NAME, TextEmbedder
 
 MAX_TEXT = 2000
@@ -65,7 +66,8 @@ class QueryEmbeddings:
         if missing:
             self.texts_embedded += len(missing)
             self.model_calls += 1
-            fresh = await asyncio.to_thread(self.embedder().encode, missing)
+            with model_time("text"):
+                fresh = await asyncio.to_thread(self.embedder().encode, missing)
             async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
                 for text, vector in zip(missing, fresh, strict=True):
                     found[text] = vector.tobytes()

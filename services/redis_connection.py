@@ -1,17 +1,15 @@
 """Connecting to Redis: which server, the module check, and counting round trips.
 
 Round trips are counted in the client, where they happen: every ``send_packed_command`` is one
-request written to the socket and waited for (a pipeline sends all its commands in one).
-Redis's own ``INFO stats`` read counts grow with payload size, so they cannot tell batching
-from bytes. The count is per asyncio context, so one GraphQL request sees only its own.
+request written to the socket and waited for (a pipeline sends all its commands in one), and
+goes to the request's usage (``request_usage``). Redis's own ``INFO stats`` read counts grow
+with payload size, so they cannot tell batching from bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aredis
@@ -24,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lookalike.services.embedded_redis import EmbeddedRedis, running_url
 from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.request_usage import count_round_trip
 from lookalike.services.settings import Settings
 
 Redis = aredis.Redis
@@ -34,37 +33,9 @@ REQUIRED_MODULES = {"search": ("search", 20800), "ReJSON": ("JSON", 20600)}
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
-@dataclass
-class RoundTrips:
-    count: int = 0
-
-
-_current: ContextVar[RoundTrips | None] = ContextVar("lookalike_round_trips", default=None)
-
-
-def start_counting() -> RoundTrips:
-    """Count from here to the end of the current task (one HTTP request in the server)."""
-    counter = RoundTrips()
-    _current.set(counter)
-    return counter
-
-
-@contextlib.contextmanager
-def count_round_trips() -> Iterator[RoundTrips]:
-    """Count the round trips made inside this block (and the tasks it starts)."""
-    counter = RoundTrips()
-    token = _current.set(counter)
-    try:
-        yield counter
-    finally:
-        _current.reset(token)
-
-
 class _CountingConnection:
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        counter = _current.get()
-        if counter is not None:
-            counter.count += 1
+        count_round_trip()
         await super().send_packed_command(command, check_health)  # type: ignore[misc]
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
@@ -70,8 +70,38 @@ class Settings(BaseSettings):
         default=20_000, ge=1, description="Items a query may return, list sizes multiplied."
     )
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
+    max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")
+    max_query_tokens: int = Field(default=2000, ge=10, description="Tokens a document may hold.")
+    request_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds a request may take before 504."
+    )
     graphiql: bool = True
+    introspection: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Browser origins allowed to call the API."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys accepted in 'Authorization: Bearer <key>'."
+    )
+    require_key_for_queries: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """Lists come from the environment as ``a,b,c`` (blank entries ignored)."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _keys_for_queries_need_keys(self) -> Settings:
+        if self.require_key_for_queries and not self.api_keys:
+            raise ValueError(
+                "LOOKALIKE_REQUIRE_KEY_FOR_QUERIES is on but LOOKALIKE_API_KEYS is empty: "
+                "no request could be answered"
+            )
+        return self
 
     @property
     def deepface_home(self) -> Path:

@@ -28,14 +28,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+API_KEY = "test-key-0123456789abcdef"  # the session app's one key; its client sends it
+
+
 @pytest.fixture(scope="session")
 def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(redis_url=redis_url, data_dir=tmp_path_factory.mktemp("data"))
+    return Settings(
+        redis_url=redis_url, data_dir=tmp_path_factory.mktemp("data"), api_keys=[API_KEY]
+    )
 
 
 @pytest.fixture(scope="session")
 def api(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(create_app(settings), headers=headers) as client:
         yield client
 
 

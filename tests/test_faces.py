@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
-from tests.conftest import error_codes, gql, redis_dump
+from tests.conftest import API_KEY, error_codes, gql, redis_dump
 
 ORL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
 ENROLLED = ("s1", "s2", "s3", "s4")
@@ -77,9 +77,11 @@ def face_api(
         face_layout=layout,
         max_upload_bytes=MAX_UPLOAD,
         max_image_pixels=MAX_PIXELS,
+        api_keys=[API_KEY],
     )
     try:
-        with TestClient(create_app(settings)) as api:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        with TestClient(create_app(settings), headers=headers) as api:
             for person in ENROLLED:
                 for number in (1, 2, 3):
                     body = send(

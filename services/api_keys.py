@@ -1,0 +1,61 @@
+"""API keys: who presented a valid one, compared so that timing reveals nothing.
+
+Keys are compared as SHA-256 digests with ``hmac.compare_digest`` against every configured key
+(no early exit), so the time taken says nothing about how close a guess was. The key itself is
+never kept past the check nor logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import SecretStr
+
+KeyStatus = Literal["valid", "missing", "unknown"]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key: KeyStatus
+    loopback: bool
+
+
+class ApiKeys:
+    def __init__(self, keys: Sequence[SecretStr]) -> None:
+        self._digests = [_digest(k.get_secret_value()) for k in keys]
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def caller(self, authorization: str | None, client_host: str | None) -> Caller:
+        return Caller(key=self._check(authorization), loopback=_is_loopback(client_host))
+
+    def _check(self, authorization: str | None) -> KeyStatus:
+        scheme, _, presented = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            return "missing"
+        digest = _digest(presented.strip())
+        matched = False
+        for known in self._digests:
+            matched |= hmac.compare_digest(digest, known)
+        return "valid" if matched else "unknown"
+
+
+def _is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8 and ::1, also as a dual-stack socket reports IPv4 (::ffff:127.0.0.1)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:  # no address (a Unix socket) or a name: not known to be local
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback

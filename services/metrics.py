@@ -1,0 +1,78 @@
+"""Process metrics in Prometheus format, served at /metrics.
+
+One registry for the process (not the client library's global one, which also collects
+whatever other libraries register). Labels are bounded: operation names come from clients,
+so only the first ``MAX_OPERATIONS`` distinct names get a series of their own.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+MAX_OPERATIONS = 100
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+REQUESTS = Counter(
+    "lookalike_graphql_requests",
+    "GraphQL requests answered, by operation name.",
+    ["operation"],
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "lookalike_graphql_errors",
+    "Errors returned, by operation name and extensions.code (refusals before GraphQL count "
+    "under operation 'http').",
+    ["operation", "code"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "lookalike_graphql_request_duration_seconds",
+    "Time from the request's arrival to its answer.",
+    ["operation"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+ROUND_TRIPS = Histogram(
+    "lookalike_redis_round_trips_per_request",
+    "Redis round trips one GraphQL request made.",
+    buckets=(0, 1, 2, 3, 4, 5, 6, 8, 12, 20, 50, 100),
+    registry=REGISTRY,
+)
+MODEL_SECONDS = Histogram(
+    "lookalike_model_inference_seconds",
+    "Time in an embedding model call (text: a batch of search texts; face: one photo).",
+    ["model"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+CATALOGUE_BOOKS = Gauge(
+    "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
+)
+ENROLLED_PEOPLE = Gauge(
+    "lookalike_enrolled_people",
+    "People enrolled for identification (read at scrape).",
+    registry=REGISTRY,
+)
+
+_operations: set[str] = set()
+_lock = threading.Lock()
+
+
+def operation_label(name: str | None) -> str:
+    """The label for an operation: its name, 'anonymous', or 'other' past the bound."""
+    if not name:
+        return "anonymous"
+    with _lock:
+        if name in _operations:
+            return name
+        if len(_operations) < MAX_OPERATIONS:
+            _operations.add(name)
+            return name
+    return "other"
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
