@@ -78,3 +78,8 @@ def build_schema(settings: Settings) -> Schema:
     if not settings.introspection:
         extensions.insert(0, DisableIntrospection)
     return Schema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+def sdl() -> str:
+    """The schema in SDL, as ``schema.graphql`` at the repository root keeps it for review."""
+    return build_schema(Settings()).as_str() + "\n"

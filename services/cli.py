@@ -73,6 +73,14 @@ def serve(
     )
 
 
+@app.command()
+def schema() -> None:
+    """Print the GraphQL schema (SDL): ``lookalike schema > schema.graphql``."""
+    from lookalike.schema.schema import sdl  # the one command that needs the API layer
+
+    out.file.write(sdl())
+
+
 @books_app.command("load")
 def books_load(
     source: Annotated[

@@ -1,11 +1,18 @@
-"""Queries too large to answer are refused in validation, before any Redis command."""
+"""Requests too large to answer are refused before any Redis command; slow ones time out."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
+
 import pytest
+from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.conftest import error_codes, gql
+from lookalike.schema.app import create_app
+from lookalike.services.settings import Settings
+from tests.conftest import API_KEY, error_codes, gql
+from tests.test_faces import IDENTIFY, PREFLIGHT, orl, send
 
 NESTED_620 = """{ books(first: 20) { edges { node {
   similar(k: 5) { book { similar(k: 5) { book { title } } } } } } } }"""
@@ -50,3 +57,56 @@ def test_depth_is_limited(api: TestClient, levels: int, allowed: bool) -> None:
     else:
         assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
         assert body["errors"][0]["extensions"]["maxDepth"] == 8
+
+
+def test_aliases_are_limited(api: TestClient) -> None:
+    def aliased(count: int) -> str:
+        return "{ " + " ".join(f'b{i}: book(id: "9") {{ title }}' for i in range(count)) + " }"
+
+    assert "errors" not in gql(api, aliased(30))
+    body = gql(api, aliased(31))
+    assert body["data"] is None
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["errors"][0]["extensions"].items() >= {"aliases": 31, "maxAliases": 30}.items()
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+def test_tokens_are_limited_before_the_document_is_parsed(api: TestClient) -> None:
+    # 2,000 tokens fit in well under the 1 MB body limit: the token limit is what stops it.
+    padding = " ".join(["title"] * 2000)
+    body = gql(api, f'{{ book(id: "9") {{ {padding} }} }}')
+    assert body["data"] is None
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["errors"][0]["extensions"]["maxTokens"] == 2000
+    assert "errors" not in gql(api, f'{{ book(id: "9") {{ {" ".join(["title"] * 500)} }} }}')
+
+
+def test_a_json_body_over_the_limit_is_refused_with_413(api: TestClient) -> None:
+    query = '{ book(id: "9") { title } }' + " " * (1024 * 1024)
+    response = api.post("/graphql", json={"query": query})
+    assert response.status_code == 413
+    assert error_codes(response.json()) == ["PAYLOAD_TOO_LARGE"]
+
+
+@pytest.fixture(scope="module")
+def hasty(settings: Settings) -> Iterator[TestClient]:
+    """The session's deployment with a 50 ms deadline: queries fit, face photos do not."""
+    hasty = settings.model_copy(update={"request_timeout": 0.05})
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(create_app(hasty), headers=headers) as client:
+        yield client
+
+
+def test_a_request_over_the_deadline_gets_504_timeout_and_the_server_goes_on(
+    hasty: TestClient,
+) -> None:
+    large = Image.open(io.BytesIO(orl("s1", 1))).resize((1380, 1680))  # seconds of detection
+    buffer = io.BytesIO()
+    large.save(buffer, "PNG")
+    response = send(hasty, IDENTIFY, buffer.getvalue(), headers=PREFLIGHT, k=1)
+    assert response.status_code == 504
+    assert error_codes(response.json()) == ["TIMEOUT"]
+    assert response.json()["errors"][0]["extensions"]["timeoutSeconds"] == 0.05
+    assert gql(hasty, '{ book(id: "9") { title } }')["data"]["book"]["title"]
+    metrics = hasty.get("/metrics").text
+    assert 'lookalike_graphql_errors_total{code="TIMEOUT",operation="http"} 1.0' in metrics
