@@ -69,7 +69,8 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
-        timeout_graceful_shutdown=10,
+        # No request outlives its deadline, so shutdown waits that long for them at most.
+        timeout_graceful_shutdown=max(1, round(settings.request_timeout)),
     )
 
 

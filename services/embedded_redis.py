@@ -84,11 +84,17 @@ class EmbeddedRedis:
         """Where a running server's URL is written, for CLI commands and benchmarks."""
         return self.data_dir / "redis.url"
 
+    def exited(self) -> bool:
+        """Started, not stopped, and no longer running."""
+        return self.process is not None and self.process.poll() is not None
+
     def start(self) -> str:
-        if self.process is not None:
+        """Start the server, or start it again after it exited by itself."""
+        if self.process is not None and self.process.poll() is None:
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        if self._lock_file is None:  # still held after a crash: the data dir stays ours
+            self._lock()
         command = [
             str(server_binary()),
             "--port", "0",

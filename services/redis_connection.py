@@ -8,7 +8,9 @@ with payload size, so they cannot tell batching from bytes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +28,7 @@ from lookalike.services.request_usage import count_round_trip
 from lookalike.services.settings import Settings
 
 Redis = aredis.Redis
+log = logging.getLogger("lookalike.redis")
 
 # Redis 8 carries these built in; Redis Stack 7.2+ loads them as modules.
 REQUIRED_MODULES = {"search": ("search", 20800), "ReJSON": ("JSON", 20600)}
@@ -98,7 +101,8 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
     """The Redis lookalike should talk to, started here if it is the embedded one.
 
     REDIS_URL wins; otherwise an embedded server already run by another lookalike process on
-    the same data directory is shared; otherwise one is started for the life of this block.
+    the same data directory is shared; otherwise one is started for the life of this block,
+    and started again (from its AOF) if it dies: nobody else would.
     """
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url or running_url(settings.data_dir)
@@ -106,10 +110,29 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
         embedded = EmbeddedRedis(settings.data_dir)
         url = embedded.start()
     client = connect(url, settings.redis_timeout)
+    supervisor = asyncio.create_task(_supervise(embedded)) if embedded is not None else None
     try:
         await check_modules(client, url)
         yield client, url
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         await client.aclose()
         if embedded is not None:
             embedded.stop()
+
+
+async def _supervise(server: EmbeddedRedis, interval: float = 0.5) -> None:
+    """Restart the embedded Redis when it exits under us (killed, out of memory)."""
+    while True:
+        await asyncio.sleep(interval)
+        if server.exited():
+            log.warning("embedded redis exited; starting it again from its AOF")
+            try:
+                await asyncio.to_thread(server.start)
+            except ServiceUnavailable as exc:
+                log.error("embedded redis did not start again: %s", exc.message)
+            else:
+                log.info("embedded redis is back")

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import os
+import signal
+import socket
 import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 import redis
 from starlette.testclient import TestClient
@@ -23,7 +31,7 @@ from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import text_embedder
 from tests.conftest import error_codes, gql
-from tests.test_faces import IDENTIFY, orl, send
+from tests.test_faces import ENROLL, IDENTIFY, orl, send
 
 SIMILAR_9 = '{ book(id: "9") { similar(k: 5) { book { id } } } }'
 
@@ -160,3 +168,85 @@ def test_a_redis_holding_the_other_face_layout_is_refused(settings: Settings) ->
                 await client.delete("switch:faces:layout")
 
     anyio.run(scenario)
+
+
+def test_a_killed_embedded_redis_comes_back_with_its_books_and_people(tmp_path: Path) -> None:
+    settings = Settings(redis_url=None, data_dir=tmp_path, redis_timeout=1)
+    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as api:
+        for number in (1, 2):
+            enrolled = send(api, ENROLL, orl("s3", number), id="s3", name="Three").json()
+            assert "errors" not in enrolled, enrolled
+        url = (tmp_path / "redis.url").read_text().strip()
+        pid = redis.Redis(unix_socket_path=url.removeprefix("unix://")).info()["process_id"]
+
+        os.kill(pid, signal.SIGKILL)  # no shutdown, no final AOF flush
+        while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+            time.sleep(0.01)
+        assert error_codes(gql(api, SIMILAR_9)) == ["SERVICE_UNAVAILABLE"]
+
+        deadline = time.monotonic() + 20
+        while api.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert api.get("/readyz").json() == {"status": "ready", "books": 1486}
+        assert gql(api, SIMILAR_9)["data"]["book"]["similar"][0]["book"]["id"] == "15"
+        found = send(api, IDENTIFY, orl("s3", 5), k=1).json()["data"]["identifyFace"]
+        assert found["person"] == {"id": "s3", "name": "Three", "faceCount": 2}
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "zombie"
+
+
+def test_sigterm_lets_the_request_in_flight_finish(settings: Settings, tmp_path: Path) -> None:
+    """A real ``lookalike serve`` process: its first search loads the text model (seconds),
+    SIGTERM arrives meanwhile; the search still gets its answer, then the process exits."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url or "",
+        "LOOKALIKE_DATA_DIR": str(tmp_path),
+        "LOOKALIKE_PORT": str(port),
+    }
+    env.pop("LOOKALIKE_API_KEYS", None)
+    log_file = tmp_path / "serve.log"
+    with log_file.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "lookalike.services.cli", "serve"], env=env, stderr=log
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            assert server.poll() is None, log_file.read_text()
+            time.sleep(0.2)
+        query = {
+            "query": f'{{ searchBooks(text: "{uuid.uuid4().hex} robots", k: 3) {{ distance }} }}'
+        }
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(httpx.post, f"{base}/graphql", json=query, timeout=60)
+            time.sleep(0.5)  # the request is in: the model is loading
+            assert not answer.done()
+            server.send_signal(signal.SIGTERM)
+            response = answer.result()
+        assert response.status_code == 200
+        assert len(response.json()["data"]["searchBooks"]) == 3
+        # uvicorn re-raises the signal once it has shut down, as a process killed by it would
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        log = log_file.read_text()
+        assert "Application shutdown complete" in log  # the lifespan closed Redis and models
+        # No keys configured: start-up said what that means.
+        assert "mutations are accepted only from loopback clients" in log
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/healthz")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
