@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -22,10 +23,11 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from lookalike.resolvers.context import Context
 from lookalike.schema.http_guards import PREFLIGHT_HEADERS, RequestGuards
-from lookalike.schema.observability import metrics_endpoint, observe_request
+from lookalike.schema.observability import metrics_endpoint, observe_refusal, observe_request
 from lookalike.schema.schema import build_schema
 from lookalike.services.api_keys import ApiKeys
 from lookalike.services.catalogue import Catalogue
@@ -38,12 +40,29 @@ from lookalike.services.settings import Settings, get_settings
 from lookalike.services.text_embedding import text_embedder
 
 log = logging.getLogger("lookalike.http")
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+}
 
 
 class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, *args: Any, keys: ApiKeys, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.keys = keys
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Strawberry answers a request it cannot read (no query, not JSON, wrong method)
+        in plain text; here it gets the same JSON error shape, with a code, as the rest."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+            client = request.client.host if request.client else None
+            observe_refusal(exc.status_code, code, client)
+            body = {"errors": [{"message": exc.reason, "extensions": {"code": code}}]}
+            return JSONResponse(body, exc.status_code)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         request.state.started = time.perf_counter()
@@ -132,7 +151,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql),  # every method: Strawberry refuses the others
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -82,6 +82,36 @@ def schema() -> None:
     out.file.write(sdl())
 
 
+@app.command()
+def models() -> None:
+    """Load both embedding models from their packages and embed a sample with each.
+
+    Nothing is downloaded: run it with the network off (the Docker build does) to prove an
+    air-gapped server has every file it needs.
+    """
+    import time
+
+    from lookalike.services.face_model import MODEL_LABEL, load_here
+    from lookalike.services.text_embedding import MODEL_NAME, text_embedder
+
+    started = time.perf_counter()
+    vectors = text_embedder().encode(["an offline check"])
+    out.print(
+        f"text model: {MODEL_NAME}, {vectors.shape[1]}-d, {time.perf_counter() - started:.1f} s",
+        highlight=False,
+    )
+    started = time.perf_counter()
+    try:
+        weights = load_here(get_settings().deepface_home)
+    except LookalikeError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(3) from None
+    out.print(
+        f"face model: {MODEL_LABEL}, weights in {weights}, {time.perf_counter() - started:.1f} s",
+        highlight=False,
+    )
+
+
 @books_app.command("load")
 def books_load(
     source: Annotated[

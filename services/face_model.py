@@ -98,6 +98,13 @@ def embed_in_worker(data: bytes, max_pixels: int) -> FaceEmbedding:
     return FaceEmbedding(vector.tobytes(), len(faces), time.perf_counter() - started)
 
 
+def load_here(deepface_home: Path) -> Path:
+    """Link the weights and load the model in this process; the weights folder it used."""
+    weights = link_weights(deepface_home)
+    _worker_start(str(deepface_home))
+    return weights
+
+
 def _ping() -> bool:
     return True
 
