@@ -4,7 +4,8 @@ With ``LOOKALIKE_API_KEYS`` set, a mutation needs ``Authorization: Bearer <key>`
 UNAUTHENTICATED, a key that is not one of them is FORBIDDEN. With no keys configured,
 mutations are accepted only from a loopback address: a laptop works out of the box, a server
 on the network never silently accepts changes (face enrolment is biometric data). Behind a
-reverse proxy on the same host every client looks local: set keys there.
+reverse proxy on the same host, uvicorn takes the address from X-Forwarded-For; a proxy that
+does not send it makes every client look local: set keys there.
 """
 
 from __future__ import annotations

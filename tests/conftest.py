@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
@@ -34,7 +35,7 @@ API_KEY = "test-key-0123456789abcdef"  # the session app's one key; its client s
 @pytest.fixture(scope="session")
 def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
-        redis_url=redis_url, data_dir=tmp_path_factory.mktemp("data"), api_keys=[API_KEY]
+        redis_url=redis_url, data_dir=tmp_path_factory.mktemp("data"), api_keys=[SecretStr(API_KEY)]
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
@@ -94,6 +94,15 @@ def test_introspection_is_on_by_default(api: TestClient) -> None:
     assert gql(api, INTROSPECTION)["data"] == {"__schema": {"queryType": {"name": "Query"}}}
 
 
+def test_keys_and_origins_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOKALIKE_API_KEYS", " first-key , second-key,,")
+    monkeypatch.setenv("LOOKALIKE_CORS_ORIGINS", "https://a.example,https://b.example")
+    configured = Settings()
+    assert [k.get_secret_value() for k in configured.api_keys] == ["first-key", "second-key"]
+    assert "first-key" not in repr(configured)
+    assert configured.cors_origins == ["https://a.example", "https://b.example"]
+
+
 def test_keys_for_queries_need_keys() -> None:
     with pytest.raises(ValidationError, match="LOOKALIKE_API_KEYS is empty"):
         Settings(require_key_for_queries=True)
@@ -105,7 +114,7 @@ def locked(settings: Settings) -> Iterator[TestClient]:
     no GraphiQL, one browser origin."""
     locked = settings.model_copy(
         update={
-            "api_keys": Settings(api_keys=f"{API_KEY},{OTHER_KEY}").api_keys,
+            "api_keys": [SecretStr(API_KEY), SecretStr(OTHER_KEY)],
             "require_key_for_queries": True,
             "introspection": False,
             "graphiql": False,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
@@ -77,7 +78,7 @@ def face_api(
         face_layout=layout,
         max_upload_bytes=MAX_UPLOAD,
         max_image_pixels=MAX_PIXELS,
-        api_keys=[API_KEY],
+        api_keys=[SecretStr(API_KEY)],
     )
     try:
         headers = {"Authorization": f"Bearer {API_KEY}"}

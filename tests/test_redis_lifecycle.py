@@ -240,10 +240,10 @@ def test_sigterm_lets_the_request_in_flight_finish(settings: Settings, tmp_path:
         assert len(response.json()["data"]["searchBooks"]) == 3
         # uvicorn re-raises the signal once it has shut down, as a process killed by it would
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
-        log = log_file.read_text()
-        assert "Application shutdown complete" in log  # the lifespan closed Redis and models
+        output = log_file.read_text()
+        assert "Application shutdown complete" in output  # the lifespan closed Redis and models
         # No keys configured: start-up said what that means.
-        assert "mutations are accepted only from loopback clients" in log
+        assert "mutations are accepted only from loopback clients" in output
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/healthz")
     finally:
