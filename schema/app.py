@@ -6,6 +6,7 @@ REDIS_URL is unset), prepares the catalogue and closes everything on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -29,9 +30,11 @@ from lookalike.resolvers.context import Context
 from lookalike.schema.http_guards import PREFLIGHT_HEADERS, RequestGuards
 from lookalike.schema.observability import metrics_endpoint, observe_refusal, observe_request
 from lookalike.schema.schema import build_schema
+from lookalike.services import recovery
 from lookalike.services.api_keys import ApiKeys
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import open_catalogue
+from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.faces import open_faces
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import UNREACHABLE, redact
@@ -105,11 +108,11 @@ async def readyz(request: Request) -> Response:
     try:
         await catalogue.redis.ping()
         status = await catalogue.status()
-    except UNREACHABLE:
+    except (ServiceUnavailable, *UNREACHABLE):
         return JSONResponse({"status": "unavailable", "reason": "redis unreachable"}, 503)
     if not status.exists:
         return JSONResponse({"status": "unavailable", "reason": "index missing"}, 503)
-    if status.documents == 0 or status.percent_indexed < 1.0:
+    if catalogue.loading or status.documents == 0 or status.percent_indexed < 1.0:
         reason = f"catalogue loading ({status.documents} books, {status.percent_indexed:.0%})"
         return JSONResponse({"status": "unavailable", "reason": reason}, 503)
     return JSONResponse({"status": "ready", "books": status.documents})
@@ -129,6 +132,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.queries = QueryEmbeddings(
                 catalogue.redis, text_embedder, settings.search_cache_ttl
             )
+            watching = asyncio.create_task(
+                recovery.watch(
+                    catalogue, faces.store, autoload=settings.catalogue_autoload, every=2.0
+                )
+            )
             # Everything alive now lives as long as the process: keep the collector off it,
             # or each full collection walks the whole schema and library state mid-request.
             gc.collect()
@@ -140,7 +148,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 log.warning(
                     "no LOOKALIKE_API_KEYS: mutations are accepted only from loopback clients"
                 )
-            yield
+            try:
+                yield
+            finally:
+                watching.cancel()
 
     keys = ApiKeys(settings.api_keys)
     graphql = GraphQLApp(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
+from redisvl.exceptions import RedisSearchError
 from redisvl.query import BaseQuery, FilterQuery, VectorQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
@@ -118,6 +119,7 @@ class Catalogue:
         self.settings = settings
         self.index = book_index(settings, client)
         self._prefix = settings.key_prefix + ":"
+        self.loading = False  # a (re)load is writing books: not ready, answers may be partial
         # Builds FT.SEARCH arguments from RedisVL queries; made once (making one registers
         # the module's reply callbacks again: 0.1 ms a request)
         self._search_commands = client.ft(settings.index_name)
@@ -305,10 +307,14 @@ class Catalogue:
         return sorted(found, key=lambda item: (-item[1], item[0]))
 
     async def status(self) -> IndexStatus:
+        """The index's size and progress; ``exists`` False when there is no index (a Redis
+        that restarted empty). Redis unreachable is ServiceUnavailable, not 'missing'."""
         try:
             async with redis_errors():
                 info = await self.index.info()
-        except RedisError:
+        except (RedisError, RedisSearchError) as exc:  # RedisVL wraps what redis-py raised
+            if isinstance(exc.__cause__, UNREACHABLE):
+                raise ServiceUnavailable(f"Redis is unreachable: {exc.__cause__}") from exc
             return IndexStatus(exists=False, documents=0, percent_indexed=0.0)
         return IndexStatus(
             exists=True,

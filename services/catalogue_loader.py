@@ -180,7 +180,11 @@ async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSumm
     if status.documents or not autoload:
         return None
     shipped = read_shipped()
-    return await load_books(catalogue, shipped.records, shipped=shipped, embedder=text_embedder)
+    catalogue.loading = True
+    try:
+        return await load_books(catalogue, shipped.records, shipped=shipped, embedder=text_embedder)
+    finally:
+        catalogue.loading = False
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -250,3 +251,25 @@ def test_sigterm_lets_the_request_in_flight_finish(settings: Settings, tmp_path:
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_redis_that_comes_back_empty_gets_its_indexes_and_books_again(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    settings = Settings(redis_url=server.start(), data_dir=tmp_path, redis_timeout=1)
+    try:
+        with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as api:
+            assert "errors" not in gql(api, SIMILAR_9)
+            server.stop()
+            shutil.rmtree(tmp_path / "redis" / "appendonlydir")  # no data survives
+            server.start()
+
+            deadline = time.monotonic() + 20
+            while api.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert api.get("/readyz").json() == {"status": "ready", "books": 1486}
+            assert gql(api, SIMILAR_9)["data"]["book"]["similar"][0]["book"]["id"] == "15"
+            # the face index is back too: nobody is enrolled, so nobody is found
+            found = send(api, IDENTIFY, orl("s1", 1), k=1).json()
+            assert found["data"]["identifyFace"]["person"] is None, found
+    finally:
+        server.stop()

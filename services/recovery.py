@@ -1,0 +1,46 @@
+"""Bring a Redis that came back empty into shape again, while the server runs.
+
+A Redis restarted without its data (no persistence, a new instance behind the same URL, a
+FLUSHALL) has no indexes: every vector query would fail until the API restarted. The server
+checks every few seconds; when the book index is gone it creates the indexes again and, with
+autoload on, reloads the shipped catalogue (about a second, no model). Enrolled people are not
+in the shipped data: they must be enrolled again, and the log says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.catalogue_loader import prepare_catalogue
+from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.face_store import FaceStore
+from lookalike.services.redis_connection import UNREACHABLE
+
+log = logging.getLogger("lookalike.recovery")
+
+
+async def restore_if_empty(catalogue: Catalogue, faces: FaceStore, *, autoload: bool) -> bool:
+    """Recreate what is missing; True when something was. Redis away: nothing to do yet."""
+    try:
+        await catalogue.redis.ping()
+        if (await catalogue.status()).exists:
+            return False
+        log.warning("the book index is gone (Redis restarted empty?): creating it again")
+        loaded = await prepare_catalogue(catalogue, autoload=autoload)
+        await faces.open()
+    except (ServiceUnavailable, *UNREACHABLE):
+        return False
+    log.warning(
+        "indexes restored; enrolled people, if there were any, must be enrolled again",
+        extra={"catalogue": str(loaded) if loaded else "not loaded (autoload off)"},
+    )
+    return True
+
+
+async def watch(catalogue: Catalogue, faces: FaceStore, *, autoload: bool, every: float) -> None:
+    """Run ``restore_if_empty`` for the life of the server."""
+    while True:
+        await asyncio.sleep(every)
+        await restore_if_empty(catalogue, faces, autoload=autoload)
