@@ -9,9 +9,8 @@ the vector search itself.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,8 @@ from lookalike.services.book_filters import NO_FILTER, BookFilter
 from lookalike.services.book_index import VECTOR_FIELD, book_index
 from lookalike.services.book_records import Book
 from lookalike.services.errors import BookNotFound, ServiceUnavailable, check_range
-from lookalike.services.redis_connection import UNREACHABLE, Redis
+from lookalike.services.redis_connection import UNREACHABLE, Redis, redis_errors
+from lookalike.services.search_pipeline import Reply, SearchPipeline
 from lookalike.services.settings import Settings
 
 MAX_K = 100
@@ -77,14 +77,16 @@ class Hits:
     found: list[tuple[str, float, Book | None]]
 
     @classmethod
-    def from_reply(cls, reply: dict[bytes, Any]) -> Hits:
-        found = []
-        for hit in reply[b"results"]:
-            attributes = hit.get(b"extra_attributes", {})
-            book = _book(attributes.get(b"book"), vector=None, embedded=True)
-            distance = float(attributes.get(b"vector_distance", 0))
-            found.append((hit[b"id"].decode(), distance, book))
-        return cls(total=int(reply[b"total_results"]), found=found)
+    def from_reply(cls, reply: Reply) -> Hits:
+        found = [
+            (
+                key,
+                float(fields.get(b"vector_distance", 0)),
+                _book(fields.get(b"book"), vector=None, embedded=True),
+            )
+            for key, fields in reply.hits
+        ]
+        return cls(total=reply.total, found=found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +94,6 @@ class IndexStatus:
     exists: bool
     documents: int
     percent_indexed: float
-
-
-@contextlib.asynccontextmanager
-async def redis_errors() -> AsyncIterator[None]:
-    """Turn 'Redis is not there' into the one error the API and CLI report for it."""
-    try:
-        yield
-    except UNREACHABLE as exc:
-        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
 def validate_similar(k: int) -> None:
@@ -120,9 +113,7 @@ class Catalogue:
         self.index = book_index(settings, client)
         self._prefix = settings.key_prefix + ":"
         self.loading = False  # a (re)load is writing books: not ready, answers may be partial
-        # Builds FT.SEARCH arguments from RedisVL queries; made once (making one registers
-        # the module's reply callbacks again: 0.1 ms a request)
-        self._search_commands = client.ft(settings.index_name)
+        self._searches = SearchPipeline(client, settings.index_name)
 
     def doc_key(self, book_id: str) -> str:
         return self._prefix + book_id
@@ -264,24 +255,13 @@ class Catalogue:
         return BookPage(book_ids=ids[:first], total=count.total, has_next=len(ids) > first)
 
     async def _search(self, queries: Sequence[BaseQuery]) -> list[Hits]:
-        """All queries in one pipeline, built by RedisVL, read back from the RESP3 reply.
-
-        RedisVL's own batch_search splits a batch every 10 queries and builds a Document
-        object per hit (measured: 0.4 ms more per batch). A vector query made by
-        ``_with_books`` returns each hit's book fields as one JSON array, which saves the
-        separate read of the books found: one round trip fewer for every vector query.
-        (FORMAT EXPAND would send them as native RESP3 values; measured, that costs 0.16 ms
-        more per 10 hits in Redis and a Python walk to decode them, where json.loads decodes
-        the text in C.)
+        """All queries in one round trip. A vector query made by ``_with_books`` returns each
+        hit's book fields as one JSON array, which saves the separate read of the books
+        found: one round trip fewer for every vector query. (FORMAT EXPAND would send them as
+        native RESP3 values; measured, that costs 0.16 ms more per 10 hits in Redis and a
+        Python walk to decode them, where json.loads decodes the text in C.)
         """
-        if not queries:
-            return []
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            for query in queries:
-                args, _ = self._search_commands._mk_query_args(query, query_params=query.params)
-                pipe.execute_command("FT.SEARCH", *args)
-            replies = await pipe.execute()
-        return [Hits.from_reply(reply) for reply in replies]
+        return [Hits.from_reply(reply) for reply in await self._searches.run(queries)]
 
     def _neighbours(self, hits: Hits) -> list[Neighbour]:
         return [Neighbour(self._book_id(key), d, book) for key, d, book in hits.found]

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from lookalike.services.book_records import content_hash, sha256_text
-from lookalike.services.catalogue import BOOK_FIELDS, Catalogue, redis_errors
-from lookalike.services.redis_connection import open_redis
+from lookalike.services.catalogue import BOOK_FIELDS, Catalogue
+from lookalike.services.redis_connection import open_redis, redis_errors
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
 from lookalike.services.text_embedding import TextEmbedder, text_embedder

@@ -27,10 +27,10 @@ from redisvl.query import FilterQuery, VectorQuery
 from redisvl.query.filter import Tag
 from redisvl.schema import IndexSchema
 
-from lookalike.services.catalogue import redis_errors
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_model import DIMENSIONS
-from lookalike.services.redis_connection import Redis
+from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.search_pipeline import SearchPipeline
 
 Layout = Literal["hash", "json"]
 LAYOUTS: tuple[Layout, ...] = ("hash", "json")
@@ -76,6 +76,7 @@ class FaceStore:
         self.registry = f"{namespace}faces:people"
         self.marker = f"{namespace}faces:layout"
         self.index = AsyncSearchIndex(self.schema(), redis_client=client)
+        self._searches = SearchPipeline(client, self.index.name)
 
     def schema(self) -> IndexSchema:
         raise NotImplementedError
@@ -164,10 +165,13 @@ class FaceStore:
             ef_runtime=max(self.ef_runtime, num_results),
         )
 
-    async def _search(self, query: VectorQuery) -> Any:
-        async with redis_errors():
-            (result,) = await self.index.batch_search([(query, query.params)], batch_size=1)
-        return result
+    async def _nearest_faces(self, vector: bytes, num_results: int) -> tuple[int, list[Nearest]]:
+        """The nearest faces (JSON layout: people, by their nearest face), nearest first, and
+        how many came back."""
+        (reply,) = await self._searches.run([self._query(vector, num_results)])
+        ids, distances = reply.attribute(b"person_id"), reply.attribute(b"vector_distance")
+        found = [Nearest(_text(i), float(d)) for i, d in zip(ids, distances, strict=True)]
+        return len(found), found
 
 
 class HashFaceStore(FaceStore):
@@ -212,11 +216,11 @@ class HashFaceStore(FaceStore):
         different people are among them, or there are no more faces."""
         window = k * 8
         while True:
-            result = await self._search(self._query(vector, window))
+            returned, faces = await self._nearest_faces(vector, window)
             people: dict[str, float] = {}
-            for doc in result.docs:
-                people.setdefault(doc.person_id, float(doc.vector_distance))
-            if len(people) >= k or len(result.docs) < window:
+            for face in faces:
+                people.setdefault(face.person_id, face.distance)
+            if len(people) >= k or returned < window:
                 return [Nearest(p, d) for p, d in list(people.items())[:k]]
             window *= 4
 
@@ -250,13 +254,12 @@ class HashFaceStore(FaceStore):
         faces_of = FilterQuery(
             filter_expression=Tag("person_id") == person_id, return_fields=[], num_results=10_000
         )
-        async with redis_errors():
-            (found,) = await self.index.batch_search([(faces_of, faces_of.params)], batch_size=1)
-            faces = [doc.id for doc in found.docs]
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self.person_key(person_id), *faces)
-                pipe.zrem(self.registry, person_id)
-                deleted, _ = await pipe.execute()
+        (found,) = await self._searches.run([faces_of])
+        faces = [key for key, _ in found.hits]
+        async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.person_key(person_id), *faces)
+            pipe.zrem(self.registry, person_id)
+            deleted, _ = await pipe.execute()
         return bool(deleted)
 
 
@@ -301,8 +304,8 @@ class JsonFaceStore(FaceStore):
         return people
 
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
-        result = await self._search(self._query(vector, k))
-        return [Nearest(doc.person_id, float(doc.vector_distance)) for doc in result.docs]
+        _, people = await self._nearest_faces(vector, k)
+        return people
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
@@ -338,6 +341,10 @@ class JsonFaceStore(FaceStore):
             pipe.zrem(self.registry, person_id)
             deleted, _ = await pipe.execute()
         return bool(deleted)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def face_store(layout: Layout, client: Redis, namespace: str = "") -> FaceStore:

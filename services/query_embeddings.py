@@ -15,9 +15,8 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from lookalike.services.catalogue import redis_errors
 from lookalike.services.errors import BadUserInput
-from lookalike.services.redis_connection import Redis
+from lookalike.services.redis_connection import Redis, redis_errors
 from lookalike.services.request_usage import model_time
 from lookalike.services.text_embedding import MODEL_NAME, TextEmbedder
 

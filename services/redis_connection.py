@@ -84,6 +84,15 @@ async def check_modules(client: Redis, url: str) -> None:
             )
 
 
+@contextlib.asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turn 'Redis is not there' into the one error the API and CLI report for it."""
+    try:
+        yield
+    except UNREACHABLE as exc:
+        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
