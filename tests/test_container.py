@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,19 @@ def test_the_models_the_image_bakes_load_with_the_network_off(
     assert result.exit_code == 0, result.output
     assert "384-d" in result.output
     assert (tmp_path / "deepface" / ".deepface" / "weights").is_dir()
+
+
+def test_the_wheel_the_image_installs_carries_the_catalogue(tmp_path: Path) -> None:
+    """The image runs `pip install .` (not editable, as CI does): its wheel must hold data/."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("lookalike-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("books.jsonl", "book_vectors.npy", "manifest.json", "LICENSE-books"):
+        assert f"lookalike/data/{name}" in names
+    for package in ("schema", "resolvers", "services"):
+        assert f"lookalike/{package}/__init__.py" in names
+    assert not any(n.startswith(("tests/", "bench/", "services/")) for n in names)
