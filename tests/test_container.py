@@ -80,6 +80,8 @@ def test_compose_runs_the_api_against_redis_8_with_a_volume() -> None:
     assert api["environment"]["REDIS_URL"].startswith("redis://redis:")
     assert set(api["environment"]) <= SETTING_NAMES
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    healthcheck = " ".join(services["redis"]["healthcheck"]["test"])
+    assert "search" in healthcheck and "ReJSON" in healthcheck  # the modules the API needs
 
 
 def test_the_models_the_image_bakes_load_with_the_network_off(
