@@ -165,13 +165,11 @@ class FaceStore:
             ef_runtime=max(self.ef_runtime, num_results),
         )
 
-    async def _nearest_faces(self, vector: bytes, num_results: int) -> tuple[int, list[Nearest]]:
-        """The nearest faces (JSON layout: people, by their nearest face), nearest first, and
-        how many came back."""
+    async def _nearest_faces(self, vector: bytes, num_results: int) -> list[Nearest]:
+        """The nearest faces (JSON layout: people, by their nearest face), nearest first."""
         (reply,) = await self._searches.run([self._query(vector, num_results)])
-        ids, distances = reply.attribute(b"person_id"), reply.attribute(b"vector_distance")
-        found = [Nearest(_text(i), float(d)) for i, d in zip(ids, distances, strict=True)]
-        return len(found), found
+        ids, distances = reply.texts(b"person_id"), reply.texts(b"vector_distance")
+        return [Nearest(i, float(d)) for i, d in zip(ids, distances, strict=True)]
 
 
 class HashFaceStore(FaceStore):
@@ -216,11 +214,11 @@ class HashFaceStore(FaceStore):
         different people are among them, or there are no more faces."""
         window = k * 8
         while True:
-            returned, faces = await self._nearest_faces(vector, window)
+            faces = await self._nearest_faces(vector, window)
             people: dict[str, float] = {}
             for face in faces:
                 people.setdefault(face.person_id, face.distance)
-            if len(people) >= k or returned < window:
+            if len(people) >= k or len(faces) < window:
                 return [Nearest(p, d) for p, d in list(people.items())[:k]]
             window *= 4
 
@@ -304,8 +302,7 @@ class JsonFaceStore(FaceStore):
         return people
 
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
-        _, people = await self._nearest_faces(vector, k)
-        return people
+        return await self._nearest_faces(vector, k)
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
@@ -341,10 +338,6 @@ class JsonFaceStore(FaceStore):
             pipe.zrem(self.registry, person_id)
             deleted, _ = await pipe.execute()
         return bool(deleted)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def face_store(layout: Layout, client: Redis, namespace: str = "") -> FaceStore:

@@ -24,8 +24,10 @@ class Reply:
     total: int
     hits: list[tuple[str, dict[bytes, Any]]]
 
-    def attribute(self, name: bytes) -> list[Any]:
-        return [fields.get(name) for _, fields in self.hits]
+    def texts(self, name: bytes) -> list[str]:
+        """One returned field of every hit, as text."""
+        values = (fields.get(name) for _, fields in self.hits)
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 class SearchPipeline:
