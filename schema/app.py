@@ -62,21 +62,19 @@ class GraphQLApp(GraphQL[Context, None]):
             return await super().run(request, context, root_value)
         except HTTPException as exc:
             code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-            client = request.client.host if request.client else None
-            observe_refusal(exc.status_code, code, client)
+            observe_refusal(exc.status_code, code, _client(request))
             body = {"errors": [{"message": exc.reason, "extensions": {"code": code}}]}
             return JSONResponse(body, exc.status_code)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         request.state.started = time.perf_counter()
         state = request.app.state
-        client = request.client.host if request.client else None
         context = Context(
             catalogue=state.catalogue,
             faces=state.faces,
             queries=state.queries,
             usage=track_usage(),
-            caller=self.keys.caller(request.headers.get("authorization"), client),
+            caller=self.keys.caller(request.headers.get("authorization"), _client(request)),
         )
         request.state.context = context
         return context
@@ -90,12 +88,15 @@ class GraphQLApp(GraphQL[Context, None]):
             return response
         started: float = request.state.started
         codes = sorted({str((e.extensions or {}).get("code")) for e in result.errors or ()})
-        client = request.client.host if request.client else None
         seconds = time.perf_counter() - started
-        observe_request(context.operation_name, seconds, context.usage, codes, client)
+        observe_request(context.operation_name, seconds, context.usage, codes, _client(request))
         # What this request cost Redis, so clients and tests can watch for N+1 regressions.
         response["extensions"] = {"cost": {"redisRoundTrips": context.usage.round_trips}}
         return response
+
+
+def _client(request: Request | WebSocket) -> str | None:
+    return request.client.host if request.client else None
 
 
 async def healthz(request: Request) -> Response:
@@ -106,7 +107,6 @@ async def readyz(request: Request) -> Response:
     """Ready when Redis answers and the index holds a fully indexed catalogue."""
     catalogue: Catalogue = request.app.state.catalogue
     try:
-        await catalogue.redis.ping()
         status = await catalogue.status()
     except (ServiceUnavailable, *UNREACHABLE):
         return JSONResponse({"status": "unavailable", "reason": "redis unreachable"}, 503)

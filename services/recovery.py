@@ -24,7 +24,6 @@ log = logging.getLogger("lookalike.recovery")
 async def restore_if_empty(catalogue: Catalogue, faces: FaceStore, *, autoload: bool) -> bool:
     """Recreate what is missing; True when something was. Redis away: nothing to do yet."""
     try:
-        await catalogue.redis.ping()
         if (await catalogue.status()).exists:
             return False
         log.warning("the book index is gone (Redis restarted empty?): creating it again")
