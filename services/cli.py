@@ -100,12 +100,12 @@ def models() -> None:
         f"text model: {MODEL_NAME}, {vectors.shape[1]}-d, {time.perf_counter() - started:.1f} s",
         highlight=False,
     )
+
+    async def load_face_model() -> Path:
+        return load_here(get_settings().deepface_home)
+
     started = time.perf_counter()
-    try:
-        weights = load_here(get_settings().deepface_home)
-    except LookalikeError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(3) from None
+    weights = _run(load_face_model)  # a missing weight file: one line, exit 3
     out.print(
         f"face model: {MODEL_LABEL}, weights in {weights}, {time.perf_counter() - started:.1f} s",
         highlight=False,
