@@ -93,7 +93,7 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
            "LOOKALIKE_CATALOGUE_AUTOLOAD": "false", "LOOKALIKE_DATA_DIR": data_dir,
            "LOOKALIKE_LOG_LEVEL": "WARNING"}  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.services.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "lookalike.schema.cli", "serve", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -33,7 +33,6 @@ from lookalike.services.redis_connection import Redis, redis_errors
 from lookalike.services.search_pipeline import SearchPipeline
 
 Layout = Literal["hash", "json"]
-LAYOUTS: tuple[Layout, ...] = ("hash", "json")
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,17 +32,6 @@ def track_usage() -> Usage:
     return usage
 
 
-@contextlib.contextmanager
-def measure_usage() -> Iterator[Usage]:
-    """Count what is spent inside this block (and the tasks it starts)."""
-    usage = Usage()
-    token = _current.set(usage)
-    try:
-        yield usage
-    finally:
-        _current.reset(token)
-
-
 def count_round_trip() -> None:
     usage = _current.get()
     if usage is not None:

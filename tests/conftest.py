@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
@@ -69,6 +70,30 @@ def gql(client: TestClient, query: str, **variables: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a /metrics page, read with prometheus_client's own parser
+    (0 when the series is absent)."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return 0.0
+
+
+def metric_names(text: str) -> set[str]:
+    return {family.name for family in text_string_to_metric_families(text)}
+
+
+def metric_labels(text: str, name: str, label: str) -> set[str]:
+    """Every value one label takes in a metric's samples."""
+    return {
+        found.labels[label]
+        for family in text_string_to_metric_families(text)
+        for found in family.samples
+        if found.name == name and label in found.labels
+    }
 
 
 def error_codes(body: dict[str, Any]) -> list[str]:

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.settings import Settings
 from tests.conftest import API_KEY, error_codes, gql, redis_dump
-from tests.test_faces import ENROLL, PREFLIGHT, orl, send
+from tests.photos import ENROLL, PREFLIGHT, orl, send
 
 DELETE = 'mutation { deletePerson(id: "nobody") }'
 TITLE = '{ book(id: "9") { title } }'

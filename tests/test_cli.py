@@ -10,9 +10,9 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from lookalike.services.cli import app
+from lookalike.schema.cli import app
 from lookalike.services.settings import Settings, get_settings
-from tests.test_faces import ORL
+from tests.photos import ORL
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lookalike.services import cli, settings
+from lookalike.schema import cli
+from lookalike.services import settings
 from lookalike.services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

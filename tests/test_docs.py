@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lookalike.services import cli
+from lookalike.schema import cli
 from lookalike.services.settings import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

@@ -6,10 +6,8 @@ images 1-3; other images and people are the queries).
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,41 +20,11 @@ from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
 from tests.conftest import API_KEY, error_codes, gql, redis_dump
+from tests.photos import ENROLL, IDENTIFY, ORL, PERSON, PREFLIGHT, encoded, orl, send
 
-ORL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
 ENROLLED = ("s1", "s2", "s3", "s4")
-PREFLIGHT = {"Apollo-Require-Preflight": "true"}
 MAX_UPLOAD = 2 * 1024 * 1024
 MAX_PIXELS = 4_000_000
-
-IDENTIFY = """mutation($image: Upload!, $k: Int!) { identifyFace(image: $image, k: $k) {
-  person { id name faceCount } distance threshold model facesDetected
-  candidates { distance person { id faceCount } } } }"""
-ENROLL = """mutation($id: ID!, $image: Upload!, $name: String) {
-  enrollFace(personId: $id, image: $image, name: $name) { id name faceCount } }"""
-PERSON = "query($id: ID!) { person(id: $id) { id name faceCount } }"
-
-
-def orl(person: str, number: int) -> bytes:
-    return (ORL / person / f"{number}.bmp").read_bytes()
-
-
-def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def send(api: TestClient, query: str, image: bytes, headers: dict[str, str] | None = None,
-         **variables: Any) -> Any:  # fmt: skip
-    """A GraphQL multipart request (the spec Apollo's upload clients speak)."""
-    operations = {"query": query, "variables": {**variables, "image": None}}
-    return api.post(
-        "/graphql",
-        data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.image"]})},
-        files={"0": ("photo", image, "application/octet-stream")},
-        headers=PREFLIGHT if headers is None else headers,
-    )
 
 
 def identify(api: TestClient, image: bytes, k: int = 3) -> dict[str, Any]:

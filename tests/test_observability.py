@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from starlette.testclient import TestClient
 
 from lookalike.schema.schema import sdl
 from lookalike.services.logs import LogFormatter
-from tests.conftest import API_KEY, gql
-from tests.test_faces import IDENTIFY, PREFLIGHT, orl, send
+from tests.conftest import API_KEY, gql, metric, metric_labels, metric_names
+from tests.photos import IDENTIFY, PREFLIGHT, orl, send
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schema.graphql"
 
@@ -23,14 +22,6 @@ def test_schema_graphql_is_the_schema_the_code_serves() -> None:
     assert SCHEMA_FILE.read_text(encoding="utf-8") == sdl(), (
         "the API changed: run `lookalike schema > schema.graphql` and review the diff"
     )
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """One sample's value from the Prometheus text format (0 when the series is absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pattern = re.escape(f"{name}{{{wanted}}}" if labels else name) + r" (\S+)"
-    found = re.search(f"^{pattern}$", metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_metrics_count_requests_errors_latency_round_trips_and_models(api: TestClient) -> None:
@@ -47,28 +38,25 @@ def test_metrics_count_requests_errors_latency_round_trips_and_models(api: TestC
     assert response.headers["content-type"].startswith("text/plain")
     after = response.text
 
-    assert sample(after, "lookalike_graphql_requests_total", operation=operation) == 2
+    assert metric(after, "lookalike_graphql_requests_total", operation=operation) == 2
     assert (
-        sample(after, "lookalike_graphql_errors_total", operation=operation, code="BOOK_NOT_FOUND")
+        metric(after, "lookalike_graphql_errors_total", operation=operation, code="BOOK_NOT_FOUND")
         == 1
     )
     latency = "lookalike_graphql_request_duration_seconds_count"
-    assert sample(after, latency, operation=operation) == 2
+    assert metric(after, latency, operation=operation) == 2
     trips = "lookalike_redis_round_trips_per_request_count"
-    assert sample(after, trips) - sample(before, trips) == 3
+    assert metric(after, trips) - metric(before, trips) == 3
     model = "lookalike_model_inference_seconds_count"
-    assert sample(after, model, model="text") == sample(before, model, model="text") + 1
-    assert sample(after, "lookalike_catalogue_books") == 1486
-    assert "lookalike_enrolled_people " in after
+    assert metric(after, model, model="text") == metric(before, model, model="text") + 1
+    assert metric(after, "lookalike_catalogue_books") == 1486
+    assert "lookalike_enrolled_people" in metric_names(after)
 
 
 def test_operation_names_cannot_grow_the_metrics_without_bound(api: TestClient) -> None:
     for n in range(110):
         gql(api, f'query Flood{n} {{ book(id: "9") {{ id }} }}')
-    metrics = api.get("/metrics").text
-    names = set(
-        re.findall(r'^lookalike_graphql_requests_total\{operation="([^"]*)"\}', metrics, re.M)
-    )
+    names = metric_labels(api.get("/metrics").text, "lookalike_graphql_requests_total", "operation")
     assert len(names) <= 100 + 2  # the first hundred, "anonymous" and "other"
     assert "other" in names
 

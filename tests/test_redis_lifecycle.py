@@ -32,7 +32,7 @@ from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import text_embedder
 from tests.conftest import error_codes, gql
-from tests.test_faces import ENROLL, IDENTIFY, orl, send
+from tests.photos import ENROLL, IDENTIFY, orl, send
 
 SIMILAR_9 = '{ book(id: "9") { similar(k: 5) { book { id } } } }'
 
@@ -217,7 +217,7 @@ def test_sigterm_lets_the_request_in_flight_finish(settings: Settings, tmp_path:
     log_file = tmp_path / "serve.log"
     with log_file.open("w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "lookalike.services.cli", "serve"], env=env, stderr=log
+            [sys.executable, "-m", "lookalike.schema.cli", "serve"], env=env, stderr=log
         )
     try:
         base = f"http://127.0.0.1:{port}"

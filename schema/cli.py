@@ -1,4 +1,7 @@
-"""The ``lookalike`` command: serve the API, load and query the catalogue.
+"""The ``lookalike`` command: serve the API, load and query the catalogue, enrol faces.
+
+It drives every layer (it serves the app, exports the schema, loads, evaluates), so it sits
+above them beside the app factory, and no layer imports it.
 
 Exit codes: 0 done, 1 the input was refused (bad argument, unknown book, bad catalogue file),
 2 usage error (from the argument parser), 3 Redis unavailable or unfit.
@@ -77,7 +80,7 @@ def serve(
 @app.command()
 def schema() -> None:
     """Print the GraphQL schema (SDL): ``lookalike schema > schema.graphql``."""
-    from lookalike.schema.schema import sdl  # the one command that needs the API layer
+    from lookalike.schema.schema import sdl
 
     out.file.write(sdl())
 

@@ -1,0 +1,43 @@
+"""Photos and the multipart requests that carry them, as Apollo's upload clients send them."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from starlette.testclient import TestClient
+
+ORL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
+PREFLIGHT = {"Apollo-Require-Preflight": "true"}
+
+IDENTIFY = """mutation($image: Upload!, $k: Int!) { identifyFace(image: $image, k: $k) {
+  person { id name faceCount } distance threshold model facesDetected
+  candidates { distance person { id faceCount } } } }"""
+ENROLL = """mutation($id: ID!, $image: Upload!, $name: String) {
+  enrollFace(personId: $id, image: $image, name: $name) { id name faceCount } }"""
+PERSON = "query($id: ID!) { person(id: $id) { id name faceCount } }"
+
+
+def orl(person: str, number: int) -> bytes:
+    return (ORL / person / f"{number}.bmp").read_bytes()
+
+
+def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def send(api: TestClient, query: str, image: bytes, headers: dict[str, str] | None = None,
+         **variables: Any) -> Any:  # fmt: skip
+    """A GraphQL multipart request (the spec Apollo's upload clients speak)."""
+    operations = {"query": query, "variables": {**variables, "image": None}}
+    return api.post(
+        "/graphql",
+        data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.image"]})},
+        files={"0": ("photo", image, "application/octet-stream")},
+        headers=PREFLIGHT if headers is None else headers,
+    )
