@@ -7,16 +7,26 @@ created from, ``index-definition:<name>``; at start-up a different or missing fi
 the index is dropped (never its documents) and created again over the same documents, which
 Redis re-indexes in the background. Several processes starting together do this once: the work
 runs under a lock, and whoever gets it second finds the index already current.
+
+Attributes that only set a default for queries (a vector field's EF_RUNTIME and EPSILON, which
+every query sends anyway) are left out of the fingerprint: changing them must not rebuild an
+index of a million vectors. RedisVL's schema describes the fields; what it cannot say (a hash
+field indexed a second time under another name, index options such as NOOFFSETS) comes as
+``IndexExtras``, and FT.CREATE is sent from both here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from redis.commands.search.field import Field
+from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redisvl.index import AsyncSearchIndex
 from redisvl.schema import IndexSchema
 
@@ -27,10 +37,42 @@ log = logging.getLogger(__name__)
 
 IndexChange = Literal["unchanged", "created", "rebuilt"]
 
+# Vector attributes that are only defaults for queries, which send their own.
+PER_QUERY_ATTRIBUTES = frozenset({"ef_runtime", "epsilon"})
 
-def fingerprint(schema: IndexSchema) -> str:
-    """A digest of everything FT.CREATE is told (fields, attributes, prefix, storage)."""
-    canonical = json.dumps(schema.to_dict(), sort_keys=True, default=str)
+
+@dataclass(frozen=True)
+class IndexExtras:
+    """What FT.CREATE is told beyond the RedisVL schema.
+
+    ``fields``: redis-py fields over hash fields the schema already indexes, under another
+    name (``author AS author_text TEXT`` beside ``author TAG``). ``options``: index options
+    placed before SCHEMA (``NOOFFSETS``).
+    """
+
+    fields: tuple[Field, ...] = ()
+    options: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "fields": [[str(a) for a in field.redis_args()] for field in self.fields],  # type: ignore[no-untyped-call]
+            "options": list(self.options),
+        }
+
+
+NO_EXTRAS = IndexExtras()
+
+
+def fingerprint(schema: IndexSchema, extras: IndexExtras = NO_EXTRAS) -> str:
+    """A digest of everything FT.CREATE is told (fields, attributes, prefix, storage, options),
+    except the per-query defaults."""
+    described = schema.to_dict()
+    for field in described["fields"]:
+        for name in PER_QUERY_ATTRIBUTES:
+            (field.get("attrs") or {}).pop(name, None)
+    if extras != NO_EXTRAS:
+        described["extras"] = extras.describe()
+    canonical = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
@@ -42,6 +84,7 @@ async def ensure_index(
     client: Redis,
     schema: IndexSchema,
     *,
+    extras: IndexExtras = NO_EXTRAS,
     before_rebuild: Callable[[], Awaitable[None]] | None = None,
 ) -> IndexChange:
     """Make the index exist with exactly this definition.
@@ -50,7 +93,7 @@ async def ensure_index(
     convert documents an earlier version stored differently.
     """
     index = AsyncSearchIndex(schema, redis_client=client)
-    wanted = fingerprint(schema).encode()
+    wanted = fingerprint(schema, extras).encode()
     key = definition_key(schema)
     async with redis_errors():
         if await client.get(key) == wanted and await index.exists():
@@ -68,9 +111,22 @@ async def ensure_index(
                 if before_rebuild is not None:
                     await before_rebuild()
                 await index.delete(drop=False)
-            await index.create(overwrite=False)
+            await create_index(client, schema, extras)
             await client.set(key, wanted)
             return "rebuilt" if exists else "created"
+
+
+async def create_index(client: Redis, schema: IndexSchema, extras: IndexExtras) -> None:
+    """FT.CREATE from the schema's fields and the extras (on a cluster, any node creates the
+    index on every shard)."""
+    kind = IndexType.JSON if schema.index.storage_type.value == "json" else IndexType.HASH
+    definition = IndexDefinition(prefix=[schema.index.prefix], index_type=kind)  # type: ignore[no-untyped-call]
+    fields = [*schema.redis_fields, *extras.fields]
+    arguments = [*definition.args, *extras.options]
+    if schema.index.stopwords is not None:
+        arguments += ["STOPWORDS", len(schema.index.stopwords), *schema.index.stopwords]
+    arguments += ["SCHEMA", *itertools.chain.from_iterable(f.redis_args() for f in fields)]
+    await client.execute_command("FT.CREATE", schema.index.name, *arguments)
 
 
 async def drop_index(client: Redis, schema: IndexSchema, *, documents: bool) -> None:
