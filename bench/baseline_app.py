@@ -26,7 +26,7 @@ PREFIX = os.environ.get("LOOKALIKE_KEY_PREFIX", "book")
 async def similar(request: Request) -> JSONResponse:
     book_id = request.path_params["book_id"]
     k = int(request.query_params.get("k", 5))
-    vector = vector_of(await REDIS.json().get(f"{PREFIX}:{book_id}", "$.embedding"))
+    vector = vector_of(await REDIS.hget(f"{PREFIX}:{book_id}", "embedding"))
     found = await REDIS.ft(INDEX).search(knn_with_titles(k), {"vec": vector})
     matches = [
         {"distance": float(doc.distance), "book": {"title": doc.title}}

@@ -47,7 +47,7 @@ def course_nested(r: redis.Redis, index: str, prefix: str, root_ids: list[str]) 
     """What the course's notebook does, book by book: read the vector, then KNN."""
 
     def similar(book_id: str, k: int) -> list[tuple[str, str, float]]:
-        vector = vector_of(r.json().get(f"{prefix}:{book_id}", "$.embedding"))
+        vector = vector_of(r.hget(f"{prefix}:{book_id}", "embedding"))
         docs = r.ft(index).search(knn_with_titles(k), {"vec": vector}).docs
         own = f"{prefix}:{book_id}"
         found = [(d.id.removeprefix(prefix + ":"), d.title, float(d.distance)) for d in docs]
@@ -55,7 +55,7 @@ def course_nested(r: redis.Redis, index: str, prefix: str, root_ids: list[str]) 
 
     books = 0
     for book_id in root_ids:
-        r.json().get(f"{prefix}:{book_id}", "$.title")
+        r.hget(f"{prefix}:{book_id}", "title")
         for neighbour, _, _ in similar(book_id, 5):
             books += 1 + len(similar(neighbour, 5))
     return books

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from redis.commands.search.query import Query
 
 
-def vector_of(document_embedding: Any) -> bytes:
-    """``JSON.GET key $.embedding`` gives ``[[floats]]``: the FLOAT32 blob KNN takes."""
-    return np.asarray(document_embedding[0], dtype=np.float32).tobytes()
+def vector_of(stored: Any) -> bytes:
+    """``HGET key embedding`` gives the blob the index reads, which is what KNN takes (the
+    course read ``$.embedding`` of a JSON document and converted the numbers)."""
+    assert isinstance(stored, bytes), "the book has no vector"
+    return stored
 
 
 def knn_with_titles(k: int) -> Query:

@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
             open_catalogue(settings) as (catalogue, url),
-            open_faces(settings, catalogue.redis) as faces,
+            open_faces(settings, catalogue.redis, catalogue.reads) as faces,
         ):
             app.state.catalogue = catalogue
             app.state.faces = faces

@@ -55,9 +55,9 @@ class BookFilter:
         if self.authors is not None:
             parts.append(Tag("author") == [a.strip() for a in self.authors])
         if self.year_from is not None:
-            parts.append(Num("year") >= self.year_from)
+            parts.append(Num("year_published") >= self.year_from)
         if self.year_to is not None:
-            parts.append(Num("year") <= self.year_to)
+            parts.append(Num("year_published") <= self.year_to)
         if self.min_rating is not None:
             parts.append(Num("rating") >= self.min_rating)
         if self.available is True:

@@ -2,14 +2,21 @@
 
 A source record is one JSON object in the course's shape (id, title, author, description,
 genres, editions, inventory, metrics, pages, url, year_published). Ids are decimal integers
-written as strings: the API keeps them as strings, the index sorts pages by their number.
+written as strings without leading zeros: the API keeps them as strings, the index sorts
+pages by their number and leaves a book out of its own neighbours by it.
+
+In Redis a book is one Hash (see ``book_index``): each API field its own hash field, as text,
+so a search can return any of them on its own. Numbers are decimal text, ``editions`` and
+``inventory`` JSON text, ``genres`` and the inventory's distinct statuses joined by ``|`` (the
+TAG separator), ``digests`` the hashes a reload compares, ``embedding`` the vector blob. A
+field with no value is absent (an empty text would fail a NUMERIC field's indexing).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,13 @@ from typing import Any
 from lookalike.services.errors import CatalogueError
 
 REQUIRED_FIELDS = ("id", "title", "author", "description")
+TAG_SEPARATOR = "|"
+
+# The hash fields a book is read from, in this order (HMGET, a search's RETURN).
+BOOK_FIELDS = (
+    "title", "author", "description", "genres", "editions", "inventory",
+    "pages", "url", "year_published", "rating", "rating_votes",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,32 +54,85 @@ class Book:
     rating: float | None
     rating_votes: int | None
     embedded: bool  # False for a book with an empty description: no neighbours
-    vector: bytes | None  # its FLOAT32 blob, when it was read with the book
+    vector: bytes | None  # its blob as the index reads it, when it was read with the book
 
     @classmethod
-    def from_document(
-        cls, doc: Mapping[str, Any], vector: bytes | None, embedded: bool | None = None
+    def from_hash(
+        cls,
+        book_id: str,
+        fields: Mapping[str, bytes | None],
+        vector: bytes | None,
+        embedded: bool | None = None,
     ) -> Book:
-        metrics = doc.get("metrics") or {}
+        """A book from its hash fields (``BOOK_FIELDS``, absent ones None or missing)."""
+
+        def text(name: str) -> str | None:
+            value = fields.get(name)
+            return None if value is None else value.decode()
+
+        def number(name: str, kind: type[int] | type[float]) -> Any:
+            value = fields.get(name)
+            return None if value is None else kind(value)
+
+        genres, inventory = text("genres"), text("inventory")
         return cls(
-            id=str(doc["id"]),
-            title=doc["title"],
-            author=doc["author"],
-            description=doc["description"],
-            genres=tuple(doc.get("genres") or ()),
-            editions=tuple(doc.get("editions") or ()),
+            id=book_id,
+            title=text("title") or "",
+            author=text("author") or "",
+            description=text("description") or "",
+            genres=tuple(genres.split(TAG_SEPARATOR)) if genres else (),
+            editions=tuple(json.loads(fields.get("editions") or b"[]")),
             inventory=tuple(
-                InventoryItem(stock_id=str(i["stock_id"]), status=str(i["status"]))
-                for i in doc.get("inventory") or ()
+                InventoryItem(stock_id=stock_id, status=status)
+                for stock_id, status in (json.loads(inventory) if inventory else ())
             ),
-            pages=doc.get("pages"),
-            year_published=doc.get("year_published"),
-            url=doc.get("url"),
-            rating=metrics.get("score"),
-            rating_votes=metrics.get("rating_votes"),
+            pages=number("pages", int),
+            year_published=number("year_published", int),
+            url=text("url"),
+            rating=number("rating", float),
+            rating_votes=number("rating_votes", int),
             embedded=vector is not None if embedded is None else embedded,
             vector=vector,
         )
+
+
+def book_hash(record: Mapping[str, Any], vector: bytes | None) -> dict[str, str | bytes]:
+    """The hash fields of a (validated) source record, with its vector blob if it has one."""
+    metrics = record.get("metrics") or {}
+    inventory = record.get("inventory") or []
+    values: dict[str, Any] = {
+        "id_number": record["id"],
+        "title": record["title"],
+        "author": record["author"],
+        "description": record["description"],
+        "genres": TAG_SEPARATOR.join(record.get("genres") or []),
+        "editions": _json(record.get("editions")) if record.get("editions") else None,
+        "inventory": _json([[i["stock_id"], i["status"]] for i in inventory])
+        if inventory
+        else None,
+        "inventory_status": TAG_SEPARATOR.join(sorted({i["status"] for i in inventory})),
+        "pages": record.get("pages"),
+        "url": record.get("url"),
+        "year_published": record.get("year_published"),
+        "rating": metrics.get("score"),
+        "rating_votes": metrics.get("rating_votes"),
+        "digests": record_digests(record),
+        "embedding": vector,
+    }
+    return {
+        name: value if isinstance(value, (str, bytes)) else repr(value)
+        for name, value in values.items()
+        if value is not None and value != ""
+    }
+
+
+def record_digests(record: Mapping[str, Any]) -> str:
+    """What a reload compares: the whole record's hash, then its description's (128 bits each)."""
+    return content_hash(record)[:32] + sha256_text(record["description"])[:32]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def sha256_text(text: str) -> str:
@@ -85,9 +152,78 @@ def validate_record(record: Any, origin: str) -> dict[str, Any]:
     missing = [f for f in REQUIRED_FIELDS if not isinstance(record.get(f), str)]
     if missing:
         raise CatalogueError(f"{origin}: missing or non-string field(s) {', '.join(missing)}")
-    if not record["id"].isdigit() or len(record["id"]) > 15:
-        raise CatalogueError(f"{origin}: id must be a decimal integer, got {record['id']!r}")
+    book_id = record["id"]
+    if (
+        not book_id.isascii()
+        or not book_id.isdigit()
+        or len(book_id) > 15
+        or book_id != str(int(book_id))
+    ):
+        raise CatalogueError(
+            f"{origin}: id must be a decimal integer without leading zeros, got {book_id!r}"
+        )
+    problem = _shape_problem(record)
+    if problem:
+        raise CatalogueError(f"{origin}: {problem}")
     return record
+
+
+def _shape_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with the optional fields' types, if anything."""
+
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    def integer(value: Any) -> bool:
+        return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+    def number(value: Any) -> bool:
+        return integer(value) or isinstance(value, float)
+
+    metrics = record.get("metrics") or {}
+    inventory = record.get("inventory") or []
+    checks: list[tuple[str, Callable[[], bool]]] = [
+        ("genres must be a list of strings", lambda: strings(record.get("genres") or [])),
+        ("editions must be a list of strings", lambda: strings(record.get("editions") or [])),
+        (
+            "inventory must be a list of {stock_id, status} strings",
+            lambda: (
+                isinstance(inventory, list)
+                and all(
+                    isinstance(i, dict)
+                    and isinstance(i.get("stock_id"), str)
+                    and isinstance(i.get("status"), str)
+                    for i in inventory
+                )
+            ),
+        ),
+        (
+            f"genres and inventory statuses must not contain {TAG_SEPARATOR!r}",
+            lambda: (
+                not any(
+                    TAG_SEPARATOR in value
+                    for value in [*(record.get("genres") or []), *(i["status"] for i in inventory)]
+                )
+            ),
+        ),
+        (
+            "pages and year_published must be integers",
+            lambda: integer(record.get("pages")) and integer(record.get("year_published")),
+        ),
+        (
+            "url must be a string",
+            lambda: record.get("url") is None or isinstance(record["url"], str),
+        ),
+        (
+            "metrics must hold a numeric score and an integer rating_votes",
+            lambda: (
+                isinstance(metrics, dict)
+                and number(metrics.get("score"))
+                and integer(metrics.get("rating_votes"))
+            ),
+        ),
+    ]
+    return next((message for message, ok in checks if not ok()), None)
 
 
 def read_source_dir(source: Path) -> Iterator[dict[str, Any]]:

@@ -2,14 +2,14 @@
 
 Every method takes a whole batch and spends one Redis round trip on it, whatever its size:
 the GraphQL dataloaders hand over everything one nesting level asks for, the command line
-hands over one item. A book's vector travels with the book as a FLOAT32 blob (a sibling key
-beside the JSON document), because reading ``$.embedding`` back as JSON text costs more than
-the vector search itself.
+hands over one item. A book is one Hash (``book_index``): reading books is one HMGET each in
+a pipeline, their vector blob among the fields, and a vector query RETURNs its hits' fields,
+so the books it finds need no read of their own. Reads go to a healthy replica when there
+are replicas (``Reads``); on a cluster a pipeline is split by shard and sent to all at once.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +20,11 @@ from redisvl.query import BaseQuery, FilterQuery, VectorQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
 from lookalike.services.book_filters import NO_FILTER, BookFilter
-from lookalike.services.book_index import VECTOR_FIELD, book_index
-from lookalike.services.book_records import Book
+from lookalike.services.book_index import VECTOR_FIELD, book_index, vector_bytes
+from lookalike.services.book_records import BOOK_FIELDS, Book
 from lookalike.services.errors import BookNotFound, ServiceUnavailable, check_range
 from lookalike.services.redis_connection import UNREACHABLE, Redis, redis_errors
+from lookalike.services.redis_replicas import Reads
 from lookalike.services.search_pipeline import Reply, SearchPipeline
 from lookalike.services.settings import Settings
 
@@ -31,13 +32,8 @@ MAX_K = 100
 MAX_PAGE = 100
 MAX_OFFSET = 10_000  # Redis's default MAXSEARCHRESULTS
 MAX_DISTANCE = 2.0  # cosine distance in Redis runs from 0 to 2
-
-# The stored fields, in the order JSON.MGET returns them; the loader writes all of them.
-BOOK_FIELDS = (
-    "id", "title", "author", "description", "genres", "editions",
-    "inventory", "metrics", "pages", "url", "year_published",
-)  # fmt: skip
-_FIELDS_PATH = "$[" + ",".join(f"'{name}'" for name in BOOK_FIELDS) + "]"
+_READ_FIELDS = (*BOOK_FIELDS, VECTOR_FIELD)
+_RETURNED = [name.encode() for name in BOOK_FIELDS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +73,17 @@ class Hits:
     found: list[tuple[str, float, Book | None]]
 
     @classmethod
-    def from_reply(cls, reply: Reply) -> Hits:
-        found = [
-            (
-                key,
-                float(fields.get(b"vector_distance", 0)),
-                _book(fields.get(b"book"), vector=None, embedded=True),
-            )
-            for key, fields in reply.hits
-        ]
+    def from_reply(cls, reply: Reply, prefix: str) -> Hits:
+        found = []
+        for key, fields in reply.hits:
+            book_id = key.removeprefix(prefix)
+            book = None
+            if b"title" in fields:  # a vector query's RETURN: the book's fields
+                values = dict(zip(BOOK_FIELDS, map(fields.get, _RETURNED), strict=True))
+                book = Book.from_hash(book_id, values, vector=None, embedded=True)
+            # FLOAT16 rounding puts an identical vector at about -0.00005: that is 0
+            distance = max(0.0, float(fields.get(b"vector_distance", 0)))
+            found.append((key, distance, book))
         return cls(total=reply.total, found=found)
 
 
@@ -107,19 +105,17 @@ def validate_radius(radius: float, first: int, offset: int) -> None:
 
 
 class Catalogue:
-    def __init__(self, client: Redis, settings: Settings) -> None:
-        self.redis = client
+    def __init__(self, client: Redis, settings: Settings, reads: Reads | None = None) -> None:
+        self.redis = client  # the primary: writes, index status
+        self.reads = reads or Reads(client)
         self.settings = settings
         self.index = book_index(settings, client)
         self._prefix = settings.key_prefix + ":"
         self.loading = False  # a (re)load is writing books: not ready, answers may be partial
-        self._searches = SearchPipeline(client, settings.index_name)
+        self._searches = SearchPipeline(self.reads, settings.index_name)
 
     def doc_key(self, book_id: str) -> str:
         return self._prefix + book_id
-
-    def vector_key(self, book_id: str) -> str:
-        return f"{self.settings.key_prefix}-vector:{book_id}"
 
     def _book_id(self, key: str) -> str:
         return key.removeprefix(self._prefix)
@@ -128,11 +124,16 @@ class Catalogue:
         """Books in the order asked, None where there is no such book."""
         if not book_ids:
             return []
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            pipe.execute_command("JSON.MGET", *map(self.doc_key, book_ids), _FIELDS_PATH)
-            pipe.mget(list(map(self.vector_key, book_ids)))
-            documents, vectors = await pipe.execute()
-        return [_book(values, vector) for values, vector in zip(documents, vectors, strict=True)]
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for book_id in book_ids:
+                    pipe.hmget(self.doc_key(book_id), _READ_FIELDS)
+                return await pipe.execute()
+
+        async with redis_errors():
+            rows = await self.reads.run(read)
+        return [_book(book_id, row) for book_id, row in zip(book_ids, rows, strict=True)]
 
     async def get(self, book_id: str) -> Book:
         (book,) = await self.get_many([book_id])
@@ -160,12 +161,19 @@ class Catalogue:
 
     async def vectors(self, books: Sequence[Book]) -> list[bytes | None]:
         """Each book's vector blob: those read with the book as they are, the rest (books
-        that came back from a vector query) in one MGET, None for books with no embedding."""
-        missing = [b.id for b in books if b.embedded and b.vector is None]
+        that came back from a vector query) in one pipeline, None for books with no embedding."""
+        missing = list(dict.fromkeys(b.id for b in books if b.embedded and b.vector is None))
         fetched: dict[str, bytes | None] = {}
         if missing:
+
+            async def read(client: Redis) -> list[Any]:
+                async with client.pipeline(transaction=False) as pipe:
+                    for book_id in missing:
+                        pipe.hget(self.doc_key(book_id), VECTOR_FIELD)
+                    return await pipe.execute()
+
             async with redis_errors():
-                blobs = await self.redis.mget([self.vector_key(i) for i in missing])
+                blobs = await self.reads.run(read)
             found = zip(missing, blobs, strict=True)
             fetched = {i: blob if isinstance(blob, bytes) else None for i, blob in found}
         return [b.vector if b.vector is not None else fetched.get(b.id) for b in books]
@@ -183,18 +191,17 @@ class Catalogue:
     ) -> list[list[Neighbour]]:
         runnable = [self._runnable(vector, facets) for vector, _, facets, _ in requests]
         queries = [
-            _with_books(
-                VectorQuery(
-                    vector=vector,
-                    vector_field_name=VECTOR_FIELD,
-                    return_fields=[],
-                    filter_expression=_combine(facets, exclude),
-                    num_results=k,
-                    ef_runtime=max(self.settings.hnsw_ef_runtime, k),
-                )
+            VectorQuery(
+                vector=self._as_indexed(vector),
+                vector_field_name=VECTOR_FIELD,
+                return_fields=list(BOOK_FIELDS),
+                filter_expression=_combine(facets, exclude),
+                num_results=k,
+                ef_runtime=max(self.settings.hnsw_ef_runtime, k),
+                dtype=self.settings.vector_type,
             )
             for (vector, k, facets, exclude), ok in zip(requests, runnable, strict=True)
-            if ok
+            if ok and vector is not None
         ]
         results = iter(await self._search(queries))
         return [self._neighbours(next(results)) if ok else [] for ok in runnable]
@@ -202,6 +209,10 @@ class Catalogue:
     @staticmethod
     def _runnable(vector: bytes | None, facets: BookFilter) -> bool:
         return vector is not None and not facets.matches_nothing()
+
+    def _as_indexed(self, vector: bytes) -> bytes:
+        """A query vector in the index's type (search texts are embedded as FLOAT32)."""
+        return vector_bytes(vector, self.settings.vector_type)
 
     async def within_radius_many(self, requests: Sequence[RadiusRequest]) -> list[RadiusPage]:
         """Every other book within cosine distance r of each book: a page of them, and a count.
@@ -216,19 +227,20 @@ class Catalogue:
         runnable = [self._runnable(v, r.facets) for v, r in zip(vectors, requests, strict=True)]
         queries = []
         for request, vector, ok in zip(requests, vectors, runnable, strict=True):
-            if not ok:
+            if not ok or vector is None:
                 continue
             query = VectorRangeQuery(
-                vector=vector,
+                vector=self._as_indexed(vector),
                 vector_field_name=VECTOR_FIELD,
-                return_fields=[],
+                return_fields=list(BOOK_FIELDS),
                 filter_expression=_combine(request.facets, request.book.id),
                 distance_threshold=request.radius,
                 epsilon=self.settings.hnsw_epsilon,
                 num_results=max(request.first, 1),
                 sort_by="vector_distance",
+                dtype=self.settings.vector_type,
             )
-            queries.append(_with_books(query.paging(request.offset, request.first)))
+            queries.append(query.paging(request.offset, request.first))
         results = iter(await self._search(queries))
         pages = []
         for ok in runnable:
@@ -255,13 +267,11 @@ class Catalogue:
         return BookPage(book_ids=ids[:first], total=count.total, has_next=len(ids) > first)
 
     async def _search(self, queries: Sequence[BaseQuery]) -> list[Hits]:
-        """All queries in one round trip. A vector query made by ``_with_books`` returns each
-        hit's book fields as one JSON array, which saves the separate read of the books
-        found: one round trip fewer for every vector query. (FORMAT EXPAND would send them as
-        native RESP3 values; measured, that costs 0.16 ms more per 10 hits in Redis and a
-        Python walk to decode them, where json.loads decodes the text in C.)
-        """
-        return [Hits.from_reply(reply) for reply in await self._searches.run(queries)]
+        """All queries in one round trip. A vector query returns each hit's book fields
+        (RETURN), which saves the separate read of the books found: one round trip fewer for
+        every vector query."""
+        replies = await self._searches.run(queries)
+        return [Hits.from_reply(reply, self._prefix) for reply in replies]
 
     def _neighbours(self, hits: Hits) -> list[Neighbour]:
         return [Neighbour(self._book_id(key), d, book) for key, d, book in hits.found]
@@ -269,15 +279,19 @@ class Catalogue:
     async def genre_counts(self) -> list[tuple[str, int]]:
         """Every genre with its number of books, most books first (then by name).
 
-        GROUPBY over the JSON array of genres miscounts in RediSearch 2.10 (it saw 50 of 279
-        genres), so the distinct tags come from FT.TAGVALS and each is counted with a
-        zero-result search, all in one pipeline.
+        GROUPBY on a multi-value TAG groups by the whole stored text, not by each genre, so
+        the distinct tags come from FT.TAGVALS and each is counted with a zero-result
+        search, all in one pipeline.
         """
         name = self.settings.index_name
+
+        async def tag_values(client: Redis) -> Any:
+            return await client.execute_command("FT.TAGVALS", name, "genres")
+
         async with redis_errors():
             genres = [
                 g.decode() if isinstance(g, bytes) else str(g)
-                for g in await self.redis.execute_command("FT.TAGVALS", name, "genres")  # type: ignore[no-untyped-call]
+                for g in await self.reads.run(tag_values)
             ]
             counts = [
                 FilterQuery(Tag("genres") == g, return_fields=[]).paging(0, 0) for g in genres
@@ -308,23 +322,20 @@ def _validate_knn(k: int, facets: BookFilter) -> None:
     facets.validate()
 
 
-def _with_books(query: VectorQuery | VectorRangeQuery) -> Any:
-    """Ask the vector query to return each hit's book fields too (dialect 3: JSON text)."""
-    return query.return_field(_FIELDS_PATH, as_field="book").dialect(3)
-
-
 def _combine(facets: BookFilter, exclude: str | None) -> FilterExpression | str | None:
-    parts = [e for e in (facets.expression(), Tag("id") != exclude if exclude else None) if e]
+    """The facets, and the book itself left out (by its number: ids have no leading zeros,
+    so a number names one book)."""
+    itself = Num("id_number") != int(exclude) if exclude else None
+    parts = [e for e in (facets.expression(), itself) if e]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else parts[0] & parts[1]
 
 
-def _book(values: Any, vector: bytes | None, embedded: bool | None = None) -> Book | None:
-    """A book from its fields in BOOK_FIELDS order, as JSON text (JSON.MGET) or already
-    decoded (a vector query's RETURN); None when there is no such book."""
-    if values is None:
+def _book(book_id: str, row: Sequence[bytes | None]) -> Book | None:
+    """A book from an HMGET of ``_READ_FIELDS``; None when there is no such book (every book
+    has a title)."""
+    values = dict(zip(_READ_FIELDS, row, strict=True))
+    if values["title"] is None:
         return None
-    if isinstance(values, (bytes, str)):
-        values = json.loads(values)
-    return Book.from_document(dict(zip(BOOK_FIELDS, values, strict=True)), vector, embedded)
+    return Book.from_hash(book_id, values, values[VECTOR_FIELD])

@@ -1,34 +1,42 @@
 """Writing books into Redis: the shipped catalogue at first start, or a folder on demand.
 
-A load is idempotent. Each stored document carries the hash of its source record and of its
-description: an unchanged record is skipped, a changed record whose description is unchanged
-keeps its vector, and only new descriptions are embedded, first from the shipped vectors
-(matched by description hash) and, for text nobody has embedded yet, by the model.
+A load is idempotent. Each stored book carries the hashes of its source record and of its
+description (``digests``): an unchanged record is skipped, a changed record whose description
+is unchanged keeps its vector, and only new descriptions are embedded, first from the shipped
+vectors (matched by description hash) and, for text nobody has embedded yet, by the model.
+
+Books go in chunks: one pipeline reads the chunk's digests, one writes it (``book_writes``),
+and the next chunk is prepared while Redis indexes the last one: no round trip per book.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from redis.exceptions import ResponseError
 
-from lookalike.services.book_records import content_hash, sha256_text
-from lookalike.services.catalogue import BOOK_FIELDS, Catalogue
+from lookalike.services.book_index import BOOK_INDEX_EXTRAS, vector_bytes
+from lookalike.services.book_records import book_hash, record_digests, sha256_text
+from lookalike.services.book_writes import write_book
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.catalogue_upgrade import upgrade_books
 from lookalike.services.redis_connection import open_redis, redis_errors
 from lookalike.services.redis_lock import held_lock
-from lookalike.services.search_indexes import ensure_index
+from lookalike.services.redis_replicas import open_reads
+from lookalike.services.search_indexes import IndexChange, ensure_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
 from lookalike.services.text_embedding import TextEmbedder, text_embedder
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200  # books per MULTI: big enough to amortise, small enough not to stall Redis
+CHUNK = 1000  # books per pipeline: big enough to amortise a round trip, small to stay fair
 
 Progress = Callable[[int], None]
 
@@ -56,8 +64,20 @@ class LoadSummary:
 class _Pending:
     record: dict[str, Any]
     existed: bool
+    keep_vector: bool = False  # same description as stored: its vector stays as it is
     vector: bytes | None = None
     needs_model: bool = False
+
+
+async def ensure_book_index(catalogue: Catalogue) -> IndexChange:
+    """The books index as this version defines it; books an earlier version stored differently
+    (JSON documents, the other vector type) are converted before it is rebuilt."""
+    return await ensure_index(
+        catalogue.redis,
+        catalogue.index.schema,
+        extras=BOOK_INDEX_EXTRAS,
+        before_rebuild=lambda: upgrade_books(catalogue),
+    )
 
 
 async def load_books(
@@ -69,45 +89,60 @@ async def load_books(
     progress: Progress | None = None,
 ) -> LoadSummary:
     """Bring the catalogue in Redis up to date with ``records``; never deletes a book."""
-    await ensure_index(catalogue.redis, catalogue.index.schema)
+    await ensure_book_index(catalogue)
     summary = LoadSummary()
-    records = list(records)
-    for start in range(0, len(records), CHUNK):
-        chunk = records[start : start + CHUNK]
-        pending = await _changed(catalogue, chunk, summary)
-        _reuse_shipped_vectors(pending, shipped)
-        summary.embedded += _embed_the_rest(pending, embedder)
-        await _write(catalogue, pending)
-        for item in pending:
-            if not item.record["description"].strip():
-                summary.without_description.append(item.record["id"])
-        if progress:
-            progress(len(chunk))
+    writing: asyncio.Task[None] | None = None
+    try:
+        for chunk in _chunks(records, CHUNK):
+            pending = await _changed(catalogue, chunk, summary)
+            _reuse_shipped_vectors(pending, shipped, catalogue.settings.vector_type)
+            summary.embedded += _embed_the_rest(pending, embedder, catalogue.settings.vector_type)
+            for item in pending:
+                if not item.record["description"].strip():
+                    summary.without_description.append(item.record["id"])
+            if writing is not None:
+                await writing  # at most one chunk in Redis while the next is prepared
+            writing = asyncio.create_task(_write(catalogue, pending))
+            if progress:
+                progress(len(chunk))
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writing
     return summary
+
+
+def _chunks(records: Iterable[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 async def _changed(
     catalogue: Catalogue, chunk: Sequence[dict[str, Any]], summary: LoadSummary
 ) -> list[_Pending]:
-    ids = [record["id"] for record in chunk]
     async with redis_errors(), catalogue.redis.pipeline(transaction=False) as pipe:
-        pipe.execute_command(
-            "JSON.MGET",
-            *map(catalogue.doc_key, ids),
-            "$['content_sha256','description_sha256']",
-        )
-        pipe.mget(list(map(catalogue.vector_key, ids)))
-        stored, vectors = await pipe.execute()
+        for record in chunk:
+            pipe.hget(catalogue.doc_key(record["id"]), "digests")
+        stored = await pipe.execute(raise_on_error=False)
     pending = []
-    for record, hashes, vector in zip(chunk, stored, vectors, strict=True):
-        hashes = json.loads(hashes) if hashes else None
-        hashes = hashes if hashes and len(hashes) == 2 else None
-        if hashes and hashes[0] == content_hash(record):
-            summary.unchanged += 1
-            continue
-        item = _Pending(record=record, existed=bool(hashes))
-        if hashes and hashes[1] == sha256_text(record["description"]):
-            item.vector = vector  # same text, same vector: no need to embed it again
+    for record, digests in zip(chunk, stored, strict=True):
+        if isinstance(digests, ResponseError):  # WRONGTYPE: stored by an earlier version
+            item = _Pending(record=record, existed=True)
+        elif isinstance(digests, Exception):
+            raise digests
+        elif digests is None:
+            item = _Pending(record=record, existed=False)
+        else:
+            digests = digests.decode()
+            if digests == record_digests(record):
+                summary.unchanged += 1
+                continue
+            same_text = digests[32:] == sha256_text(record["description"])[:32]
+            item = _Pending(record=record, existed=True, keep_vector=same_text)
         if item.existed:
             summary.updated += 1
         else:
@@ -116,59 +151,46 @@ async def _changed(
     return pending
 
 
-def _reuse_shipped_vectors(pending: Sequence[_Pending], shipped: ShippedCatalogue | None) -> None:
+def _reuse_shipped_vectors(
+    pending: Sequence[_Pending], shipped: ShippedCatalogue | None, vector_type: str
+) -> None:
     for item in pending:
         description = item.record["description"]
-        if item.vector is not None or not description.strip():
+        if item.keep_vector or not description.strip():
             continue
         found = shipped.vector_for(description) if shipped else None
         if found is None:
             item.needs_model = True
         else:
-            item.vector = found.astype(np.float32).tobytes()
+            item.vector = vector_bytes(found, vector_type)
 
 
-def _embed_the_rest(pending: Sequence[_Pending], embedder: Callable[[], TextEmbedder]) -> int:
+def _embed_the_rest(
+    pending: Sequence[_Pending], embedder: Callable[[], TextEmbedder], vector_type: str
+) -> int:
     todo = [item for item in pending if item.needs_model]
     if not todo:
         return 0
     vectors = embedder().encode([item.record["description"] for item in todo])
     for item, vector in zip(todo, vectors, strict=True):
-        item.vector = vector.tobytes()
+        item.vector = vector_bytes(vector, vector_type)
     return len(todo)
 
 
 async def _write(catalogue: Catalogue, pending: Sequence[_Pending]) -> None:
-    """Document and vector blob change together (MULTI), so readers never see half a book."""
+    """New books: one HSET each. Changed books: the replace script on their one key."""
     if not pending:
         return
-    async with redis_errors(), catalogue.redis.pipeline(transaction=True) as pipe:
+    async with redis_errors(), catalogue.redis.pipeline(transaction=False) as pipe:
         for item in pending:
-            book_id = item.record["id"]
-            pipe.execute_command(
-                "JSON.SET", catalogue.doc_key(book_id), "$", _document(item.record, item.vector)
+            write_book(
+                pipe,
+                catalogue.doc_key(item.record["id"]),
+                book_hash(item.record, item.vector),
+                existed=item.existed,
+                keep_vector=item.keep_vector,
             )
-            if item.vector is None:
-                pipe.delete(catalogue.vector_key(book_id))
-            else:
-                pipe.set(catalogue.vector_key(book_id), item.vector)
         await pipe.execute()
-
-
-def _document(record: dict[str, Any], vector: bytes | None) -> str:
-    """The stored JSON: every API field present (null when absent), hashes, the embedding.
-
-    A book with an empty description gets no ``embedding``: the index leaves it out of vector
-    search, so it has no neighbours and is nobody's neighbour.
-    """
-    defaults: dict[str, Any] = {"genres": [], "editions": [], "inventory": [], "metrics": {}}
-    document = {name: record.get(name, defaults.get(name)) for name in BOOK_FIELDS}
-    document["id_number"] = int(record["id"])
-    document["content_sha256"] = content_hash(record)
-    document["description_sha256"] = sha256_text(record["description"])
-    if vector is not None:
-        document["embedding"] = np.frombuffer(vector, dtype=np.float32).tolist()
-    return json.dumps(document, ensure_ascii=False)
 
 
 async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSummary | None:
@@ -178,7 +200,7 @@ async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSumm
     that start together on an empty Redis load it once: one holds the lock and loads, the
     others wait for it and then find the books there.
     """
-    await ensure_index(catalogue.redis, catalogue.index.schema)
+    await ensure_book_index(catalogue)
     if not autoload or (await catalogue.status()).documents:
         return None
     async with held_lock(catalogue.redis, f"lock:autoload:{catalogue.settings.index_name}"):
@@ -196,9 +218,10 @@ async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSumm
 
 @contextlib.asynccontextmanager
 async def open_catalogue(settings: Settings) -> AsyncIterator[tuple[Catalogue, str]]:
-    """Redis (embedded or REDIS_URL) with a ready catalogue: what the server and CLI start from."""
-    async with open_redis(settings) as (client, url):
-        catalogue = Catalogue(client, settings)
+    """Redis (embedded or REDIS_URL) with a ready catalogue, reading from replicas when there
+    are any: what the server and CLI start from."""
+    async with open_redis(settings) as (client, url), open_reads(settings, client) as reads:
+        catalogue = Catalogue(client, settings, reads)
         loaded = await prepare_catalogue(catalogue, autoload=settings.catalogue_autoload)
         if loaded is not None:
             log.info("loaded the shipped catalogue", extra={"summary": str(loaded)})

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 from redisvl.index import AsyncSearchIndex
 from redisvl.query import FilterQuery, VectorQuery
@@ -29,7 +28,9 @@ from redisvl.schema import IndexSchema
 
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_model import DIMENSIONS
-from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.redis_connection import Pipe, Redis, redis_errors
+from lookalike.services.redis_replicas import Reads
+from lookalike.services.request_usage import note_write
 from lookalike.services.search_indexes import drop_index, ensure_index
 from lookalike.services.search_pipeline import SearchPipeline
 
@@ -69,14 +70,21 @@ def _vector_attrs(ef_runtime: int) -> dict[str, Any]:
 class FaceStore:
     layout: Layout
 
-    def __init__(self, client: Redis, namespace: str = "", ef_runtime: int = 100) -> None:
-        self.redis = client
+    def __init__(
+        self,
+        client: Redis,
+        namespace: str = "",
+        ef_runtime: int = 100,
+        reads: Reads | None = None,
+    ) -> None:
+        self.redis = client  # the primary: writes
+        self.reads = reads or Reads(client)  # reads: a healthy replica, or the primary
         self.ns = namespace
         self.ef_runtime = ef_runtime
         self.registry = f"{namespace}faces:people"
         self.marker = f"{namespace}faces:layout"
         self.index = AsyncSearchIndex(self.schema(), redis_client=client)
-        self._searches = SearchPipeline(client, self.index.name)
+        self._searches = SearchPipeline(self.reads, self.index.name)
 
     def schema(self) -> IndexSchema:
         raise NotImplementedError
@@ -107,16 +115,24 @@ class FaceStore:
 
     async def page(self, first: int, after: str | None) -> PeoplePage:
         low = f"({after}" if after is not None else "-"
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrangebylex(self.registry, low, "+", start=0, num=first + 1)
-            pipe.zcard(self.registry)
-            ids, total = await pipe.execute()
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zrangebylex(self.registry, low, "+", start=0, num=first + 1)
+                pipe.zcard(self.registry)
+                return await pipe.execute()
+
+        async with redis_errors():
+            ids, total = await self.reads.run(read)
         ids = [i.decode() for i in ids]
         return PeoplePage(person_ids=ids[:first], total=total, has_next=len(ids) > first)
 
     async def count(self) -> int:
+        async def read(client: Redis) -> int:
+            return int(await client.zcard(self.registry))
+
         async with redis_errors():
-            return int(await self.redis.zcard(self.registry))
+            return await self.reads.run(read)
 
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
         raise NotImplementedError
@@ -139,9 +155,12 @@ class FaceStore:
         async with redis_errors():
             keys = [key async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000)]
             for start in range(0, len(keys), 1000):  # a round trip per thousand, not per key
-                await self.redis.unlink(*keys[start : start + 1000])
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in keys[start : start + 1000]:  # one key each: any hash slot
+                        pipe.unlink(key)
+                    await pipe.execute()
 
-    async def _watched(self, key: str, change: Callable[[Pipeline], Awaitable[bool]]) -> bool:
+    async def _watched(self, key: str, change: Callable[[Pipe], Awaitable[bool]]) -> bool:
         """Run ``change`` as an optimistic transaction on ``key`` (WATCH, read, MULTI, write),
         again if another client changed the key meanwhile. Returns what ``change`` returns."""
         async with redis_errors():
@@ -151,6 +170,7 @@ class FaceStore:
                         await pipe.watch(key)
                         result = await change(pipe)
                         await pipe.execute()
+                        note_write()
                         return result
                 except WatchError:
                     continue
@@ -198,10 +218,14 @@ class HashFaceStore(FaceStore):
         return f"{self.ns}face:{person_id}:{image_hash[:32]}"
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            for person_id in person_ids:
-                pipe.hmget(self.person_key(person_id), ["name", "face_count"])
-            rows = await pipe.execute()
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for person_id in person_ids:
+                    pipe.hmget(self.person_key(person_id), ["name", "face_count"])
+                return await pipe.execute()
+
+        async with redis_errors():
+            rows = await self.reads.run(read)
         return [
             None
             if count is None or int(count) == 0
@@ -228,7 +252,7 @@ class HashFaceStore(FaceStore):
         face_key = self.face_key(person_id, image_hash)
         person_key = self.person_key(person_id)
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipe) -> bool:
             new = not await pipe.exists(face_key)
             pipe.multi()  # type: ignore[no-untyped-call]
             if new:
@@ -252,12 +276,13 @@ class HashFaceStore(FaceStore):
         faces_of = FilterQuery(
             filter_expression=Tag("person_id") == person_id, return_fields=[], num_results=10_000
         )
-        (found,) = await self._searches.run([faces_of])
+        (found,) = await self._searches.run([faces_of], primary=True)
         faces = [key for key, _ in found.hits]
         async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.person_key(person_id), *faces)
             pipe.zrem(self.registry, person_id)
             deleted, _ = await pipe.execute()
+        note_write()
         return bool(deleted)
 
 
@@ -288,10 +313,15 @@ class JsonFaceStore(FaceStore):
         if not person_ids:
             return []
         keys = [self.person_key(p) for p in person_ids]
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:  # one key a command: people live on different shards
+                    pipe.execute_command("JSON.GET", key, "$['name','image_hashes']")
+                return await pipe.execute()
+
         async with redis_errors():
-            rows = await self.redis.execute_command(  # type: ignore[no-untyped-call]
-                "JSON.MGET", *keys, "$['name','image_hashes']"
-            )
+            rows = await self.reads.run(read)
         people: list[Person | None] = []
         for person_id, row in zip(person_ids, rows, strict=True):
             values = json.loads(row) if row else None
@@ -310,7 +340,7 @@ class JsonFaceStore(FaceStore):
         key = self.person_key(person_id)
         floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipe) -> bool:
             raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
             hashes = json.loads(raw)[0] if raw else None
             pipe.multi()  # type: ignore[no-untyped-call]
@@ -337,9 +367,12 @@ class JsonFaceStore(FaceStore):
             pipe.delete(self.person_key(person_id))
             pipe.zrem(self.registry, person_id)
             deleted, _ = await pipe.execute()
+        note_write()
         return bool(deleted)
 
 
-def face_store(layout: Layout, client: Redis, namespace: str = "") -> FaceStore:
+def face_store(
+    layout: Layout, client: Redis, namespace: str = "", reads: Reads | None = None
+) -> FaceStore:
     stores: dict[Layout, type[FaceStore]] = {"hash": HashFaceStore, "json": JsonFaceStore}
-    return stores[layout](client, namespace)
+    return stores[layout](client, namespace, reads=reads)

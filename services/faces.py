@@ -18,6 +18,7 @@ from lookalike.services.errors import BadUserInput, PayloadTooLarge, PersonNotFo
 from lookalike.services.face_model import MODEL_LABEL, FaceEmbedder
 from lookalike.services.face_store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.redis_connection import Redis
+from lookalike.services.redis_replicas import Reads
 from lookalike.services.settings import Settings
 
 PERSON_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -101,13 +102,15 @@ class FaceService:
 
 
 @contextlib.asynccontextmanager
-async def open_faces(settings: Settings, client: Redis) -> AsyncIterator[FaceService]:
+async def open_faces(
+    settings: Settings, client: Redis, reads: Reads | None = None
+) -> AsyncIterator[FaceService]:
     """The face service on this Redis: weights linked, layout checked, worker warmed up."""
     embedder = FaceEmbedder(
         settings.deepface_home, settings.face_workers, settings.max_image_pixels
     )
     try:
-        store = face_store(settings.face_layout, client)
+        store = face_store(settings.face_layout, client, reads=reads)
         await store.open()
         await embedder.start()
         yield FaceService(store, embedder, settings.face_threshold, settings.max_upload_bytes)

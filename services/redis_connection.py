@@ -1,9 +1,17 @@
-"""Connecting to Redis: which server, the module check, and counting round trips.
+"""Connecting to Redis: which server (one Redis or a cluster), the module check, round trips.
 
-Round trips are counted in the client, where they happen: every ``send_packed_command`` is one
-request written to the socket and waited for (a pipeline sends all its commands in one), and
-goes to the request's usage (``request_usage``). Redis's own ``INFO stats`` read counts grow
-with payload size, so they cannot tell batching from bytes.
+REDIS_URL may name one Redis or any node of a Redis Cluster: ``INFO cluster`` tells which, and
+a cluster gets redis-py's cluster client, which learns the slot map from that node and sends
+each command to the shard that holds its key (a search, to a node whose query engine fans it
+out to every shard).
+
+Round trips are counted in the client, where they happen, into the request's usage
+(``request_usage``): on one Redis, every ``send_packed_command`` is one request written to the
+socket and waited for (a pipeline sends all its commands in one). On a cluster a pipeline is
+split by shard and sent to all of them at once, so it still costs one round trip of latency:
+it counts one, and so does each command sent alone (redirections and retries inside are not
+counted). Redis's own ``INFO stats`` read counts grow with payload size, so they cannot tell
+batching from bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -24,10 +34,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lookalike.services.embedded_redis import EmbeddedRedis, running_url
 from lookalike.services.errors import ServiceUnavailable
-from lookalike.services.request_usage import count_round_trip
+from lookalike.services.request_usage import count_round_trip, one_round_trip
 from lookalike.services.settings import Settings
 
-Redis = aredis.Redis
+Redis = aredis.Redis | RedisCluster
+Pipe = Pipeline | ClusterPipeline
 log = logging.getLogger("lookalike.redis")
 
 # Redis 8 carries these built in; Redis Stack 7.2+ loads them as modules.
@@ -46,19 +57,21 @@ def _counting(cls: type[Any]) -> type[Any]:
     return type(f"Counting{cls.__name__}", (_CountingConnection, cls), {})
 
 
-def connect(url: str, timeout: float) -> Redis:
-    """A pooled async client that speaks RESP3, fails fast and counts round trips.
+def _retry() -> Retry:
+    """One retry (after 10 ms) replaces a pooled connection that died while Redis restarted;
+    more would only make a request wait longer for an answer that is SERVICE_UNAVAILABLE."""
+    return Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
 
-    One retry (after 10 ms) replaces a pooled connection that died while Redis restarted;
-    more would only make a request wait longer for an answer that is SERVICE_UNAVAILABLE.
-    """
+
+def connect(url: str, timeout: float) -> aredis.Redis:
+    """A pooled async client for one Redis that speaks RESP3, fails fast and counts round trips."""
     options: dict[str, Any] = dict(parse_url(url))
     options["connection_class"] = _counting(options.get("connection_class", Connection))
     pool = ConnectionPool(
         protocol=3,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         max_connections=64,
         **options,
@@ -66,10 +79,79 @@ def connect(url: str, timeout: float) -> Redis:
     return aredis.Redis(connection_pool=pool)
 
 
-async def check_modules(client: Redis, url: str) -> None:
-    """Fail with one sentence when the server cannot hold a vector index over JSON."""
+class _CountingClusterPipeline(ClusterPipeline):
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        with one_round_trip():  # the shards' parts go out together: one wait
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+class CountingCluster(RedisCluster):
+    """redis-py's cluster client, counting a command or a whole pipeline as one round trip."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with one_round_trip():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py
+        return _CountingClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+def connect_cluster(url: str, timeout: float) -> RedisCluster:
+    """A cluster client from any node's URL (RESP3, fail fast, round trips counted)."""
+    return CountingCluster.from_url(
+        url,
+        protocol=3,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=_retry(),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=64,
+    )
+
+
+async def open_client(url: str, socket_timeout: float) -> Redis:
+    """A client for what ``url`` names: one Redis, or the cluster that node belongs to."""
+    single = connect(url, socket_timeout)
     try:
-        modules = await client.execute_command("MODULE", "LIST")  # type: ignore[no-untyped-call]
+        info = await single.info("cluster")
+    except UNREACHABLE as exc:
+        await single.aclose()
+        raise ServiceUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
+    except RedisError:
+        return single  # INFO refused (a restricted user): treat it as one Redis
+    if not int(info.get("cluster_enabled", 0)):
+        return single
+    await single.aclose()
+    cluster = connect_cluster(url, socket_timeout)
+    try:
+        await cluster.initialize()
+    except (RedisError, *UNREACHABLE) as exc:
+        await cluster.aclose()
+        raise ServiceUnavailable(
+            f"Redis at {redact(url)} is a cluster node, but the cluster is not usable: {exc}"
+        ) from exc
+    log.info("redis is a cluster", extra={"shards": len(cluster.get_primaries())})
+    return cluster
+
+
+def is_cluster(client: Redis) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+FLOAT16_SEARCH = 21000  # FLOAT16 vectors: the query engine of Redis Stack 7.4 / Redis 8
+
+
+async def check_modules(client: Redis, url: str, vector_type: str = "float32") -> None:
+    """Fail with one sentence when the server lacks the search or JSON module, or holds a
+    search module too old for the configured vector type."""
+    try:
+        modules = await client.execute_command("MODULE", "LIST")
     except UNREACHABLE as exc:
         raise ServiceUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
     except RedisError as exc:
@@ -82,6 +164,12 @@ async def check_modules(client: Redis, url: str) -> None:
                 f"{minimum // 10000}.{minimum // 100 % 100} or later): use Redis 8, "
                 "Redis Stack 7.2+, or unset REDIS_URL for the embedded server"
             )
+    if vector_type == "float16" and found.get("search", 0) < FLOAT16_SEARCH:
+        raise ServiceUnavailable(
+            f"Redis at {redact(url)} has search {found.get('search')}, which cannot index "
+            "FLOAT16 vectors (search 2.10 or later: Redis 8, Redis Stack 7.4): use a newer "
+            "Redis, or set LOOKALIKE_VECTOR_TYPE=float32"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -118,10 +206,15 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
     if url is None:
         embedded = EmbeddedRedis(settings.data_dir)
         url = embedded.start()
-    client = connect(url, settings.redis_timeout)
+    try:
+        client = await open_client(url, settings.redis_timeout)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
     supervisor = asyncio.create_task(_supervise(embedded)) if embedded is not None else None
     try:
-        await check_modules(client, url)
+        await check_modules(client, url, settings.vector_type)
         yield client, url
     finally:
         if supervisor is not None:

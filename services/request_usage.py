@@ -20,9 +20,11 @@ from lookalike.services import metrics
 class Usage:
     round_trips: int = 0
     model_seconds: float = 0.0
+    wrote: bool = False  # this request changed data: its later reads go to the primary
 
 
 _current: ContextVar[Usage | None] = ContextVar("lookalike_usage", default=None)
+_inside_one: ContextVar[bool] = ContextVar("lookalike_one_round_trip", default=False)
 
 
 def track_usage() -> Usage:
@@ -34,8 +36,32 @@ def track_usage() -> Usage:
 
 def count_round_trip() -> None:
     usage = _current.get()
-    if usage is not None:
+    if usage is not None and not _inside_one.get():
         usage.round_trips += 1
+
+
+def note_write() -> None:
+    """This request wrote to the primary: what it reads next must see it (read-your-writes)."""
+    usage = _current.get()
+    if usage is not None:
+        usage.wrote = True
+
+
+def wrote() -> bool:
+    usage = _current.get()
+    return usage is not None and usage.wrote
+
+
+@contextlib.contextmanager
+def one_round_trip() -> Iterator[None]:
+    """Count what runs inside as one round trip: the parts of a cluster pipeline that go to
+    several shards at once, and whatever the client does to deliver one command."""
+    count_round_trip()
+    token = _inside_one.set(True)
+    try:
+        yield
+    finally:
+        _inside_one.reset(token)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
 """FT.SEARCH for RedisVL query objects: any number in one round trip, read as RESP3 replies.
 
 RedisVL builds the queries (filters, KNN and range syntax, parameters); this sends them in
-one pipeline and hands back each reply's hits as plain values. RedisVL's own batch_search
-splits a batch every 10 queries and builds a Document object per hit (measured: 0.4 ms more
-per batch), which the catalogue's nested levels of 100 queries cannot afford.
+one pipeline, to a replica or the primary (``Reads``), and hands back each reply's hits as
+plain values. RedisVL's own batch_search splits a batch every 10 queries and builds a Document
+object per hit (measured: 0.4 ms more per batch), which the catalogue's nested levels of 100
+queries cannot afford. On a cluster the pipeline goes to one node, whose query engine asks
+every shard and merges their hits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from redisvl.query import BaseQuery
 
 from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.redis_replicas import Reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +33,36 @@ class Reply:
         return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-class SearchPipeline:
-    def __init__(self, client: Redis, index_name: str) -> None:
-        self.redis = client
-        # Builds FT.SEARCH arguments; made once (making one registers the search module's
-        # reply callbacks again: 0.1 ms a request)
-        self._commands = client.ft(index_name)
+def search_arguments(index_name: str, query: BaseQuery) -> list[Any]:
+    """FT.SEARCH's arguments for a RedisVL (redis-py) query: its own, then its parameters."""
+    arguments: list[Any] = [index_name, *query.get_args()]
+    if query.params:
+        arguments += ["PARAMS", len(query.params) * 2]
+        for name, value in query.params.items():
+            arguments += [name, value]
+    return arguments
 
-    async def run(self, queries: Sequence[BaseQuery]) -> list[Reply]:
+
+class SearchPipeline:
+    def __init__(self, reads: Reads, index_name: str) -> None:
+        self.reads = reads
+        self.index_name = index_name
+
+    async def run(self, queries: Sequence[BaseQuery], *, primary: bool = False) -> list[Reply]:
+        """All queries in one round trip; ``primary`` when the answer must include this
+        request's own writes whatever was written before it (a delete finding what to delete)."""
         if not queries:
             return []
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            for query in queries:
-                args, _ = self._commands._mk_query_args(query, query_params=query.params)
-                pipe.execute_command("FT.SEARCH", *args)
-            replies = await pipe.execute()
+        commands = [search_arguments(self.index_name, query) for query in queries]
+
+        async def send(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for arguments in commands:
+                    pipe.execute_command("FT.SEARCH", *arguments)
+                return await pipe.execute()
+
+        async with redis_errors():
+            replies = await (send(self.reads.primary) if primary else self.reads.run(send))
         return [_read(reply) for reply in replies]
 
 

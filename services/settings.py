@@ -30,6 +30,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "LOOKALIKE_REDIS_URL", "redis_url"),
         description="Redis 8 / Redis Stack server to use; unset starts the embedded one.",
     )
+    redis_replicas: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Replicas of the primary (REDIS_URL) that serve searches and reads.",
+    )
+    replica_max_lag: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="Bytes of replication stream a replica may be behind and still serve reads.",
+    )
     data_dir: Path = Field(
         default_factory=_default_data_dir,
         description="Where the embedded Redis keeps its AOF files, socket and lock.",
@@ -39,6 +48,10 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(default=2.0, gt=0, description="Socket timeout in seconds.")
     index_name: str = "books"
     key_prefix: str = "book"
+    vector_type: Literal["float16", "float32"] = Field(
+        default="float16",
+        description="How book vectors are stored and indexed (float16: half the memory).",
+    )
     hnsw_m: int = Field(default=16, ge=2, le=512)
     hnsw_ef_construction: int = Field(default=200, ge=1, le=4096)
     hnsw_ef_runtime: int = Field(default=100, ge=1, le=4096)
@@ -86,7 +99,7 @@ class Settings(BaseSettings):
     require_key_for_queries: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("cors_origins", "api_keys", mode="before")
+    @field_validator("cors_origins", "api_keys", "redis_replicas", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """Lists come from the environment as ``a,b,c`` (blank entries ignored)."""

@@ -61,16 +61,16 @@ def test_the_same_book_asked_twice_in_a_request_is_read_once(settings: Settings)
     """A spy around the real catalogue records which ids each batch read asks Redis for."""
 
     class RecordingCatalogue(Catalogue):
-        reads: list[list[str]]
+        asked: list[list[str]]
 
         async def get_many(self, book_ids: Sequence[str]) -> list[Book | None]:
-            self.reads.append(list(book_ids))
+            self.asked.append(list(book_ids))
             return await super().get_many(book_ids)
 
     async def scenario() -> list[list[str]]:
         client = connect(settings.redis_url or "", settings.redis_timeout)
         catalogue = RecordingCatalogue(client, settings)
-        catalogue.reads = []
+        catalogue.asked = []
         queries = QueryEmbeddings(client, text_embedder, 60)
         loaders = Loaders(catalogue, face_store("hash", client), queries)
         try:
@@ -84,7 +84,7 @@ def test_the_same_book_asked_twice_in_a_request_is_read_once(settings: Settings)
             await loaders.books.load("15")
         finally:
             await client.aclose()
-        return catalogue.reads
+        return catalogue.asked
 
     reads = anyio.run(scenario)
     every_id = [book_id for batch in reads for book_id in batch]

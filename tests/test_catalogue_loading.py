@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import anyio
 import numpy as np
 import pytest
 
+from lookalike.services.book_filters import BookFilter
+from lookalike.services.book_index import NUMPY_TYPES
 from lookalike.services.book_records import read_source_dir
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import LoadSummary, load_books
@@ -31,8 +34,6 @@ def scratch_settings(settings: Settings, request: pytest.FixtureRequest) -> Iter
     async def drop() -> None:
         client = connect(scratch.redis_url or "", 5)
         await Catalogue(client, scratch).index.delete(drop=True)
-        async for key in client.scan_iter(match=f"{name}-vector:*"):
-            await client.delete(key)
         await client.aclose()
 
     anyio.run(drop)
@@ -51,15 +52,19 @@ def load(settings: Settings, records: list[dict[str, Any]]) -> tuple[LoadSummary
 
 
 def stored_vector(settings: Settings, book_id: str) -> np.ndarray | None:
+    """A book's vector as stored (in the configured type), as FLOAT32 numbers."""
+
     async def run() -> bytes | None:
         client = connect(settings.redis_url or "", 5)
-        blob = await client.get(f"{settings.key_prefix}-vector:{book_id}")
+        blob = await client.hget(f"{settings.key_prefix}:{book_id}", "embedding")
         await client.aclose()
         assert blob is None or isinstance(blob, bytes)
         return blob
 
     blob = anyio.run(run)
-    return None if blob is None else np.frombuffer(blob, dtype=np.float32)
+    if blob is None:
+        return None
+    return np.frombuffer(blob, dtype=NUMPY_TYPES[settings.vector_type]).astype(np.float32)
 
 
 def dump(settings: Settings) -> dict[bytes, Any]:
@@ -68,13 +73,7 @@ def dump(settings: Settings) -> dict[bytes, Any]:
     async def run() -> dict[bytes, Any]:
         client = connect(settings.redis_url or "", 5)
         keys = [k async for k in client.scan_iter(match=f"{settings.key_prefix}*")]
-        values: dict[bytes, Any] = {}
-        for key in keys:
-            kind = await client.type(key)
-            if kind == b"ReJSON-RL":
-                values[key] = await client.json().get(key, "$")
-            else:
-                values[key] = await client.get(key)
+        values: dict[bytes, Any] = {key: await client.hgetall(key) for key in keys}
         await client.aclose()
         return values
 
@@ -119,7 +118,7 @@ def test_a_new_book_is_embedded_with_the_real_model(scratch_settings: Settings) 
     vector = stored_vector(scratch_settings, "900001")
     assert vector is not None
     assert vector.shape == (384,)
-    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
+    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-3)  # FLOAT16: 11-bit numbers
 
 
 def test_shipped_vectors_match_the_model_on_sampled_descriptions() -> None:
@@ -155,3 +154,52 @@ def test_a_source_folder_with_a_bad_record_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CatalogueError, match=r"no \*\.json"):
         list(read_source_dir(tmp_path / "empty"))
+
+
+def test_a_field_a_changed_record_no_longer_has_is_gone_from_the_stored_book(
+    scratch_settings: Settings,
+) -> None:
+    load(scratch_settings, SAMPLE)
+    edited = [dict(r) for r in SAMPLE]
+    book_9 = next(r for r in edited if r["id"] == "9")
+    del book_9["year_published"]
+    book_9["genres"] = []
+    summary, _ = load(scratch_settings, edited)
+    assert (summary.updated, summary.unchanged) == (1, 4)
+
+    async def read() -> tuple[dict[Any, Any], list[str]]:
+        client = connect(scratch_settings.redis_url or "", 5)
+        stored = await client.hgetall(f"{scratch_settings.key_prefix}:9")
+        vector = stored[b"embedding"]
+        assert isinstance(vector, bytes)
+        since_1900 = await Catalogue(client, scratch_settings).nearest_many(
+            [(vector, 4, BookFilter(year_from=1900), None)]
+        )
+        await client.aclose()
+        return stored, [n.book_id for n in since_1900[0]]
+
+    stored, found = anyio.run(read)
+    assert b"year_published" not in stored
+    assert b"genres" not in stored
+    assert len(stored[b"embedding"]) in (768, 1536)  # the vector stayed: same description
+    # a year filter cannot match a book without a year (1070 has no vector)
+    assert set(found) == {"15", "942", "26415"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": "0012"}, "without leading zeros"),
+        ({"genres": ["horror|gothic"]}, "must not contain '|'"),
+        ({"genres": "horror"}, "genres must be a list of strings"),
+        ({"pages": "300"}, "pages and year_published must be integers"),
+        ({"inventory": [{"stock_id": "1"}]}, "inventory must be a list"),
+        ({"metrics": {"score": "high"}}, "metrics must hold a numeric score"),
+    ],
+)
+def test_a_record_the_stored_layout_cannot_hold_is_refused(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    (tmp_path / "1.json").write_text(json.dumps(dict(SAMPLE[0], **change)))
+    with pytest.raises(CatalogueError, match=re.escape(message)):
+        list(read_source_dir(tmp_path))

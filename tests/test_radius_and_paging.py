@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
+from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
-from tests.conftest import gql
+from tests.conftest import distance_tolerance, gql
 
 RADIUS = """query($id: ID!, $r: Float!, $first: Int!, $offset: Int!) {
   book(id: $id) { withinRadius(r: $r, first: $first, offset: $offset) {
@@ -31,7 +32,7 @@ def exact_within(book_id: str, radius: float) -> dict[str, float]:
     ("book_id", "radius"), [("26415", 0.6), ("9", 0.55), ("9", 0.72), ("942", 0.7)]
 )
 def test_within_radius_finds_every_book_exact_search_finds(
-    api: TestClient, book_id: str, radius: float
+    api: TestClient, settings: Settings, book_id: str, radius: float
 ) -> None:
     expected = exact_within(book_id, radius)
     nearest = sorted(expected, key=expected.__getitem__)[:100]
@@ -40,7 +41,8 @@ def test_within_radius_finds_every_book_exact_search_finds(
     assert found["totalCount"] == len(expected)
     assert {m["book"]["id"] for m in found["matches"]} == set(nearest)
     distances = [m["distance"] for m in found["matches"]]
-    assert distances == pytest.approx([expected[i] for i in nearest], abs=1e-5)
+    tolerance = distance_tolerance(settings)
+    assert distances == pytest.approx([expected[i] for i in nearest], abs=tolerance)
     assert distances == sorted(distances)
     assert all(d <= radius for d in distances)
 

@@ -140,8 +140,6 @@ def test_every_fresh_index_build_reproduces_the_course(settings: Settings, build
             sources = await catalogue.get_many(["26415", "9"])
             found = await catalogue.similar_many([(b, 5, NO_FILTER) for b in sources if b])
             await catalogue.index.delete(drop=True)
-            async for key in client.scan_iter(match=f"fresh{build}-vector:*"):
-                await client.delete(key)
         return [[n.book_id for n in neighbours] for neighbours in found]
 
     assert anyio.run(run) == [

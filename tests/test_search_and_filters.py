@@ -18,7 +18,7 @@ from lookalike.services.redis_connection import connect
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import Vectors, text_embedder
-from tests.conftest import error_codes, gql
+from tests.conftest import distance_tolerance, error_codes, gql
 
 SHIPPED = read_shipped()
 RECORDS = {r["id"]: r for r in SHIPPED.records}
@@ -82,14 +82,15 @@ FILTERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = {
 
 @pytest.mark.parametrize("name", sorted(FILTERS))
 def test_filtered_similar_is_the_exact_nearest_among_matching_books(
-    api: TestClient, name: str
+    api: TestClient, settings: Settings, name: str
 ) -> None:
     given, keep = FILTERS[name]
     expected = exact("26415", keep)[:5]
     found = gql(api, SIMILAR, id="26415", k=5, filter=given)["data"]["book"]["similar"]
     assert len(found) == 5
     assert {m["book"]["id"] for m in found} == {i for _, i in expected}
-    assert [m["distance"] for m in found] == pytest.approx([d for d, _ in expected], abs=1e-5)
+    tolerance = distance_tolerance(settings)
+    assert [m["distance"] for m in found] == pytest.approx([d for d, _ in expected], abs=tolerance)
 
 
 def test_a_selective_filter_still_returns_k(api: TestClient) -> None:
