@@ -28,6 +28,7 @@ from lookalike.services.errors import ServiceUnavailable
 log = logging.getLogger(__name__)
 
 LOADING_LIMIT = 3600.0  # seconds a listening server may take to load its data
+HASH_LISTPACK_VALUE = 4096  # bytes: hash values up to this size keep a hash a listpack
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; leave room
 _PR_SET_PDEATHSIG = 1
 
@@ -104,6 +105,9 @@ class EmbeddedRedis:
             "--appendonly", "yes",
             "--appendfsync", "everysec",
             "--save", "",
+            # A book's Hash (longest values: its description, its vector) stays one compact
+            # listpack instead of a hash table: about 700 bytes a book less (README, Data).
+            "--hash-max-listpack-value", str(HASH_LISTPACK_VALUE),
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip

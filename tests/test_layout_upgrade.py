@@ -2,26 +2,21 @@
 
 Earlier versions kept each book as a JSON document (its embedding as a JSON array of numbers)
 with a FLOAT32 blob ``<prefix>-vector:<id>`` beside it, under a JSON index. The test writes that
-by hand, as those versions did, then starts the server of this version on it.
+by hand, as those versions did (bench/json_layout.py), then starts this version's server on it.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
-import numpy as np
 import pytest
 import redis
-from redisvl.index import SearchIndex
-from redisvl.schema import IndexSchema
 from starlette.testclient import TestClient
 
+from bench.json_layout import write_json_catalogue
 from lookalike.schema.app import create_app
-from lookalike.services.book_records import content_hash, sha256_text
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import load_books
 from lookalike.services.redis_connection import connect
@@ -32,54 +27,9 @@ from tests.conftest import gql, wait_ready
 from tests.test_similar_books import COURSE
 
 SHIPPED = read_shipped()
-OLD_FIELDS = (
-    "id", "title", "author", "description", "genres", "editions",
-    "inventory", "metrics", "pages", "url", "year_published",
-)  # fmt: skip
 BOOK = """query($id: ID!) { book(id: $id) { id title author description genres editions pages
   yearPublished url rating ratingVotes inventory { stockId status }
   similar(k: 5) { distance book { id } } } }"""
-
-
-def old_schema(name: str) -> IndexSchema:
-    """The books index as the JSON versions defined it."""
-    vector = {
-        "algorithm": "hnsw", "dims": 384, "distance_metric": "cosine", "datatype": "float32",
-        "m": 16, "ef_construction": 200, "ef_runtime": 100,
-    }  # fmt: skip
-    return IndexSchema.from_dict(
-        {
-            "index": {"name": name, "prefix": name, "key_separator": ":", "storage_type": "json"},
-            "fields": [
-                {"name": "id", "type": "tag", "path": "$.id"},
-                {
-                    "name": "id_number",
-                    "type": "numeric",
-                    "path": "$.id_number",
-                    "attrs": {"sortable": True},
-                },
-                {"name": "title", "type": "text", "path": "$.title"},
-                {"name": "author", "type": "tag", "path": "$.author"},
-                {"name": "genres", "type": "tag", "path": "$.genres[*]"},
-                {"name": "year", "type": "numeric", "path": "$.year_published"},
-                {"name": "rating", "type": "numeric", "path": "$.metrics.score"},
-                {"name": "inventory_status", "type": "tag", "path": "$.inventory[*].status"},
-                {"name": "embedding", "type": "vector", "path": "$.embedding", "attrs": vector},
-            ],
-        }
-    )
-
-
-def old_document(record: dict[str, Any], vector: np.ndarray | None) -> str:
-    """A book as the JSON versions' loader wrote it."""
-    defaults: dict[str, Any] = {"genres": [], "editions": [], "inventory": [], "metrics": {}}
-    document = {name: record.get(name, defaults.get(name)) for name in OLD_FIELDS}
-    document["id_number"] = int(record["id"])
-    document["content_sha256"] = content_hash(record)
-    document["description_sha256"] = sha256_text(record["description"])
-    if vector is not None:
-        document["embedding"] = vector.astype(np.float32).tolist()
-    return json.dumps(document, ensure_ascii=False)
 
 
 @pytest.fixture
@@ -88,16 +38,7 @@ def old_catalogue(settings: Settings) -> Iterator[Settings]:
     name = f"old{uuid.uuid4().hex[:8]}"
     old = settings.model_copy(update={"index_name": name, "key_prefix": name})
     client = redis.Redis.from_url(settings.redis_url or "")
-    SearchIndex(old_schema(name), redis_client=client).create()
-    pipe = client.pipeline(transaction=False)
-    for record in SHIPPED.records:
-        vector = SHIPPED.vector_for(record["description"])
-        pipe.execute_command(  # type: ignore[no-untyped-call]
-            "JSON.SET", f"{name}:{record['id']}", "$", old_document(record, vector)
-        )
-        if vector is not None:
-            pipe.set(f"{name}-vector:{record['id']}", vector.astype(np.float32).tobytes())
-    pipe.execute()
+    write_json_catalogue(client, name, SHIPPED)
     yield old
     client.ft(name).dropindex(delete_documents=True)
     for key in client.scan_iter(match=f"{name}*", count=1000):

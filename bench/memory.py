@@ -1,0 +1,160 @@
+"""What a book costs in Redis memory, layout by layout.
+
+    .venv/bin/python -m bench.memory [--books 1486] [--only default before]
+
+Each row loads the catalogue into a Redis of its own (the embedded Redis 8.2 with the search
+and JSON modules, started empty in a scratch folder, no persistence) and reports the growth of
+``used_memory`` once every book is indexed, divided by the number of books. ``--books`` above
+1,486 adds generated books (bench/scale.py's generator: real records and vectors, varied),
+which shows the cost once fixed overheads are spread: the text index's vocabulary, HNSW's
+blocks of 1,024 vectors.
+
+Rows: the layout before issue 13 (JSON document + FLOAT32 blob); this version's layout with
+FLOAT16 (the default) and FLOAT32 vectors, both through the product's loader; and the
+alternatives that were measured to choose it (Redis's default hash-max-listpack-value,
+term offsets kept, no full text on descriptions, no full text at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import redis
+from redisvl.schema import IndexSchema
+
+from bench.json_layout import write_json_catalogue
+from bench.scale import generate
+from lookalike.services.book_index import BOOK_INDEX_EXTRAS, book_schema, vector_bytes
+from lookalike.services.book_records import book_hash
+from lookalike.services.book_writes import write_book
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.catalogue_loader import load_books
+from lookalike.services.embedded_redis import EmbeddedRedis
+from lookalike.services.redis_connection import connect
+from lookalike.services.search_indexes import IndexExtras, create_index
+from lookalike.services.settings import Settings
+from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
+from lookalike.services.text_embedding import text_embedder
+
+NAME = "books"
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    vector_type: str = "float16"
+    listpack: bool = True  # the embedded Redis's hash-max-listpack-value; else Redis's 64
+    text_fields: tuple[str, ...] = ("title", "description")  # TEXT fields of the schema
+    extras: IndexExtras = BOOK_INDEX_EXTRAS
+    product: bool = False  # loaded by the product's loader with the product's index
+    json: bool = False  # the layout before issue 13
+
+    def schema(self, settings: Settings) -> IndexSchema:
+        described = book_schema(settings).to_dict()
+        described["fields"] = [
+            f for f in described["fields"] if f["type"] != "text" or f["name"] in self.text_fields
+        ]
+        return IndexSchema.from_dict(described)
+
+
+VARIANTS = [
+    Variant("before", "before: JSON document + FLOAT32 blob", listpack=False, json=True),
+    Variant("default", "Hash, FLOAT16 (this version's default)", product=True),
+    Variant("float32", "Hash, FLOAT32", vector_type="float32", product=True),
+    Variant("hashtable", "Hash, FLOAT16, hash-max-listpack-value 64", listpack=False),
+    Variant(
+        "offsets",
+        "Hash, FLOAT16, term offsets kept",
+        extras=replace(BOOK_INDEX_EXTRAS, options=()),
+    ),
+    Variant("no-description", "Hash, FLOAT16, no full text on description", text_fields=("title",)),
+    Variant("no-text", "Hash, FLOAT16, no full text", text_fields=(), extras=IndexExtras()),
+]
+
+
+async def load_variant(settings: Settings, variant: Variant, data: ShippedCatalogue) -> None:
+    client = connect(settings.redis_url or "", 600)
+    try:
+        if variant.product:
+            summary = await load_books(
+                Catalogue(client, settings), data.records, shipped=data, embedder=text_embedder
+            )
+            assert summary.embedded == 0, summary
+            return
+        await create_index(client, variant.schema(settings), variant.extras)
+        for start in range(0, len(data.records), 1000):
+            async with client.pipeline(transaction=False) as pipe:
+                for record in data.records[start : start + 1000]:
+                    vector = data.vector_for(record["description"])
+                    blob = None if vector is None else vector_bytes(vector, variant.vector_type)
+                    write_book(
+                        pipe, f"{NAME}:{record['id']}", book_hash(record, blob), existed=False
+                    )
+                await pipe.execute()
+    finally:
+        await client.aclose()
+
+
+def measure(variant: Variant, data: ShippedCatalogue) -> float:
+    """Bytes of used_memory per book after loading ``data`` into an empty Redis."""
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lookalike-memory-")))
+    url = server.start()
+    try:
+        raw = redis.Redis.from_url(url, socket_timeout=600)
+        raw.config_set("appendonly", "no")
+        if not variant.listpack:
+            raw.config_set("hash-max-listpack-value", 64)
+        before = int(raw.info("memory")["used_memory"])
+        settings = Settings(
+            redis_url=url,
+            data_dir=server.data_dir,
+            index_name=NAME,
+            key_prefix=NAME,
+            vector_type=variant.vector_type,  # type: ignore[arg-type]
+        )
+        if variant.json:
+            write_json_catalogue(raw, NAME, data)
+        else:
+            asyncio.run(load_variant(settings, variant, data))
+        while True:
+            info = raw.ft(NAME).info()  # type: ignore[no-untyped-call]
+            if float(info["percent_indexed"]) >= 1 and not int(info["indexing"]):
+                break
+            time.sleep(0.2)
+        assert int(info["num_docs"]) == len(data.records), info["num_docs"]
+        assert int(info["hash_indexing_failures"]) == 0
+        used = int(raw.info("memory")["used_memory"]) - before
+        raw.close()
+        return used / len(data.records)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--books", type=int, default=1486)
+    parser.add_argument("--only", nargs="+", choices=[v.key for v in VARIANTS])
+    args = parser.parse_args()
+    data = read_shipped() if args.books <= 1486 else generate(args.books)
+    chosen = [v for v in VARIANTS if not args.only or v.key in args.only]
+    print(
+        f"Redis memory per book: used_memory growth for a load of {len(data.records):,} books "
+        "into an empty Redis 8.2 (search 2.10), once indexed"
+    )
+    print(f"  {'layout':<48} {'bytes/book':>10} {'vs before':>10}")
+    first: float | None = None
+    for variant in chosen:
+        size = measure(variant, data)
+        first = first if first is not None else (size if variant.json else None)
+        ratio = f"{size / first:9.2f}x" if first else ""
+        print(f"  {variant.label:<48} {size:10,.0f} {ratio:>10}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
