@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from redis.commands.search.field import TextField
-from redisvl.index import AsyncSearchIndex
 from redisvl.schema import IndexSchema
 
 from lookalike.services.search_indexes import IndexExtras
@@ -78,10 +77,6 @@ BOOK_INDEX_EXTRAS = IndexExtras(
     fields=(TextField("author", as_name="author_text"),),
     options=("NOOFFSETS",),
 )
-
-
-def book_index(settings: Settings, client: Any) -> AsyncSearchIndex:
-    return AsyncSearchIndex(book_schema(settings), redis_client=client)
 
 
 def vector_bytes(vector: bytes | np.ndarray, vector_type: str) -> bytes:

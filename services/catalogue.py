@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
-from redisvl.exceptions import RedisSearchError
 from redisvl.query import BaseQuery, FilterQuery, VectorQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
 from lookalike.services.book_filters import NO_FILTER, BookFilter
-from lookalike.services.book_index import VECTOR_FIELD, book_index, vector_bytes
+from lookalike.services.book_index import VECTOR_FIELD, book_schema, vector_bytes
 from lookalike.services.book_records import BOOK_FIELDS, Book
 from lookalike.services.errors import BookNotFound, ServiceUnavailable, check_range
-from lookalike.services.redis_connection import UNREACHABLE, Redis, redis_errors
+from lookalike.services.redis_connection import Redis, redis_errors
 from lookalike.services.redis_replicas import Reads
+from lookalike.services.search_indexes import index_info
 from lookalike.services.search_pipeline import Reply, SearchPipeline
 from lookalike.services.settings import Settings
 
@@ -109,7 +109,7 @@ class Catalogue:
         self.redis = client  # the primary: writes, index status
         self.reads = reads or Reads(client)
         self.settings = settings
-        self.index = book_index(settings, client)
+        self.schema = book_schema(settings)
         self._prefix = settings.key_prefix + ":"
         self.loading = False  # a (re)load is writing books: not ready, answers may be partial
         self._searches = SearchPipeline(self.reads, settings.index_name)
@@ -302,13 +302,14 @@ class Catalogue:
 
     async def status(self) -> IndexStatus:
         """The index's size and progress; ``exists`` False when there is no index (a Redis
-        that restarted empty). Redis unreachable is ServiceUnavailable, not 'missing'."""
+        that restarted empty). Redis unreachable, or failing to answer (a cluster with a shard
+        down), is ServiceUnavailable, not 'missing'."""
         try:
             async with redis_errors():
-                info = await self.index.info()
-        except (RedisError, RedisSearchError) as exc:  # RedisVL wraps what redis-py raised
-            if isinstance(exc.__cause__, UNREACHABLE):
-                raise ServiceUnavailable(f"Redis is unreachable: {exc.__cause__}") from exc
+                info = await index_info(self.redis, self.settings.index_name)
+        except RedisError as exc:
+            raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
+        if info is None:
             return IndexStatus(exists=False, documents=0, percent_indexed=0.0)
         return IndexStatus(
             exists=True,

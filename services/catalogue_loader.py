@@ -74,7 +74,7 @@ async def ensure_book_index(catalogue: Catalogue) -> IndexChange:
     (JSON documents, the other vector type) are converted before it is rebuilt."""
     return await ensure_index(
         catalogue.redis,
-        catalogue.index.schema,
+        catalogue.schema,
         extras=BOOK_INDEX_EXTRAS,
         before_rebuild=lambda: upgrade_books(catalogue),
     )

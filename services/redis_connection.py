@@ -28,8 +28,8 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ClusterDownError, RedisError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lookalike.services.embedded_redis import EmbeddedRedis, running_url
@@ -44,7 +44,17 @@ log = logging.getLogger("lookalike.redis")
 # Redis 8 carries these built in; Redis Stack 7.2+ loads them as modules.
 REQUIRED_MODULES = {"search": ("search", 20800), "ReJSON": ("JSON", 20600)}
 
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# Redis is not there for this command: the server cannot reach it, or (a cluster) the shard
+# that holds the key is down or the cluster is reconfiguring. Answered SERVICE_UNAVAILABLE.
+UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
 
 
 class _CountingConnection:
@@ -148,14 +158,24 @@ FLOAT16_SEARCH = 21000  # FLOAT16 vectors: the query engine of Redis Stack 7.4 /
 
 
 async def check_modules(client: Redis, url: str, vector_type: str = "float32") -> None:
-    """Fail with one sentence when the server lacks the search or JSON module, or holds a
-    search module too old for the configured vector type."""
+    """Fail with one sentence when the server (on a cluster, any primary) lacks the search or
+    JSON module, or holds a search module too old for the configured vector type."""
     try:
-        modules = await client.execute_command("MODULE", "LIST")
+        if isinstance(client, RedisCluster):
+            per_node = await client.execute_command(
+                "MODULE", "LIST", target_nodes=client.get_primaries()
+            )
+        else:
+            per_node = {url: await client.execute_command("MODULE", "LIST")}  # type: ignore[no-untyped-call]
     except UNREACHABLE as exc:
         raise ServiceUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
     except RedisError as exc:
         raise ServiceUnavailable(f"Redis at {redact(url)} refused MODULE LIST: {exc}") from exc
+    for node, modules in per_node.items():
+        _check_node_modules(_text(node), modules, vector_type)
+
+
+def _check_node_modules(url: str, modules: list[Any], vector_type: str) -> None:
     found = {_text(m[b"name"]): int(m[b"ver"]) for m in modules}
     for name, (label, minimum) in REQUIRED_MODULES.items():
         if found.get(name, 0) < minimum:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from redis.commands.search.field import Field
 from redis.commands.search.index_definition import IndexDefinition, IndexType
-from redisvl.index import AsyncSearchIndex
+from redis.exceptions import ResponseError
 from redisvl.schema import IndexSchema
 
 from lookalike.services.redis_connection import Redis, redis_errors
@@ -92,14 +92,14 @@ async def ensure_index(
     ``before_rebuild`` runs under the lock before an outdated index is dropped: the place to
     convert documents an earlier version stored differently.
     """
-    index = AsyncSearchIndex(schema, redis_client=client)
+    name = schema.index.name
     wanted = fingerprint(schema, extras).encode()
     key = definition_key(schema)
     async with redis_errors():
-        if await client.get(key) == wanted and await index.exists():
+        if await client.get(key) == wanted and await index_info(client, name) is not None:
             return "unchanged"  # the common start: no lock taken
         async with held_lock(client, f"lock:{key}"):
-            exists = await index.exists()
+            exists = await index_info(client, name) is not None
             if exists and await client.get(key) == wanted:
                 return "unchanged"  # another process brought it up to date meanwhile
             if exists:
@@ -110,7 +110,7 @@ async def ensure_index(
                 )
                 if before_rebuild is not None:
                     await before_rebuild()
-                await index.delete(drop=False)
+                await client.execute_command("FT.DROPINDEX", name)
             await create_index(client, schema, extras)
             await client.set(key, wanted)
             return "rebuilt" if exists else "created"
@@ -129,8 +129,26 @@ async def create_index(client: Redis, schema: IndexSchema, extras: IndexExtras) 
     await client.execute_command("FT.CREATE", schema.index.name, *arguments)
 
 
+async def index_info(client: Redis, name: str) -> dict[str, Any] | None:
+    """FT.INFO as a dict with text keys (on a cluster, summed over the shards by the node
+    that answers); None when there is no such index."""
+    try:
+        reply = await client.execute_command("FT.INFO", name)
+    except ResponseError as exc:
+        if "unknown index" in str(exc).lower() or "no such index" in str(exc).lower():
+            return None
+        raise
+    return {_text(k): v for k, v in reply.items()}
+
+
 async def drop_index(client: Redis, schema: IndexSchema, *, documents: bool) -> None:
     """Drop an index (and its documents when asked) with its recorded definition."""
     async with redis_errors():
-        await AsyncSearchIndex(schema, redis_client=client).delete(drop=documents)
+        if await index_info(client, schema.index.name) is not None:
+            extra = ["DD"] if documents else []
+            await client.execute_command("FT.DROPINDEX", schema.index.name, *extra)
         await client.delete(definition_key(schema))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

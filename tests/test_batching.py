@@ -17,10 +17,12 @@ from lookalike.services.book_records import Book
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.face_store import face_store
 from lookalike.services.query_embeddings import QueryEmbeddings
-from lookalike.services.redis_connection import connect
+from lookalike.services.redis_connection import open_client
 from lookalike.services.settings import Settings
 from lookalike.services.text_embedding import text_embedder
-from tests.conftest import gql
+from tests.conftest import both_backends, gql
+
+pytestmark = both_backends
 
 NESTED = """query($first: Int!) { books(first: $first) { edges { node { title
   similar(k: 5) { distance book { title similar(k: 5) { distance book { title } } } } } } } }"""
@@ -68,7 +70,7 @@ def test_the_same_book_asked_twice_in_a_request_is_read_once(settings: Settings)
             return await super().get_many(book_ids)
 
     async def scenario() -> list[list[str]]:
-        client = connect(settings.redis_url or "", settings.redis_timeout)
+        client = await open_client(settings.redis_url or "", settings.redis_timeout)
         catalogue = RecordingCatalogue(client, settings)
         catalogue.asked = []
         queries = QueryEmbeddings(client, text_embedder, 60)

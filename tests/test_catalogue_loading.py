@@ -19,6 +19,7 @@ from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import LoadSummary, load_books
 from lookalike.services.errors import CatalogueError
 from lookalike.services.redis_connection import connect
+from lookalike.services.search_indexes import drop_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped, shipped_dir
 from lookalike.services.text_embedding import MODEL_NAME, text_embedder
@@ -33,7 +34,7 @@ def scratch_settings(settings: Settings, request: pytest.FixtureRequest) -> Iter
 
     async def drop() -> None:
         client = connect(scratch.redis_url or "", 5)
-        await Catalogue(client, scratch).index.delete(drop=True)
+        await drop_index(client, Catalogue(client, scratch).schema, documents=True)
         await client.aclose()
 
     anyio.run(drop)

@@ -28,6 +28,7 @@ from lookalike.services.embedded_redis import EmbeddedRedis, server_binary
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_store import face_store
 from lookalike.services.redis_connection import open_redis
+from lookalike.services.search_indexes import drop_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import text_embedder
@@ -139,7 +140,7 @@ def test_every_fresh_index_build_reproduces_the_course(settings: Settings, build
             await load_books(catalogue, shipped.records, shipped=shipped, embedder=text_embedder)
             sources = await catalogue.get_many(["26415", "9"])
             found = await catalogue.similar_many([(b, 5, NO_FILTER) for b in sources if b])
-            await catalogue.index.delete(drop=True)
+            await drop_index(client, catalogue.schema, documents=True)
         return [[n.book_id for n in neighbours] for neighbours in found]
 
     assert anyio.run(run) == [

@@ -10,15 +10,16 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
-import redis
 from starlette.testclient import TestClient
 
 from lookalike.services.query_embeddings import QueryEmbeddings
-from lookalike.services.redis_connection import connect
+from lookalike.services.redis_connection import open_client
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import Vectors, text_embedder
-from tests.conftest import distance_tolerance, error_codes, gql
+from tests.conftest import both_backends, distance_tolerance, error_codes, gql, sync_client
+
+pytestmark = both_backends
 
 SHIPPED = read_shipped()
 RECORDS = {r["id"]: r for r in SHIPPED.records}
@@ -160,12 +161,12 @@ def test_the_cache_survives_a_restart_and_expires(api: TestClient, settings: Set
     text = "a cartographer maps a city that moves at night"
     gql(api, SEARCH, text=text, k=1)
     queries: QueryEmbeddings = api.app.state.queries  # type: ignore[attr-defined]
-    raw = redis.Redis.from_url(settings.redis_url or "")
+    raw = sync_client(settings.redis_url or "")
     ttl = raw.ttl(queries.key(text))
     assert 0 < ttl <= settings.search_cache_ttl
 
     async def as_a_new_process() -> tuple[int, bytes]:
-        client = connect(settings.redis_url or "", 5)
+        client = await open_client(settings.redis_url or "", 5)
         fresh = QueryEmbeddings(client, text_embedder, settings.search_cache_ttl)
         (found,) = await fresh.vectors([text])
         await client.aclose()
@@ -211,7 +212,7 @@ def test_the_in_process_layer_is_bounded_and_falls_back_to_redis(settings: Setti
     texts = ["a map of the moon", "a moon of maps", "the moon maps a mapmaker"]
 
     async def scenario() -> tuple[list[str], int]:
-        client = connect(settings.redis_url or "", 5)
+        client = await open_client(settings.redis_url or "", 5)
         queries = QueryEmbeddings(client, text_embedder, 60, local_size=2)
         first = await queries.vectors(texts)
         again = await queries.vectors(texts[:1])  # evicted here, still in Redis

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import gql
+from lookalike.services.settings import Settings
+from tests.conftest import both_backends, distance_tolerance, gql
+
+pytestmark = both_backends
 
 SIMILAR = """query($id: ID!, $k: Int!) {
   book(id: $id) { id similar(k: $k) { distance book { id title } } }
@@ -40,12 +43,12 @@ def test_similar_returns_exactly_k_others_nearest_first(api: TestClient, k: int)
 
 
 def test_similar_excludes_the_book_even_when_a_twin_shares_its_description(
-    api: TestClient,
+    api: TestClient, settings: Settings
 ) -> None:
     # Books 316 and 911 have the same description: each is the other's neighbour at 0.
     twins = gql(api, SIMILAR, id="316", k=3)["data"]["book"]["similar"]
     assert twins[0]["book"]["id"] == "911"
-    assert twins[0]["distance"] == pytest.approx(0, abs=1e-6)
+    assert twins[0]["distance"] == pytest.approx(0, abs=distance_tolerance(settings))
     assert "316" not in [m["book"]["id"] for m in twins]
     assert len(twins) == 3
 
