@@ -23,10 +23,12 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from lookalike.resolvers.context import Context
+from lookalike.schema.graphiql_page import GraphiQLFiles, graphiql_routes
 from lookalike.schema.http_guards import PREFLIGHT_HEADERS, RequestGuards
 from lookalike.schema.observability import metrics_endpoint, observe_refusal, observe_request
 from lookalike.schema.schema import build_schema
@@ -51,9 +53,17 @@ HTTP_CODES = {
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    def __init__(self, *args: Any, keys: ApiKeys, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, schema: BaseSchema, *, keys: ApiKeys, graphiql: GraphiQLFiles | None, **kwargs: Any
+    ) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if graphiql else None, **kwargs)
         self.keys = keys
+        self.graphiql = graphiql
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from this server's own files (Strawberry's page loads them from a CDN)."""
+        assert self.graphiql is not None  # Strawberry renders the IDE only when it is on
+        return self.graphiql.page_response()
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Strawberry answers a request it cannot read (no query, not JSON, wrong method)
@@ -154,10 +164,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 watching.cancel()
 
     keys = ApiKeys(settings.api_keys)
+    graphiql = GraphiQLFiles() if settings.graphiql else None
     graphql = GraphQLApp(
         build_schema(settings),
         keys=keys,
-        graphql_ide="graphiql" if settings.graphiql else None,
+        graphiql=graphiql,
         multipart_uploads_enabled=True,
     )
     app = Starlette(
@@ -166,6 +177,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            *graphiql_routes(graphiql),
         ],
         lifespan=lifespan,
     )
