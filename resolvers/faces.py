@@ -12,9 +12,14 @@ from lookalike.services.faces import PERSON_ID, Identification
 
 
 async def read_upload(upload: Any) -> bytes:
-    """The uploaded bytes; the request's size was already bounded while it was received."""
+    """The uploaded bytes; the request's size was already bounded while it was received.
+
+    From the start: the multipart spec lets one file fill several variables (Apollo's upload
+    client sends a File used twice once, mapped to both), so a field after the first gets
+    the same, already read, upload."""
     if not hasattr(upload, "read"):
         raise InvalidImage("image must be a file part of a multipart request")
+    await upload.seek(0)
     data: bytes = await upload.read()
     return data
 
