@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.catalogue = catalogue
             app.state.faces = faces
             app.state.queries = QueryEmbeddings(
-                catalogue.redis, text_embedder, settings.search_cache_ttl
+                catalogue.redis, text_embedder, settings.search_cache_size
             )
             watching = asyncio.create_task(
                 recovery.watch(

@@ -217,7 +217,7 @@ def books_search(
         validate_similar(k)
         facets = BookFilter(genres=tuple(genre) if genre else None)
         async with open_catalogue(settings) as (catalogue, _):
-            queries = QueryEmbeddings(catalogue.redis, text_embedder, settings.search_cache_ttl)
+            queries = QueryEmbeddings(catalogue.redis, text_embedder, settings.search_cache_size)
             (vector,) = await queries.vectors([text])
             (neighbours,) = await catalogue.nearest_many([(vector, k, facets, None)])
         return _neighbour_table(f"Nearest to {text!r}", neighbours)

@@ -20,6 +20,8 @@ import numpy as np
 from lookalike.services.book_records import content_hash, sha256_text
 from lookalike.services.catalogue import BOOK_FIELDS, Catalogue
 from lookalike.services.redis_connection import open_redis, redis_errors
+from lookalike.services.redis_lock import held_lock
+from lookalike.services.search_indexes import ensure_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
 from lookalike.services.text_embedding import TextEmbedder, text_embedder
@@ -67,7 +69,7 @@ async def load_books(
     progress: Progress | None = None,
 ) -> LoadSummary:
     """Bring the catalogue in Redis up to date with ``records``; never deletes a book."""
-    await catalogue.index.create(overwrite=False)
+    await ensure_index(catalogue.redis, catalogue.index.schema)
     summary = LoadSummary()
     records = list(records)
     for start in range(0, len(records), CHUNK):
@@ -172,19 +174,24 @@ def _document(record: dict[str, Any], vector: bytes | None) -> str:
 async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSummary | None:
     """Make sure the index exists; on an empty one, load the shipped catalogue.
 
-    Only shipped vectors are used here, so a server starts without loading the model.
+    Only shipped vectors are used here, so a server starts without loading the model. Processes
+    that start together on an empty Redis load it once: one holds the lock and loads, the
+    others wait for it and then find the books there.
     """
-    async with redis_errors():
-        await catalogue.index.create(overwrite=False)
-    status = await catalogue.status()
-    if status.documents or not autoload:
+    await ensure_index(catalogue.redis, catalogue.index.schema)
+    if not autoload or (await catalogue.status()).documents:
         return None
-    shipped = read_shipped()
-    catalogue.loading = True
-    try:
-        return await load_books(catalogue, shipped.records, shipped=shipped, embedder=text_embedder)
-    finally:
-        catalogue.loading = False
+    async with held_lock(catalogue.redis, f"lock:autoload:{catalogue.settings.index_name}"):
+        if (await catalogue.status()).documents:
+            return None  # another process loaded it while this one waited
+        shipped = read_shipped()
+        catalogue.loading = True
+        try:
+            return await load_books(
+                catalogue, shipped.records, shipped=shipped, embedder=text_embedder
+            )
+        finally:
+            catalogue.loading = False
 
 
 @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ loaded once per worker, and the event loop keeps serving book queries meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import multiprocessing
 import os
@@ -57,9 +58,12 @@ def link_weights(deepface_home: Path) -> Path:
             raise ServiceUnavailable(f"the face model weight file {source / name} is missing")
         target = weights / name
         if not target.exists():
-            if target.is_symlink():
-                target.unlink()  # a link into an uninstalled package
-            target.symlink_to(source / name)
+            # processes starting together on one data directory race here: any link is fine
+            with contextlib.suppress(FileNotFoundError):
+                if target.is_symlink():
+                    target.unlink()  # a link into an uninstalled package
+            with contextlib.suppress(FileExistsError):
+                target.symlink_to(source / name)
     return weights
 
 

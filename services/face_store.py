@@ -30,6 +30,7 @@ from redisvl.schema import IndexSchema
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_model import DIMENSIONS
 from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.search_indexes import drop_index, ensure_index
 from lookalike.services.search_pipeline import SearchPipeline
 
 Layout = Literal["hash", "json"]
@@ -102,7 +103,7 @@ class FaceStore:
                         "forget ID) to start over"
                     )
                 await self.redis.set(self.marker, self.layout)
-            await self.index.create(overwrite=False)
+        await ensure_index(self.redis, self.index.schema)
 
     async def page(self, first: int, after: str | None) -> PeoplePage:
         low = f"({after}" if after is not None else "-"
@@ -134,8 +135,8 @@ class FaceStore:
 
     async def drop(self) -> None:
         """Remove the index and every key of this namespace (evaluation clean-up)."""
+        await drop_index(self.redis, self.index.schema, documents=True)
         async with redis_errors():
-            await self.index.delete(drop=True)
             keys = [key async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000)]
             for start in range(0, len(keys), 1000):  # a round trip per thousand, not per key
                 await self.redis.unlink(*keys[start : start + 1000])

@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     hnsw_epsilon: float = Field(
         default=0.3, gt=0, le=10, description="How far past r a range search explores."
     )
-    search_cache_ttl: int = Field(
-        default=7 * 24 * 3600, ge=1, description="Seconds a search text's vector stays cached."
+    search_cache_size: int = Field(
+        default=20_000, ge=64, le=10_000_000, description="Search texts whose vectors Redis keeps."
     )
     catalogue_autoload: bool = Field(
         default=True, description="Load the shipped catalogue when the index is empty."
