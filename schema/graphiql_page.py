@@ -19,8 +19,9 @@ from functools import cached_property
 from pathlib import Path
 
 import anyio.to_thread
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 FILES = Path(__file__).with_name("graphiql")
@@ -58,7 +59,6 @@ PAGE_POLICY = "; ".join(
     )
 )
 IMMUTABLE = "public, max-age=31536000, immutable"
-ASSET_METHODS = ("GET", "HEAD")
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,6 @@ class Asset:
         return MEDIA_TYPES[Path(self.name).suffix]
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status, headers=headers)
-
-
 class GraphiQLFiles:
     """The page and its files, read once; gzip copies made on first request."""
 
@@ -99,7 +94,7 @@ class GraphiQLFiles:
         ]
         self.assets = {asset.name: asset for asset in (*self.styles, *self.scripts)}
         template = string.Template((FILES / "page.html").read_text(encoding="utf-8"))
-        self.page = template.substitute(
+        self.html = template.substitute(
             styles="\n".join(
                 f'    <link rel="stylesheet" href="{a.url}" integrity="{a.integrity}" />'
                 for a in self.styles
@@ -111,9 +106,15 @@ class GraphiQLFiles:
         )
         self._gzipped: dict[str, bytes] = {}
 
-    def page_response(self) -> Response:
+    def routes(self) -> list[Route]:
+        """/graphiql/<digest>/<name>, GET and HEAD. Anything else there is the app's coded
+        404 or 405; with GraphiQL switched off there is no route at all, so every path is."""
+        return [Route("/graphiql/{digest}/{name}", self.asset, methods=["GET", "HEAD"])]
+
+    async def page(self, request: Request) -> Response:
+        """The answer to ``GET /graphql`` from a browser."""
         return HTMLResponse(
-            self.page,
+            self.html,
             headers={
                 "Content-Security-Policy": PAGE_POLICY,
                 "Cache-Control": "no-cache",
@@ -122,18 +123,10 @@ class GraphiQLFiles:
             },
         )
 
-    async def asset_response(self, request: Request) -> Response:
-        if request.method not in ASSET_METHODS:
-            return _error(
-                405,
-                "METHOD_NOT_ALLOWED",
-                "GraphiQL's files answer GET and HEAD only",
-                {"Allow": ", ".join(ASSET_METHODS)},
-            )
-        digest, _, name = request.path_params["path"].partition("/")
-        asset = self.assets.get(name)
-        if asset is None or asset.digest != digest:
-            return _error(404, "NOT_FOUND", f"no GraphiQL file at {request.url.path}")
+    async def asset(self, request: Request) -> Response:
+        asset = self.assets.get(request.path_params["name"])
+        if asset is None or asset.digest != request.path_params["digest"]:
+            raise HTTPException(404)
         headers = {
             "Cache-Control": IMMUTABLE,
             "X-Content-Type-Options": "nosniff",
@@ -154,16 +147,3 @@ class GraphiQLFiles:
                 lambda: gzip.compress(asset.body, compresslevel=6, mtime=0)
             )
         return self._gzipped[asset.name]
-
-
-def graphiql_routes(files: GraphiQLFiles | None) -> list[Route]:
-    """/graphiql/<digest>/<name>; with GraphiQL switched off (``files`` None) every path
-    there answers 404 NOT_FOUND, like ``GET /graphql`` from a browser."""
-
-    async def endpoint(request: Request) -> Response:
-        if files is None:
-            return _error(404, "NOT_FOUND", "GraphiQL is switched off (LOOKALIKE_GRAPHIQL)")
-        return await files.asset_response(request)
-
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return [Route("/graphiql/{path:path}", endpoint, methods=methods)]

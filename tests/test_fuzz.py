@@ -98,19 +98,19 @@ def test_variables_of_the_wrong_kind_are_bad_user_input(
         (
             "post",
             {"content": b"query", "headers": {"content-type": "text/plain"}},
-            400,
-            "BAD_REQUEST",
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
         ),
         ("put", {"json": {"query": "{ genres { name } }"}}, 405, "METHOD_NOT_ALLOWED"),
         (
             "get",
             {"params": {"query": 'mutation { deletePerson(id: "x") }'}},
-            400,
-            "BAD_REQUEST",
+            405,
+            "METHOD_NOT_ALLOWED",
         ),
     ],
 )
-def test_requests_strawberry_cannot_read_get_the_same_coded_json_errors(
+def test_requests_that_are_not_graphql_get_coded_json_errors(
     api: TestClient, method: str, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
     response = api.request(method.upper(), "/graphql", **kwargs)

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import LiveServer
@@ -94,14 +95,21 @@ def test_apollo_persisted_queries_over_get_for_caches(live_server: LiveServer) -
 
 def test_a_hash_that_does_not_match_the_query_is_refused(live_server: LiveServer) -> None:
     """A client whose hash is not the query's SHA-256 (a bug, or a forged pairing): the
-    server must not store the text under that hash, so it refuses and runs nothing."""
+    server must not store the text under that hash, so it refuses it and runs nothing, as
+    Apollo Server does (BAD_REQUEST, HTTP 400)."""
     results, wire = apq(live_server, "mismatch")
     assert results["first"]["data"] is None
-    assert [e["code"] for e in results["first"]["errors"]] == ["PERSISTED_QUERY_HASH_MISMATCH"]
-    assert sent(wire) == [
-        ("POST", False, [NOT_FOUND]),
-        ("POST", True, ["PERSISTED_QUERY_HASH_MISMATCH"]),
-    ]
+    (error,) = results["first"]["errors"]
+    assert error["code"] == "BAD_REQUEST"
+    assert "SHA-256" in error["message"]
+    assert sent(wire) == [("POST", False, [NOT_FOUND]), ("POST", True, ["BAD_REQUEST"])]
+    assert wire[1]["status"] == 400
+    # and the hash was not taken: asking by it alone still finds nothing
+    retry = httpx.post(
+        f"{live_server.url}/graphql",
+        json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}},
+    )
+    assert retry.json()["errors"][0]["extensions"]["code"] == NOT_FOUND
 
 
 @pytest.fixture(scope="module")
