@@ -3,12 +3,15 @@
 // script, so the page's Content-Security-Policy can allow scripts from this origin only.
 "use strict";
 
-const EXAMPLE_QUERY = `# lookalike: similar books and enrolled faces, by Redis vector search.
+const EXAMPLE_QUERY = `# lookalike: similar books and enrolled faces
 #
-# Run a query with Ctrl-Enter (or the play button). The Docs button on the left
-# lists every field; the explorer button builds a query by ticking fields.
-# Mutations need "Authorization": "Bearer <key>" in Headers (below) once the
-# server has LOOKALIKE_API_KEYS.
+# Ctrl-Enter (or the play button) runs a query.
+# The first icon on the left shows the docs, every
+# field with its description; the third builds a
+# query from the fields you tick. Mutations need a
+# key once the server has LOOKALIKE_API_KEYS: put
+#   {"Authorization": "Bearer <key>"}
+# in Headers below.
 
 {
   book(id: "26415") {
