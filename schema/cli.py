@@ -80,29 +80,12 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) until interrupted."""
-    import uvicorn
-
-    from lookalike.schema.http_protocol import limited_protocol
+    from lookalike.schema.http_server import serve as run_server
     from lookalike.services.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "lookalike.schema.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        http=limited_protocol(
-            header_timeout=settings.header_timeout,
-            max_header_bytes=settings.max_header_bytes,
-            max_connections=settings.max_connections,
-        ),
-        ws="none",  # no WebSocket endpoint: an upgrade request is an ordinary 4xx
-        timeout_keep_alive=settings.keep_alive_timeout,
-        # No request outlives its deadline, so shutdown waits that long for them at most.
-        timeout_graceful_shutdown=max(1, round(settings.request_timeout)),
-    )
+    run_server(settings, host or settings.host, port or settings.port)
 
 
 @app.command()

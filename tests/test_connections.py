@@ -123,3 +123,15 @@ def test_connections_past_the_limit_get_503_and_the_rest_are_served(server: Serv
             sock.close()
     time.sleep(0.3)
     assert httpx.get(f"{server.base}/healthz").status_code == 200
+
+
+def test_start_up_ends_saying_where_the_api_is(server: Served) -> None:
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    started = [line["msg"] for line in lines if line["msg"].startswith("lookalike is ready")]
+    assert started == [
+        f"lookalike is ready: the GraphQL API is at {server.base}/graphql "
+        "(open it in a browser for GraphiQL)"
+    ]
+    uvicorn_line = next(n for n, line in enumerate(lines) if "Uvicorn running" in line["msg"])
+    ready_line = next(n for n, line in enumerate(lines) if line["msg"] in started)
+    assert ready_line > uvicorn_line

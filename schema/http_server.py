@@ -1,4 +1,5 @@
-"""uvicorn's HTTP protocol with the limits a server facing the internet needs.
+"""The HTTP server ``lookalike serve`` runs: uvicorn, with the limits a server facing the
+internet needs, announcing where the API is once it listens.
 
 uvicorn closes idle keep-alive connections, but it has no deadline for a request's headers
 (a client sending one byte a second holds a connection for ever: slowloris), no bound on their
@@ -21,9 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from lookalike.services.settings import Settings
+
+log = logging.getLogger("lookalike.http")
 
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
            503: "Service Unavailable"}  # fmt: skip
@@ -148,3 +156,37 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(refusal_bytes(status, code, message))
             self.transport.close()
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, whose last start-up line says where the API is."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            config = self.config
+            host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+            log.info(
+                f"lookalike is ready: the GraphQL API is at http://{host}:{config.port}/graphql "
+                "(open it in a browser for GraphiQL)"
+            )
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    config = uvicorn.Config(
+        "lookalike.schema.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        http=limited_protocol(
+            header_timeout=settings.header_timeout,
+            max_header_bytes=settings.max_header_bytes,
+            max_connections=settings.max_connections,
+        ),
+        ws="none",  # no WebSocket endpoint: an upgrade request is an ordinary 4xx
+        timeout_keep_alive=settings.keep_alive_timeout,
+        # No request outlives its deadline, so shutdown waits that long for them at most.
+        timeout_graceful_shutdown=max(1, round(settings.request_timeout)),
+    )
+    _AnnouncingServer(config).run()
