@@ -2,7 +2,7 @@
 
 Strawberry's page loads React, GraphiQL and the explorer plugin from a public CDN, so on a
 machine without internet it stays a blank "Loading...". Here the same files (the npm packages'
-own builds, vendored in ``graphiql/vendor/`` by tools/update_graphiql.py, which records their
+own builds, vendored in ``graphiql/vendor/`` by schema/graphiql_vendor.py, which records their
 versions and hashes) come from this server. Each file's URL carries the start of its SHA-256,
 so a browser keeps it for a year and a new version is simply a new URL; the page itself is
 revalidated every time. Its Content-Security-Policy allows nothing from another origin.

@@ -5,8 +5,8 @@ official packages' own builds (the UMD bundles Strawberry's page loads from a CD
 they are, with each package's licence and package.json beside them; manifest.json records
 every file's package, version, source path and SHA-256 (and the tarball's npm integrity).
 
-    python tools/update_graphiql.py          # fetch the pinned versions, rewrite the folder
-    python tools/update_graphiql.py --check  # fetch them and compare with what is checked in
+    .venv/bin/python -m lookalike.schema.graphiql_vendor          # fetch, rewrite the folder
+    .venv/bin/python -m lookalike.schema.graphiql_vendor --check  # fetch and compare
 
 To update GraphiQL, change a version in PACKAGES, run the script, open /graphql in a browser
 and run tests/test_graphiql_browser.py. Needs ``npm`` (it runs ``npm pack``).
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VENDOR = Path(__file__).resolve().parents[1] / "schema" / "graphiql" / "vendor"
+VENDOR = Path(__file__).resolve().parent / "graphiql" / "vendor"  # the checkout, not the install
 
 # name -> (version, files taken from the package). The versions are the ones Strawberry's
 # GraphiQL page names; graphiql-explorer is fetched only for the licence of the code

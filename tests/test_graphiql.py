@@ -128,7 +128,7 @@ def test_switched_off_there_is_no_page_and_no_file(
 
 
 def test_the_vendored_files_are_the_ones_the_manifest_records() -> None:
-    """tools/update_graphiql.py wrote them from ``npm pack``; an edit by hand shows here."""
+    """schema/graphiql_vendor.py wrote them from ``npm pack``; an edit by hand shows here."""
     manifest = json.loads((VENDOR / "manifest.json").read_text())
     recorded = set()
     for package in manifest["packages"]:
