@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from redis.commands.search.query import Query
 
 
+def read_vector(r: redis.Redis, prefix: str, book_id: str) -> bytes:
+    """The course reads a book's vector before each KNN: one round trip (here HGET of the
+    blob the index reads; the course read ``$.embedding`` of a JSON document)."""
+    return vector_of(r.hget(f"{prefix}:{book_id}", "embedding"))
+
+
+def read_title(r: redis.Redis, prefix: str, book_id: str) -> str:
+    title = r.hget(f"{prefix}:{book_id}", "title")
+    return title.decode() if isinstance(title, bytes) else str(title)
+
+
 def vector_of(stored: Any) -> bytes:
-    """``HGET key embedding`` gives the blob the index reads, which is what KNN takes (the
-    course read ``$.embedding`` of a JSON document and converted the numbers)."""
+    """A stored vector blob is what KNN takes, as it is."""
     assert isinstance(stored, bytes), "the book has no vector"
     return stored
 

@@ -24,6 +24,7 @@ from typing import Any
 from lookalike.services.errors import CatalogueError
 
 REQUIRED_FIELDS = ("id", "title", "author", "description")
+MAX_ID_DIGITS = 15
 TAG_SEPARATOR = "|"
 
 # The hash fields a book is read from, in this order (HMGET, a search's RETURN).
@@ -31,6 +32,11 @@ BOOK_FIELDS = (
     "title", "author", "description", "genres", "editions", "inventory",
     "pages", "url", "year_published", "rating", "rating_votes",
 )  # fmt: skip
+
+
+def is_book_id(text: str) -> bool:
+    """Book ids are decimal integers of at most 15 digits, written as strings."""
+    return 0 < len(text) <= MAX_ID_DIGITS and text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +159,7 @@ def validate_record(record: Any, origin: str) -> dict[str, Any]:
     if missing:
         raise CatalogueError(f"{origin}: missing or non-string field(s) {', '.join(missing)}")
     book_id = record["id"]
-    if (
-        not book_id.isascii()
-        or not book_id.isdigit()
-        or len(book_id) > 15
-        or book_id != str(int(book_id))
-    ):
+    if not is_book_id(book_id) or book_id != str(int(book_id)):
         raise CatalogueError(
             f"{origin}: id must be a decimal integer without leading zeros, got {book_id!r}"
         )

@@ -106,8 +106,10 @@ class EmbeddedRedis:
             "--appendfsync", "everysec",
             "--save", "",
             # A book's Hash (longest values: its description, its vector) stays one compact
-            # listpack instead of a hash table: about 700 bytes a book less (README, Data).
+            # listpack instead of a hash table: about 600 bytes a book less (README, Data).
             "--hash-max-listpack-value", str(HASH_LISTPACK_VALUE),
+            # caches bound themselves; books and faces must never be evicted (README: memory)
+            "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip

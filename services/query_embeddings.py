@@ -1,22 +1,23 @@
 """Search text to vector, with the vectors kept in Redis so a text is embedded once.
 
-Keys are ``embedcache:<model>:<sha256 of the text>`` holding the FLOAT32 blob, with a TTL that
-every hit renews (GETEX): one pipeline looks up any number of texts, and the cache survives
-restarts and is shared by every server on the same Redis. RedisVL's EmbeddingsCache was
-considered: it renews each hit's TTL with a separate round trip and stores vectors as JSON text.
-In front of it, each process keeps the last few thousand vectors it used, so a text searched
-again here costs no round trip at all.
+The FLOAT32 blobs live in a bounded store (``embedcache:<model>``, at most
+LOOKALIKE_SEARCH_CACHE_SIZE texts whatever clients send), keyed by the SHA-256 of the text: one
+pipeline looks up any number of texts, and the cache survives restarts and is shared by every
+server on the same Redis. RedisVL's EmbeddingsCache was considered: one key per text with a TTL
+is unbounded under a stream of new texts, and it stores vectors as JSON text. In front of it,
+each process keeps the last few thousand vectors it used, so a text searched again here costs
+no round trip at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from lookalike.services.errors import BadUserInput
-from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.bounded_store import BoundedStore, digest
+from lookalike.services.errors import BadUserInput, check_text
+from lookalike.services.redis_connection import Redis
 from lookalike.services.request_usage import model_time
 from lookalike.services.text_embedding import MODEL_NAME, TextEmbedder
 
@@ -30,23 +31,23 @@ def validate_text(text: str) -> None:
         raise BadUserInput(
             f"text is at most {MAX_TEXT} characters, got {len(text)}", argument="text"
         )
+    check_text("text", text, multiline=True)
 
 
 class QueryEmbeddings:
     def __init__(
-        self, client: Redis, embedder: Callable[[], TextEmbedder], ttl: int, local_size: int = 4096
+        self,
+        client: Redis,
+        embedder: Callable[[], TextEmbedder],
+        capacity: int,
+        local_size: int = 4096,
     ) -> None:
-        self.redis = client
+        self.store = BoundedStore(client, f"embedcache:{MODEL_NAME}", capacity)
         self.embedder = embedder
-        self.ttl = ttl
         self.local: OrderedDict[str, bytes] = OrderedDict()
         self.local_size = local_size
         self.texts_embedded = 0  # since start: what the cache could not answer
         self.model_calls = 0  # batches sent to the model
-
-    def key(self, text: str) -> str:
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        return f"embedcache:{MODEL_NAME}:{digest}"
 
     async def vectors(self, texts: Sequence[str]) -> list[bytes]:
         """One FLOAT32 blob per text: cached ones in one round trip, the rest in one model
@@ -56,10 +57,7 @@ class QueryEmbeddings:
         found = {t: v for t in texts if (v := self.local.get(t)) is not None}
         unknown = [t for t in dict.fromkeys(texts) if t not in found]
         if unknown:
-            async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-                for text in unknown:
-                    pipe.getex(self.key(text), ex=self.ttl)
-                cached = await pipe.execute()
+            cached = await self.store.get_many([digest(t) for t in unknown])
             found.update((t, v) for t, v in zip(unknown, cached, strict=True) if v is not None)
         missing = [t for t in unknown if t not in found]
         if missing:
@@ -67,11 +65,8 @@ class QueryEmbeddings:
             self.model_calls += 1
             with model_time("text"):
                 fresh = await asyncio.to_thread(self.embedder().encode, missing)
-            async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-                for text, vector in zip(missing, fresh, strict=True):
-                    found[text] = vector.tobytes()
-                    pipe.set(self.key(text), found[text], ex=self.ttl)
-                await pipe.execute()
+            found.update((t, v.tobytes()) for t, v in zip(missing, fresh, strict=True))
+            await self.store.put_many({digest(t): found[t] for t in missing})
         for text in texts:
             self.local[text] = found[text]
             self.local.move_to_end(text)

@@ -192,6 +192,25 @@ def _check_node_modules(url: str, modules: list[Any], vector_type: str) -> None:
         )
 
 
+async def warn_on_eviction_policy(client: Redis, url: str) -> None:
+    """Books, faces and index definitions have no TTL and must never be evicted; the caches
+    bound themselves. So ``allkeys-*`` policies are wrong for lookalike (say so at start-up),
+    while ``noeviction`` and ``volatile-*`` are fine. Managed Redis may refuse CONFIG: then
+    the operator's word is taken."""
+    try:
+        reply = await client.config_get("maxmemory-policy")
+    except RedisError:
+        return
+    policy = _text(next(iter(reply.values()), b"")) if reply else ""
+    if policy.startswith("allkeys"):
+        log.warning(
+            "Redis at %s evicts any key under memory pressure (maxmemory-policy %s): books and "
+            "enrolled faces could disappear. Use noeviction or a volatile-* policy",
+            redact(url),
+            policy,
+        )
+
+
 @contextlib.asynccontextmanager
 async def redis_errors() -> AsyncIterator[None]:
     """Turn 'Redis is not there' into the one error the API and CLI report for it."""
@@ -235,6 +254,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
     supervisor = asyncio.create_task(_supervise(embedded)) if embedded is not None else None
     try:
         await check_modules(client, url, settings.vector_type)
+        await warn_on_eviction_policy(client, url)
         yield client, url
     finally:
         if supervisor is not None:

@@ -73,7 +73,7 @@ def test_the_same_book_asked_twice_in_a_request_is_read_once(settings: Settings)
         client = await open_client(settings.redis_url or "", settings.redis_timeout)
         catalogue = RecordingCatalogue(client, settings)
         catalogue.asked = []
-        queries = QueryEmbeddings(client, text_embedder, 60)
+        queries = QueryEmbeddings(client, text_embedder, 1000)
         loaders = Loaders(catalogue, face_store("hash", client), queries)
         try:
             # Two requests for book 9 and two overlapping neighbourhoods in one "request".

@@ -3,23 +3,26 @@ the query-embedding cache, with the real model and the real Redis."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 import pytest
+import redis
 from starlette.testclient import TestClient
 
+from lookalike.schema.app import create_app
+from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import open_client
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import Vectors, text_embedder
-from tests.conftest import both_backends, distance_tolerance, error_codes, gql, sync_client
-
-pytestmark = both_backends
+from tests.conftest import both_backends, distance_tolerance, error_codes, gql
 
 SHIPPED = read_shipped()
 RECORDS = {r["id"]: r for r in SHIPPED.records}
@@ -81,6 +84,7 @@ FILTERS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = {
 }
 
 
+@both_backends
 @pytest.mark.parametrize("name", sorted(FILTERS))
 def test_filtered_similar_is_the_exact_nearest_among_matching_books(
     api: TestClient, settings: Settings, name: str
@@ -94,6 +98,7 @@ def test_filtered_similar_is_the_exact_nearest_among_matching_books(
     assert [m["distance"] for m in found] == pytest.approx([d for d, _ in expected], abs=tolerance)
 
 
+@both_backends
 def test_a_selective_filter_still_returns_k(api: TestClient) -> None:
     counts = Counter(g for r in RECORDS.values() for g in r["genres"])
     rare = next(g for g, n in sorted(counts.items(), key=lambda x: x[1]) if 7 <= n <= 12)
@@ -104,6 +109,7 @@ def test_a_selective_filter_still_returns_k(api: TestClient) -> None:
     assert all(rare in RECORDS[m["book"]["id"]]["genres"] for m in found)
 
 
+@both_backends
 def test_filtered_radius_counts_exactly(api: TestClient) -> None:
     given, keep = FILTERS["combined"]
     expected = {i for d, i in exact("942", keep) if d <= 0.8}
@@ -112,6 +118,7 @@ def test_filtered_radius_counts_exactly(api: TestClient) -> None:
     assert {m["book"]["id"] for m in found["matches"]} == expected
 
 
+@both_backends
 def test_an_unknown_genre_matches_nothing_and_is_no_error(api: TestClient) -> None:
     body = gql(api, SEARCH, text=ROBOTS, k=5, filter={"genres": ["no such genre"]})
     assert body["data"] == {"searchBooks": []}
@@ -120,6 +127,7 @@ def test_an_unknown_genre_matches_nothing_and_is_no_error(api: TestClient) -> No
     assert empty["data"]["book"]["similar"] == []
 
 
+@both_backends
 def test_search_finds_books_by_meaning(api: TestClient) -> None:
     found = gql(api, SEARCH, text=ROBOTS, k=5)["data"]["searchBooks"]
     assert len(found) == 5
@@ -132,6 +140,7 @@ def test_search_finds_books_by_meaning(api: TestClient) -> None:
     )
 
 
+@both_backends
 def test_aliased_searches_share_one_model_call_and_one_knn_round_trip(api: TestClient) -> None:
     queries: QueryEmbeddings = api.app.state.queries  # type: ignore[attr-defined]
     texts = [
@@ -157,17 +166,14 @@ def test_aliased_searches_share_one_model_call_and_one_knn_round_trip(api: TestC
     assert again["extensions"]["cost"] == single["extensions"]["cost"]
 
 
-def test_the_cache_survives_a_restart_and_expires(api: TestClient, settings: Settings) -> None:
+@both_backends
+def test_the_cache_survives_a_restart(api: TestClient, settings: Settings) -> None:
     text = "a cartographer maps a city that moves at night"
     gql(api, SEARCH, text=text, k=1)
-    queries: QueryEmbeddings = api.app.state.queries  # type: ignore[attr-defined]
-    raw = sync_client(settings.redis_url or "")
-    ttl = raw.ttl(queries.key(text))
-    assert 0 < ttl <= settings.search_cache_ttl
 
     async def as_a_new_process() -> tuple[int, bytes]:
         client = await open_client(settings.redis_url or "", 5)
-        fresh = QueryEmbeddings(client, text_embedder, settings.search_cache_ttl)
+        fresh = QueryEmbeddings(client, text_embedder, settings.search_cache_size)
         (found,) = await fresh.vectors([text])
         await client.aclose()
         return fresh.model_calls, found
@@ -176,6 +182,42 @@ def test_the_cache_survives_a_restart_and_expires(api: TestClient, settings: Set
     assert calls == 0
     expected = text_embedder().encode([text])[0]
     assert float(np.frombuffer(cached, dtype=np.float32) @ expected) > 0.9999
+
+
+def test_a_stream_of_new_texts_never_grows_the_cache_past_its_size(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A client sending ever new texts (113 a second were seen) fills the cache to its size and
+    no further; the books, the index and every other key are untouched, and recent texts are
+    still answered from the cache."""
+    texts = [f"a story about the number {n} ({uuid.uuid4().hex[:6]})" for n in range(300)]
+    server = EmbeddedRedis(tmp_path / "redis")
+    small = Settings(redis_url=server.start(), data_dir=tmp_path, search_cache_size=64)
+    raw = redis.Redis.from_url(small.redis_url or "")
+
+    with TestClient(create_app(small)) as api:
+        before = {k: raw.type(k) for k in raw.scan_iter(count=1000)}
+        for start in range(0, len(texts), 10):  # ten texts a request: one model call each
+            aliased = " ".join(
+                f'q{n}: searchBooks(text: "{t}", k: 1) {{ distance }}'
+                for n, t in enumerate(texts[start : start + 10])
+            )
+            assert "errors" not in gql(api, "{ " + aliased + " }")
+        queries: QueryEmbeddings = api.app.state.queries  # type: ignore[attr-defined]
+        held = sum(raw.hlen(k) for k in raw.scan_iter(match="embedcache:*", count=1000))
+        assert 0 < held <= 64 == queries.store.capacity
+        assert queries.texts_embedded == len(texts)
+        queries.local.clear()  # as another process would see it: only Redis
+        calls = queries.model_calls
+        recent = texts[-1]
+        assert "errors" not in gql(api, SEARCH, text=recent, k=1)
+        # an evicted text is embedded again, a kept one is not: at most one more model call
+        assert queries.model_calls - calls <= 1
+        after = {k: raw.type(k) for k in raw.scan_iter(count=1000)}
+    raw.close()
+    server.stop()
+    # the catalogue, indexes and faces are as they were; only cache buckets were added
+    assert {k: t for k, t in after.items() if not k.startswith(b"embedcache:")} == before
 
 
 @pytest.mark.parametrize(
@@ -201,6 +243,7 @@ def test_bad_search_input_is_bad_user_input(
     assert queries.model_calls == calls
 
 
+@both_backends
 def test_genres_lists_every_genre_with_its_count(api: TestClient) -> None:
     genres = gql(api, "{ genres { name count } }")["data"]["genres"]
     expected = Counter(g for r in RECORDS.values() for g in r["genres"])
@@ -208,12 +251,13 @@ def test_genres_lists_every_genre_with_its_count(api: TestClient) -> None:
     assert [g["count"] for g in genres] == sorted((g["count"] for g in genres), reverse=True)
 
 
+@both_backends
 def test_the_in_process_layer_is_bounded_and_falls_back_to_redis(settings: Settings) -> None:
     texts = ["a map of the moon", "a moon of maps", "the moon maps a mapmaker"]
 
     async def scenario() -> tuple[list[str], int]:
         client = await open_client(settings.redis_url or "", 5)
-        queries = QueryEmbeddings(client, text_embedder, 60, local_size=2)
+        queries = QueryEmbeddings(client, text_embedder, 1000, local_size=2)
         first = await queries.vectors(texts)
         again = await queries.vectors(texts[:1])  # evicted here, still in Redis
         await client.aclose()
