@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.catalogue = catalogue
             app.state.faces = faces
             app.state.queries = QueryEmbeddings(
-                catalogue.redis, text_embedder, settings.search_cache_size
+                catalogue.redis, text_embedder, settings.search_cache_size, reads=catalogue.reads
             )
             app.state.persisted_queries = PersistedQueries(
                 catalogue.redis, settings.persisted_queries_size

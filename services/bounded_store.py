@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.redis_replicas import Reads
 
 _PUT = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -38,8 +39,16 @@ def digest(text: str | bytes) -> str:
 
 
 class BoundedStore:
-    def __init__(self, client: Redis, namespace: str, capacity: int, buckets: int = 64) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        namespace: str,
+        capacity: int,
+        buckets: int = 64,
+        reads: Reads | None = None,
+    ) -> None:
         self.redis = client
+        self.reads = reads or Reads(client)  # lookups may go to a replica
         self.namespace = namespace
         self.buckets = max(1, min(buckets, capacity))
         self.per_bucket = max(1, capacity // self.buckets)
@@ -55,10 +64,15 @@ class BoundedStore:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hget(self.bucket(key), key)
-            return list(await pipe.execute())
+
+        async def read(client: Redis) -> list[bytes | None]:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(self.bucket(key), key)
+                return list(await pipe.execute())
+
+        async with redis_errors():
+            return await self.reads.run(read)
 
     async def put_many(self, entries: Mapping[str, bytes]) -> None:
         if not entries:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from lookalike.services.bounded_store import BoundedStore, digest
 from lookalike.services.errors import BadUserInput, check_text
 from lookalike.services.redis_connection import Redis
+from lookalike.services.redis_replicas import Reads
 from lookalike.services.request_usage import model_time
 from lookalike.services.text_embedding import MODEL_NAME, TextEmbedder
 
@@ -41,8 +42,9 @@ class QueryEmbeddings:
         embedder: Callable[[], TextEmbedder],
         capacity: int,
         local_size: int = 4096,
+        reads: Reads | None = None,
     ) -> None:
-        self.store = BoundedStore(client, f"embedcache:{MODEL_NAME}", capacity)
+        self.store = BoundedStore(client, f"embedcache:{MODEL_NAME}", capacity, reads=reads)
         self.embedder = embedder
         self.local: OrderedDict[str, bytes] = OrderedDict()
         self.local_size = local_size
