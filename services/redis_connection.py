@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,7 +29,13 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ClusterDownError, RedisError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -150,6 +157,37 @@ async def open_client(url: str, socket_timeout: float) -> Redis:
     return cluster
 
 
+async def search_knows_every_shard(client: RedisCluster, wait: float = 15.0) -> None:
+    """Wait until the query engine of every primary knows every shard.
+
+    Each node's engine learns the cluster's shards lazily, after its first command that asks
+    them all, and redis-py sends each FT.* command to a random primary: an FT.CREATE that
+    reaches a node before it knows them all is created on some shards only (seen on a cluster
+    just formed), and the index is then missing there for good. SEARCH.CLUSTERINFO says how
+    many shards a node's engine knows; FT.INFO of no index makes it ask them.
+    """
+    primaries = client.get_primaries()
+    deadline = time.monotonic() + wait
+    for node in primaries:
+        while True:
+            try:
+                info = await client.execute_command("SEARCH.CLUSTERINFO", target_nodes=node)
+            except ResponseError:
+                return  # a query engine without it (another build): nothing to wait for
+            values = {_text(k): v for k, v in info.items()} if isinstance(info, dict) else {}
+            known = int(values.get("num_partitions", len(primaries)))
+            if known >= len(primaries):
+                break
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"the query engine on {node.name} knows {known} of {len(primaries)} shards "
+                    f"after {wait:g} s: is the cluster still forming?"
+                )
+            with contextlib.suppress(ResponseError):  # a command that asks every shard
+                await client.execute_command("FT.INFO", "lookalike:topology", target_nodes=node)
+            await asyncio.sleep(0.1)
+
+
 def is_cluster(client: Redis) -> bool:
     return isinstance(client, RedisCluster)
 
@@ -254,6 +292,8 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
     supervisor = asyncio.create_task(_supervise(embedded)) if embedded is not None else None
     try:
         await check_modules(client, url, settings.vector_type)
+        if isinstance(client, RedisCluster):
+            await search_knows_every_shard(client)
         await warn_on_eviction_policy(client, url)
         yield client, url
     finally:

@@ -25,12 +25,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.search.field import Field
 from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redis.exceptions import ResponseError
 from redisvl.schema import IndexSchema
 
-from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.redis_connection import Redis, redis_errors, search_knows_every_shard
 from lookalike.services.redis_lock import held_lock
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,25 @@ async def create_index(client: Redis, schema: IndexSchema, extras: IndexExtras) 
     if schema.index.stopwords is not None:
         arguments += ["STOPWORDS", len(schema.index.stopwords), *schema.index.stopwords]
     arguments += ["SCHEMA", *itertools.chain.from_iterable(f.redis_args() for f in fields)]
+    if isinstance(client, RedisCluster):
+        await search_knows_every_shard(client)
     await client.execute_command("FT.CREATE", schema.index.name, *arguments)
+    if isinstance(client, RedisCluster):
+        await _on_every_shard(client, schema.index.name)
+
+
+async def _on_every_shard(client: RedisCluster, name: str) -> None:
+    """Fail loudly if an index did not reach every shard: searches would fail there."""
+    missing = []
+    for node in client.get_primaries():
+        names = await client.execute_command("FT._LIST", target_nodes=node)
+        if name not in {_text(n) for n in names}:
+            missing.append(node.name)
+    if missing:
+        raise ServiceUnavailable(
+            f"the search index {name!r} was not created on the shards {', '.join(missing)}; "
+            "drop it (FT.DROPINDEX) and start again"
+        )
 
 
 async def index_info(client: Redis, name: str) -> dict[str, Any] | None:

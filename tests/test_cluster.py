@@ -32,12 +32,14 @@ pytestmark = pytest.mark.parametrize("backend", ["cluster"], indirect=True, scop
 SIMILAR = '{ book(id: "26415") { similar(k: 5) { book { id } } } }'
 
 
-def test_the_books_are_spread_over_every_shard(api: TestClient, settings: Settings) -> None:
+def test_the_books_and_their_index_are_on_every_shard(api: TestClient, settings: Settings) -> None:
     cluster = RedisCluster.from_url(settings.redis_url or "")
     counts = {}
     for node in cluster.get_primaries():  # type: ignore[no-untyped-call]
         single = redis.Redis(host=node.host, port=node.port)
         counts[node.port] = sum(1 for _ in single.scan_iter(match="book:*", count=1000))
+        # and the index is on every shard (a node's own list, not the cluster's)
+        assert b"books" in single.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
         single.close()
     cluster.close()
     assert sum(counts.values()) == 1486
