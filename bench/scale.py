@@ -35,8 +35,8 @@ import httpx
 import numpy as np
 import redis
 
-from lookalike.services.book_filters import NO_FILTER
-from lookalike.services.book_records import sha256_text
+from lookalike.services.book_records import ALL_FIELDS, BookFields, sha256_text
+from lookalike.services.book_requests import SimilarRequest
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import load_books
 from lookalike.services.embedded_redis import running_url
@@ -115,8 +115,11 @@ async def recall(settings: Settings, shipped: ShippedCatalogue, books: int, seed
     sample = np.random.default_rng(seed).choice(len(described), books, replace=False)
     client = connect(settings.redis_url or "", 30)
     catalogue = Catalogue(client, settings)
-    sources = await catalogue.get_many([described[i]["id"] for i in sample])
-    found = await catalogue.similar_many([(b, 10, NO_FILTER) for b in sources if b])
+    ids = [described[i]["id"] for i in sample]
+    sources = {b.id: b for b in await catalogue.read(ids, ALL_FIELDS) if b}
+    found = await catalogue.similar(
+        [SimilarRequest(i, 10, fields=BookFields(frozenset())) for i in ids], sources
+    )
     await client.aclose()
     hits = 0
     for i, neighbours in zip(sample, found, strict=True):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lookalike.resolvers.loaders import Loaders
 from lookalike.services.api_keys import Caller
+from lookalike.services.book_records import BookFields
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.faces import FaceService
 from lookalike.services.query_embeddings import QueryEmbeddings
@@ -20,6 +22,8 @@ class Context:
     usage: Usage
     caller: Caller
     operation_name: str | None = None  # set once the document is parsed
+    # what the query shows of the books at each place, set as the operation starts
+    book_selections: Mapping[tuple[str, ...], BookFields] = field(default_factory=dict)
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,15 +1,31 @@
-"""The book types and queries. Each type wraps a domain record from the services layer."""
+"""The book types and queries.
+
+The services' objects are served as they are: a ``Book`` field reads the services' book (which
+holds the fields the query asked for), a ``BookMatch`` is the services' match, a
+``RadiusResult`` its radius page. Nothing is copied field by field into a second type; the
+resolvers here make the services' request objects (which check their own arguments) and say
+which of a book's fields the selection will show.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import strawberry
 
 from lookalike.resolvers import books
 from lookalike.resolvers.context import Context
-from lookalike.resolvers.loaders import Match
 from lookalike.schema.pagination import Connection
+from lookalike.schema.selections import book_fields
 from lookalike.services import book_filters as facets_module
 from lookalike.services.book_records import Book as BookRecord
+from lookalike.services.book_requests import (
+    PageRequest,
+    RadiusRequest,
+    SearchRequest,
+    SimilarRequest,
+)
+from lookalike.services.catalogue import Match, RadiusPage
 
 Info = strawberry.Info[Context, None]
 
@@ -18,72 +34,6 @@ Info = strawberry.Info[Context, None]
 class InventoryItem:
     stock_id: str
     status: str = strawberry.field(description="available, on_loan or maintenance.")
-
-
-@strawberry.type(description="A book of the catalogue.")
-class Book:
-    id: strawberry.ID
-    title: str
-    author: str
-    description: str = strawberry.field(
-        description="May be empty: such a book has no embedding, so no neighbours."
-    )
-    genres: list[str]
-    editions: list[str]
-    pages: int | None
-    year_published: int | None
-    url: str | None
-    rating: float | None = strawberry.field(description="Average reader score, 0 to 5.")
-    rating_votes: int | None
-    record: strawberry.Private[BookRecord]
-
-    @classmethod
-    def from_record(cls, record: BookRecord) -> Book:
-        return cls(
-            id=strawberry.ID(record.id),
-            title=record.title,
-            author=record.author,
-            description=record.description,
-            genres=list(record.genres),
-            editions=list(record.editions),
-            pages=record.pages,
-            year_published=record.year_published,
-            url=record.url,
-            rating=record.rating,
-            rating_votes=record.rating_votes,
-            record=record,
-        )
-
-    @strawberry.field
-    def inventory(self) -> list[InventoryItem]:
-        return [InventoryItem(stock_id=i.stock_id, status=i.status) for i in self.record.inventory]
-
-    @strawberry.field(
-        description="The k nearest other books by description (cosine distance), nearest "
-        "first, among those the filter lets through. Exactly k unless fewer books match; "
-        "never this book itself."
-    )
-    async def similar(
-        self, info: Info, k: int = 5, filter: BookFilter | None = None
-    ) -> list[BookMatch]:
-        found = await books.similar(info.context, self.record, k, _facets(filter))
-        return _matches(found)
-
-    @strawberry.field(
-        description="Every other book within cosine distance r (0 to 2), nearest first, "
-        "a page at a time, with the total count of matches."
-    )
-    async def within_radius(
-        self,
-        info: Info,
-        r: float,
-        filter: BookFilter | None = None,
-        first: int = 10,
-        offset: int = 0,
-    ) -> RadiusResult:
-        facets = _facets(filter)
-        found = await books.within_radius(info.context, self.record, r, first, offset, facets)
-        return RadiusResult(total_count=found.total, matches=_matches(found.matches))
 
 
 @strawberry.input(
@@ -116,6 +66,58 @@ def _facets(given: BookFilter | None) -> facets_module.BookFilter:
     )
 
 
+@strawberry.type(description="A book of the catalogue.")
+class Book:
+    id: strawberry.ID
+    title: str
+    author: str
+    description: str = strawberry.field(
+        description="May be empty: such a book has no embedding, so no neighbours."
+    )
+    genres: list[str]
+    editions: list[str]
+    pages: int | None
+    year_published: int | None
+    url: str | None
+    rating: float | None = strawberry.field(description="Average reader score, 0 to 5.")
+    rating_votes: int | None
+    inventory: list[InventoryItem]
+
+    @strawberry.field(
+        description="The k nearest other books by description (cosine distance), nearest "
+        "first, among those the filter lets through. Exactly k unless fewer books match; "
+        "never this book itself.",
+        graphql_type=list["BookMatch"],
+    )
+    async def similar(
+        self,
+        parent: strawberry.Parent[BookRecord],
+        info: Info,
+        k: int = 5,
+        filter: BookFilter | None = None,
+    ) -> list[Match]:
+        request = SimilarRequest(parent.id, k, _facets(filter), book_fields(info, "book"))
+        return await books.similar(info.context, parent, request)
+
+    @strawberry.field(
+        description="Every other book within cosine distance r (0 to 2), nearest first, "
+        "a page at a time, with the total count of matches.",
+        graphql_type="RadiusResult",
+    )
+    async def within_radius(
+        self,
+        parent: strawberry.Parent[BookRecord],
+        info: Info,
+        r: float,
+        filter: BookFilter | None = None,
+        first: int = 10,
+        offset: int = 0,
+    ) -> RadiusPage:
+        fields = book_fields(info, "matches", "book")
+        request = RadiusRequest(parent.id, r, first, offset, _facets(filter), fields)
+        return await books.within_radius(info.context, parent, request)
+
+
 @strawberry.type
 class GenreCount:
     name: str
@@ -134,36 +136,43 @@ class RadiusResult:
     matches: list[BookMatch]
 
 
-def _matches(found: list[Match]) -> list[BookMatch]:
-    return [BookMatch(book=Book.from_record(m.book), distance=m.distance) for m in found]
-
-
 @strawberry.type
 class BookQuery:
-    @strawberry.field(description="A book by id; null (with BOOK_NOT_FOUND) when there is none.")
-    async def book(self, info: Info, id: strawberry.ID) -> Book | None:
-        return Book.from_record(await books.book(info.context, str(id)))
+    @strawberry.field(
+        description="A book by id; null (with BOOK_NOT_FOUND) when there is none.",
+        graphql_type=Book | None,
+    )
+    async def book(self, info: Info, id: strawberry.ID) -> BookRecord:
+        return await books.book(info.context, str(id), book_fields(info))
 
     @strawberry.field(
         description="The k books whose descriptions are nearest in meaning to the text "
-        "(1 to 2,000 characters), embedded with the catalogue's model."
+        "(1 to 2,000 characters), embedded with the catalogue's model.",
+        graphql_type=list[BookMatch],
     )
     async def search_books(
         self, info: Info, text: str, k: int = 10, filter: BookFilter | None = None
-    ) -> list[BookMatch]:
-        return _matches(await books.search(info.context, text, k, _facets(filter)))
+    ) -> list[Match]:
+        request = SearchRequest(text, k, _facets(filter), book_fields(info, "book"))
+        return await books.search(info.context, request)
 
     @strawberry.field(description="Every genre with its number of books, most books first.")
     async def genres(self, info: Info) -> list[GenreCount]:
         return [GenreCount(name=n, count=c) for n, c in await books.genres(info.context)]
 
-    @strawberry.field(description="The catalogue in id order, a page at a time (first: 0 to 100).")
+    @strawberry.field(
+        description="The catalogue in id order, a page at a time (first: 0 to 100).",
+        graphql_type=Connection[Book],
+    )
     async def books(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> Connection[Book]:
-        page, found = await books.books_page(info.context, 20 if first is None else first, after)
-        return Connection[Book].of(
-            [Book.from_record(b) for b in found],
+    ) -> Connection[Any]:
+        after_id = None if after is None else books.decode_cursor(after)
+        fields = book_fields(info, "edges", "node")
+        request = PageRequest(20 if first is None else first, after_id, fields)
+        page = await books.books_page(info.context, request)
+        return Connection.of(
+            page.books,
             lambda book: books.encode_cursor(book.id),
             total=page.total,
             has_next=page.has_next,

@@ -20,10 +20,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from lookalike.services.book_records import BookFields
 from lookalike.services.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.settings import Settings, get_settings
 
 T = TypeVar("T")
+
+# What the tables show of a book (and its vector, for the book whose neighbours are asked)
+TABLE_FIELDS = BookFields(frozenset({"title", "author"}), vector=True)
 
 app = typer.Typer(
     help="lookalike: similar books and enrolled faces, by Redis vector search.",
@@ -167,17 +171,19 @@ def books_similar(
     k: Annotated[int, typer.Option(help="How many neighbours (1 to 100).")] = 5,
 ) -> None:
     """The k books nearest to one book, as a table."""
-    from lookalike.services.book_filters import NO_FILTER
-    from lookalike.services.catalogue import validate_similar
+    from lookalike.services.book_requests import SimilarRequest
     from lookalike.services.catalogue_loader import open_catalogue
+    from lookalike.services.errors import BookNotFound
 
     settings = get_settings()
 
     async def work() -> Table:
-        validate_similar(k)
+        request = SimilarRequest(book_id, k, fields=TABLE_FIELDS)
         async with open_catalogue(settings) as (catalogue, _):
-            source = await catalogue.get(book_id)
-            (neighbours,) = await catalogue.similar_many([(source, k, NO_FILTER)])
+            (source,) = await catalogue.read([book_id], TABLE_FIELDS)
+            if source is None:
+                raise BookNotFound.for_id(book_id)
+            (neighbours,) = await catalogue.similar([request], {book_id: source})
         table = _neighbour_table(
             f"Nearest to {source.id} {source.title!r} by {source.author}", neighbours
         )
@@ -196,34 +202,33 @@ def books_search(
 ) -> None:
     """The k books whose descriptions are nearest in meaning to TEXT, as a table."""
     from lookalike.services.book_filters import BookFilter
-    from lookalike.services.catalogue import validate_similar
+    from lookalike.services.book_requests import SearchRequest
     from lookalike.services.catalogue_loader import open_catalogue
-    from lookalike.services.query_embeddings import QueryEmbeddings, validate_text
+    from lookalike.services.query_embeddings import QueryEmbeddings
     from lookalike.services.text_embedding import text_embedder
 
     settings = get_settings()
 
     async def work() -> Table:
-        validate_text(text)
-        validate_similar(k)
         facets = BookFilter(genres=tuple(genre) if genre else None)
+        request = SearchRequest(text, k, facets, TABLE_FIELDS)
         async with open_catalogue(settings) as (catalogue, _):
             queries = QueryEmbeddings(catalogue.redis, text_embedder, settings.search_cache_size)
             (vector,) = await queries.vectors([text])
-            (neighbours,) = await catalogue.nearest_many([(vector, k, facets, None)])
+            (neighbours,) = await catalogue.search([request], [vector])
         return _neighbour_table(f"Nearest to {text!r}", neighbours)
 
     out.print(_run(work))
 
 
 def _neighbour_table(title: str, neighbours: list[Any]) -> Table:
-    """Neighbours carry their books: the vector query returned them."""
+    """Matches carry their books (with ``TABLE_FIELDS``): the vector query returned them."""
     table = Table(title=title)
     for column in ("#", "id", "title", "author", "distance"):
         table.add_column(column, justify="right" if column in "# distance" else "left")
-    for rank, n in enumerate(neighbours, 1):
-        name, author = (n.book.title, n.book.author) if n.book else ("?", "?")
-        table.add_row(str(rank), n.book_id, name, author, f"{n.distance:.3f}")
+    for rank, match in enumerate(neighbours, 1):
+        book = match.book
+        table.add_row(str(rank), book.id, book.title, book.author, f"{match.distance:.3f}")
     return table
 
 

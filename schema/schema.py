@@ -15,8 +15,9 @@ from lookalike.schema.access import AccessControl
 from lookalike.schema.books import BookQuery
 from lookalike.schema.documents import CachedParsing
 from lookalike.schema.errors import ErrorCodes, is_expected
+from lookalike.schema.execution import planned
 from lookalike.schema.faces import FaceQuery, Mutation
-from lookalike.schema.limits import cost_limited, limit_rules
+from lookalike.schema.limits import limit_rules
 from lookalike.services.settings import Settings
 
 log = logging.getLogger("lookalike.graphql")
@@ -65,7 +66,7 @@ def build_schema(settings: Settings) -> Schema:
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        execution_context_class=cost_limited(settings.max_query_cost),
+        execution_context_class=planned(settings.max_query_cost),
     )
 
 

@@ -24,11 +24,11 @@ import numpy as np
 from redis.commands.search.field import TextField
 from redisvl.schema import IndexSchema
 
+from lookalike.services.book_records import VECTOR_FIELD
 from lookalike.services.search_indexes import IndexExtras
 from lookalike.services.settings import Settings
 from lookalike.services.text_embedding import DIMENSIONS
 
-VECTOR_FIELD = "embedding"
 TAG_SEPARATOR = "|"  # genres and inventory statuses in one hash field each
 TITLE_WEIGHT = 3.0
 

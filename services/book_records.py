@@ -24,6 +24,7 @@ from typing import Any
 from lookalike.services.errors import CatalogueError
 
 REQUIRED_FIELDS = ("id", "title", "author", "description")
+VECTOR_FIELD = "embedding"
 MAX_ID_DIGITS = 15
 TAG_SEPARATOR = "|"
 
@@ -45,9 +46,95 @@ class InventoryItem:
     status: str
 
 
+def _text(value: bytes | None) -> str:
+    return "" if value is None else value.decode()
+
+
+def _optional_text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def _tags(value: bytes | None) -> tuple[str, ...]:
+    return tuple(value.decode().split(TAG_SEPARATOR)) if value else ()
+
+
+def _editions(value: bytes | None) -> tuple[str, ...]:
+    return tuple(json.loads(value)) if value else ()
+
+
+def _inventory(value: bytes | None) -> tuple[InventoryItem, ...]:
+    pairs = json.loads(value) if value else ()
+    return tuple(InventoryItem(stock_id=stock_id, status=status) for stock_id, status in pairs)
+
+
+def _int(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _float(value: bytes | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# Each hash field's decoding; a field with no value is absent from the hash (None here).
+DECODERS: dict[str, Callable[[bytes | None], Any]] = {
+    "title": _text,
+    "author": _text,
+    "description": _text,
+    "genres": _tags,
+    "editions": _editions,
+    "inventory": _inventory,
+    "pages": _int,
+    "url": _optional_text,
+    "year_published": _int,
+    "rating": _float,
+    "rating_votes": _int,
+}
+assert tuple(DECODERS) == BOOK_FIELDS
+
+
 @dataclass(frozen=True, slots=True)
+class BookFields:
+    """What a read returns of each book: some of its fields, and its vector or not.
+
+    A query asks for what its selection shows (``title`` alone, say) and for the vector only
+    when a deeper level will search from the book: the rest of a book is never read.
+    """
+
+    names: frozenset[str]
+    vector: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = self.names - DECODERS.keys()
+        if unknown:
+            raise ValueError(f"books have no field {sorted(unknown)[0]!r}")
+
+    def __or__(self, other: BookFields) -> BookFields:
+        return BookFields(self.names | other.names, self.vector or other.vector)
+
+    def covers(self, other: BookFields) -> bool:
+        return other.names <= self.names and (self.vector or not other.vector)
+
+    def returned(self) -> list[str]:
+        """The hash fields to read, in a fixed order (``embedding`` last when asked)."""
+        names = [name for name in BOOK_FIELDS if name in self.names]
+        return [*names, VECTOR_FIELD] if self.vector else names
+
+
+ALL_FIELDS = BookFields(frozenset(BOOK_FIELDS), vector=True)
+
+
 class Book:
+    """A book as far as it was read: its id, the fields a query asked for, maybe its vector.
+
+    Reading a field that was not read is an AttributeError, never a silent default: a query
+    that forgot to ask for a field fails loudly in tests instead of answering "".
+    """
+
+    __slots__ = ("fields", "id", "vector", *BOOK_FIELDS)
+
     id: str
+    fields: BookFields
+    vector: bytes | None  # the blob as the index reads it; None: no embedding (or not read)
     title: str
     author: str
     description: str
@@ -55,51 +142,42 @@ class Book:
     editions: tuple[str, ...]
     inventory: tuple[InventoryItem, ...]
     pages: int | None
-    year_published: int | None
     url: str | None
+    year_published: int | None
     rating: float | None
     rating_votes: int | None
-    embedded: bool  # False for a book with an empty description: no neighbours
-    vector: bytes | None  # its blob as the index reads it, when it was read with the book
 
-    @classmethod
-    def from_hash(
-        cls,
-        book_id: str,
-        fields: Mapping[str, bytes | None],
-        vector: bytes | None,
-        embedded: bool | None = None,
-    ) -> Book:
-        """A book from its hash fields (``BOOK_FIELDS``, absent ones None or missing)."""
+    def __init__(
+        self, book_id: str, fields: BookFields, values: Mapping[str, bytes | None]
+    ) -> None:
+        """From the hash fields a read returned (absent ones missing or None)."""
+        self.id = book_id
+        self.fields = fields
+        self.vector = values.get(VECTOR_FIELD) if fields.vector else None
+        for name in fields.names:
+            setattr(self, name, DECODERS[name](values.get(name)))
 
-        def text(name: str) -> str | None:
-            value = fields.get(name)
-            return None if value is None else value.decode()
+    @property
+    def embedded(self) -> bool:
+        """Whether the book has a vector, so neighbours (a book with no description has none).
+        Known only when the vector was read."""
+        if not self.fields.vector:
+            raise AttributeError("the vector of this book was not read")
+        return self.vector is not None
 
-        def number(name: str, kind: type[int] | type[float]) -> Any:
-            value = fields.get(name)
-            return None if value is None else kind(value)
-
-        genres, inventory = text("genres"), text("inventory")
-        return cls(
-            id=book_id,
-            title=text("title") or "",
-            author=text("author") or "",
-            description=text("description") or "",
-            genres=tuple(genres.split(TAG_SEPARATOR)) if genres else (),
-            editions=tuple(json.loads(fields.get("editions") or b"[]")),
-            inventory=tuple(
-                InventoryItem(stock_id=stock_id, status=status)
-                for stock_id, status in (json.loads(inventory) if inventory else ())
-            ),
-            pages=number("pages", int),
-            year_published=number("year_published", int),
-            url=text("url"),
-            rating=number("rating", float),
-            rating_votes=number("rating_votes", int),
-            embedded=vector is not None if embedded is None else embedded,
-            vector=vector,
-        )
+    def merged(self, other: Book) -> Book:
+        """This book with what another read of it added (the two reads' fields together)."""
+        if self.fields.covers(other.fields):
+            return self
+        merged = Book.__new__(Book)
+        merged.id = self.id
+        merged.fields = self.fields | other.fields
+        for name in other.fields.names:
+            setattr(merged, name, getattr(other, name))
+        for name in self.fields.names:
+            setattr(merged, name, getattr(self, name))
+        merged.vector = self.vector if self.fields.vector else other.vector
+        return merged
 
 
 def book_hash(record: Mapping[str, Any], vector: bytes | None) -> dict[str, str | bytes]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lookalike.services.book_index import VECTOR_FIELD
-from lookalike.services.book_records import BOOK_FIELDS
+from lookalike.services.book_records import BOOK_FIELDS, VECTOR_FIELD
 
 # Every field a stored book may have (book_records.book_hash).
 STORED_FIELDS = ("id_number", *BOOK_FIELDS, "inventory_status", "digests", VECTOR_FIELD)

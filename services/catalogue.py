@@ -10,81 +10,63 @@ are replicas (``Reads``); on a cluster a pipeline is split by shard and sent to 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
-from redisvl.query import BaseQuery, FilterQuery, VectorQuery, VectorRangeQuery
+from redisvl.query import FilterQuery, VectorQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
-from lookalike.services.book_filters import NO_FILTER, BookFilter
-from lookalike.services.book_index import VECTOR_FIELD, book_schema, vector_bytes
-from lookalike.services.book_records import BOOK_FIELDS, Book
-from lookalike.services.errors import BookNotFound, ServiceUnavailable, check_range
+from lookalike.services.book_filters import BookFilter
+from lookalike.services.book_index import book_schema, vector_bytes
+from lookalike.services.book_records import VECTOR_FIELD, Book, BookFields
+from lookalike.services.book_requests import (
+    PageRequest,
+    RadiusRequest,
+    SearchRequest,
+    SimilarRequest,
+)
+from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.redis_connection import Redis, redis_errors
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.search_indexes import index_info
 from lookalike.services.search_pipeline import Reply, SearchPipeline
 from lookalike.services.settings import Settings
 
-MAX_K = 100
-MAX_PAGE = 100
-MAX_OFFSET = 10_000  # Redis's default MAXSEARCHRESULTS
-MAX_DISTANCE = 2.0  # cosine distance in Redis runs from 0 to 2
-_READ_FIELDS = (*BOOK_FIELDS, VECTOR_FIELD)
-_RETURNED = [name.encode() for name in BOOK_FIELDS]
+EXISTS = "id_number"  # every book has it: a read of it tells a book from no book
 
 
 @dataclass(frozen=True, slots=True)
-class Neighbour:
-    book_id: str
+class Match:
+    """A book found by a vector query and its cosine distance (0 identical, 2 opposite)."""
+
+    book: Book
     distance: float
-    book: Book | None = None  # the book's fields, returned by the vector query itself
 
 
 @dataclass(frozen=True, slots=True)
 class RadiusPage:
-    total: int
-    neighbours: list[Neighbour]
-
-
-@dataclass(frozen=True, slots=True)
-class RadiusRequest:
-    book: Book
-    radius: float
-    first: int
-    offset: int
-    facets: BookFilter = NO_FILTER
+    total_count: int
+    matches: list[Match]
 
 
 @dataclass(frozen=True, slots=True)
 class BookPage:
-    book_ids: list[str]
+    books: list[Book]
     total: int
     has_next: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Hits:
-    """One FT.SEARCH reply: the total, and each hit's key, vector distance and book fields."""
+class VectorSearch:
+    """A KNN from a vector (a book's, a search text's): what the catalogue runs."""
 
-    total: int
-    found: list[tuple[str, float, Book | None]]
-
-    @classmethod
-    def from_reply(cls, reply: Reply, prefix: str) -> Hits:
-        found = []
-        for key, fields in reply.hits:
-            book_id = key.removeprefix(prefix)
-            book = None
-            if b"title" in fields:  # a vector query's RETURN: the book's fields
-                values = dict(zip(BOOK_FIELDS, map(fields.get, _RETURNED), strict=True))
-                book = Book.from_hash(book_id, values, vector=None, embedded=True)
-            # FLOAT16 rounding puts an identical vector at about -0.00005: that is 0
-            distance = max(0.0, float(fields.get(b"vector_distance", 0)))
-            found.append((key, distance, book))
-        return cls(total=reply.total, found=found)
+    vector: bytes | None  # None: a book with no embedding, which has no neighbours
+    k: int
+    facets: BookFilter
+    fields: BookFields
+    exclude: str | None = None  # a book id left out of the answer (the book itself)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +74,6 @@ class IndexStatus:
     exists: bool
     documents: int
     percent_indexed: float
-
-
-def validate_similar(k: int) -> None:
-    check_range("k", k, 1, MAX_K)
-
-
-def validate_radius(radius: float, first: int, offset: int) -> None:
-    check_range("r", radius, 0, MAX_DISTANCE)
-    check_range("first", first, 0, MAX_PAGE)
-    check_range("offset", offset, 0, MAX_OFFSET)
 
 
 class Catalogue:
@@ -120,49 +92,61 @@ class Catalogue:
     def _book_id(self, key: str) -> str:
         return key.removeprefix(self._prefix)
 
-    async def get_many(self, book_ids: Sequence[str]) -> list[Book | None]:
-        """Books in the order asked, None where there is no such book."""
+    async def read(self, book_ids: Sequence[str], fields: BookFields) -> list[Book | None]:
+        """Books in the order asked, with these fields; None where there is no such book."""
         if not book_ids:
             return []
+        names = [EXISTS, *fields.returned()]
 
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 for book_id in book_ids:
-                    pipe.hmget(self.doc_key(book_id), _READ_FIELDS)
+                    pipe.hmget(self.doc_key(book_id), names)
                 return await pipe.execute()
 
         async with redis_errors():
             rows = await self.reads.run(read)
-        return [_book(book_id, row) for book_id, row in zip(book_ids, rows, strict=True)]
+        return [
+            Book(book_id, fields, dict(zip(names, row, strict=True))) if row[0] else None
+            for book_id, row in zip(book_ids, rows, strict=True)
+        ]
 
-    async def get(self, book_id: str) -> Book:
-        (book,) = await self.get_many([book_id])
-        if book is None:
-            raise BookNotFound.for_id(book_id)
-        return book
-
-    async def similar_many(
-        self, requests: Sequence[tuple[Book, int, BookFilter]]
-    ) -> list[list[Neighbour]]:
+    async def similar(
+        self, requests: Sequence[SimilarRequest], sources: Mapping[str, Book]
+    ) -> list[list[Match]]:
         """The k nearest other books of each book (that pass its filter), nearest first.
 
-        The book itself is excluded inside the query (a tag filter on its id), so Redis
-        returns exactly k others: no over-fetching and trimming in Python.
+        The book itself is left out inside the query, so Redis returns exactly k others: no
+        over-fetching and trimming in Python. The books' vectors come with them (a level's
+        query asks for the vectors of the books the next level searches from).
         """
-        for _, k, facets in requests:  # a refused argument costs no Redis command
-            _validate_knn(k, facets)
-        vectors = await self.vectors([book for book, _, _ in requests])
-        return await self._nearest(
+        vectors = await self.vectors_of([r.book_id for r in requests], sources)
+        return await self.nearest(
             [
-                (v, k, facets, book.id)
-                for v, (book, k, facets) in zip(vectors, requests, strict=True)
+                VectorSearch(vector, r.k, r.facets, r.fields, exclude=r.book_id)
+                for r, vector in zip(requests, vectors, strict=True)
             ]
         )
 
-    async def vectors(self, books: Sequence[Book]) -> list[bytes | None]:
-        """Each book's vector blob: those read with the book as they are, the rest (books
-        that came back from a vector query) in one pipeline, None for books with no embedding."""
-        missing = list(dict.fromkeys(b.id for b in books if b.embedded and b.vector is None))
+    async def search(
+        self, requests: Sequence[SearchRequest], vectors: Sequence[bytes]
+    ) -> list[list[Match]]:
+        """searchBooks: the k books nearest to each text's vector."""
+        return await self.nearest(
+            [
+                VectorSearch(vector, r.k, r.facets, r.fields)
+                for r, vector in zip(requests, vectors, strict=True)
+            ]
+        )
+
+    async def vectors_of(
+        self, book_ids: Sequence[str], books: Mapping[str, Book]
+    ) -> list[bytes | None]:
+        """Each book's vector blob: those read with the book as they are, the rest (a book
+        read without it) in one pipeline; None for books with no embedding (or none at all)."""
+        missing = list(
+            dict.fromkeys(i for i in book_ids if i not in books or not books[i].fields.vector)
+        )
         fetched: dict[str, bytes | None] = {}
         if missing:
 
@@ -176,55 +160,50 @@ class Catalogue:
                 blobs = await self.reads.run(read)
             found = zip(missing, blobs, strict=True)
             fetched = {i: blob if isinstance(blob, bytes) else None for i, blob in found}
-        return [b.vector if b.vector is not None else fetched.get(b.id) for b in books]
+        return [
+            books[i].vector if i in books and books[i].fields.vector else fetched.get(i)
+            for i in book_ids
+        ]
 
-    async def nearest_many(
-        self, requests: Sequence[tuple[bytes | None, int, BookFilter, str | None]]
-    ) -> list[list[Neighbour]]:
-        """KNN for each (vector, k, filter, id to leave out), all in one pipeline."""
-        for _, k, facets, _ in requests:
-            _validate_knn(k, facets)
-        return await self._nearest(requests)
-
-    async def _nearest(
-        self, requests: Sequence[tuple[bytes | None, int, BookFilter, str | None]]
-    ) -> list[list[Neighbour]]:
-        runnable = [self._runnable(vector, facets) for vector, _, facets, _ in requests]
+    async def nearest(self, requests: Sequence[VectorSearch]) -> list[list[Match]]:
+        """KNN for each request, all in one pipeline."""
+        runnable = [r.vector is not None and not r.facets.matches_nothing() for r in requests]
         queries = [
             VectorQuery(
-                vector=self._as_indexed(vector),
+                vector=self._as_indexed(r.vector),
                 vector_field_name=VECTOR_FIELD,
-                return_fields=list(BOOK_FIELDS),
-                filter_expression=_combine(facets, exclude),
-                num_results=k,
-                ef_runtime=max(self.settings.hnsw_ef_runtime, k),
+                return_fields=r.fields.returned(),
+                filter_expression=_combine(r.facets, r.exclude),
+                num_results=r.k,
+                ef_runtime=max(self.settings.hnsw_ef_runtime, r.k),
                 dtype=self.settings.vector_type,
             )
-            for (vector, k, facets, exclude), ok in zip(requests, runnable, strict=True)
-            if ok and vector is not None
+            for r, ok in zip(requests, runnable, strict=True)
+            if ok and r.vector is not None
         ]
-        results = iter(await self._search(queries))
-        return [self._neighbours(next(results)) if ok else [] for ok in runnable]
-
-    @staticmethod
-    def _runnable(vector: bytes | None, facets: BookFilter) -> bool:
-        return vector is not None and not facets.matches_nothing()
+        replies = iter(await self._searches.run(queries))
+        return [
+            self._matches(next(replies), r.fields) if ok else []
+            for r, ok in zip(requests, runnable, strict=True)
+        ]
 
     def _as_indexed(self, vector: bytes) -> bytes:
         """A query vector in the index's type (search texts are embedded as FLOAT32)."""
         return vector_bytes(vector, self.settings.vector_type)
 
-    async def within_radius_many(self, requests: Sequence[RadiusRequest]) -> list[RadiusPage]:
+    async def within_radius(
+        self, requests: Sequence[RadiusRequest], sources: Mapping[str, Book]
+    ) -> list[RadiusPage]:
         """Every other book within cosine distance r of each book: a page of them, and a count.
 
         HNSW range search is approximate; EPSILON 0.3 (the setting's default) found every
         book that exact search finds on the shipped catalogue, where Redis's 0.01 missed 0.35%.
         """
-        for request in requests:
-            validate_radius(request.radius, request.first, request.offset)
-            request.facets.validate()
-        vectors = await self.vectors([r.book for r in requests])
-        runnable = [self._runnable(v, r.facets) for v, r in zip(vectors, requests, strict=True)]
+        vectors = await self.vectors_of([r.book_id for r in requests], sources)
+        runnable = [
+            v is not None and not r.facets.matches_nothing()
+            for v, r in zip(vectors, requests, strict=True)
+        ]
         queries = []
         for request, vector, ok in zip(requests, vectors, runnable, strict=True):
             if not ok or vector is None:
@@ -232,8 +211,8 @@ class Catalogue:
             query = VectorRangeQuery(
                 vector=self._as_indexed(vector),
                 vector_field_name=VECTOR_FIELD,
-                return_fields=list(BOOK_FIELDS),
-                filter_expression=_combine(request.facets, request.book.id),
+                return_fields=request.fields.returned(),
+                filter_expression=_combine(request.facets, request.book_id),
                 distance_threshold=request.radius,
                 epsilon=self.settings.hnsw_epsilon,
                 num_results=max(request.first, 1),
@@ -241,40 +220,45 @@ class Catalogue:
                 dtype=self.settings.vector_type,
             )
             queries.append(query.paging(request.offset, request.first))
-        results = iter(await self._search(queries))
+        replies = iter(await self._searches.run(queries))
         pages = []
-        for ok in runnable:
+        for request, ok in zip(requests, runnable, strict=True):
             if not ok:
-                pages.append(RadiusPage(total=0, neighbours=[]))
+                pages.append(RadiusPage(total_count=0, matches=[]))
                 continue
-            result = next(results)
-            pages.append(RadiusPage(total=result.total, neighbours=self._neighbours(result)))
+            reply = next(replies)
+            pages.append(RadiusPage(reply.total, self._matches(reply, request.fields)))
         return pages
 
-    async def page(self, first: int, after_id: str | None) -> BookPage:
-        """Books in id order after ``after_id``: keyset paging, stable while books are added."""
-        check_range("first", first, 0, MAX_PAGE)
-        after = int(after_id) if after_id is not None else -1
+    async def page(self, request: PageRequest) -> BookPage:
+        """Books in id order after ``after_id``: keyset paging, stable while books are added.
+        The page's query returns the books' fields itself, and the count rides along."""
+        after = int(request.after_id) if request.after_id is not None else -1
         window = FilterQuery(
             filter_expression=Num("id_number") > after,
-            return_fields=["id_number"],
-            num_results=first + 1,
+            return_fields=request.fields.returned(),
+            num_results=request.first + 1,
             sort_by="id_number",
         )
         everything = FilterQuery(filter_expression="*", return_fields=[]).paging(0, 0)
-        page, count = await self._search([window, everything])
-        ids = [self._book_id(key) for key, _, _ in page.found]
-        return BookPage(book_ids=ids[:first], total=count.total, has_next=len(ids) > first)
+        found, count = await self._searches.run([window, everything])
+        books = [self._book(key, fields, request.fields) for key, fields in found.hits]
+        return BookPage(
+            books=books[: request.first], total=count.total, has_next=len(books) > request.first
+        )
 
-    async def _search(self, queries: Sequence[BaseQuery]) -> list[Hits]:
-        """All queries in one round trip. A vector query returns each hit's book fields
-        (RETURN), which saves the separate read of the books found: one round trip fewer for
-        every vector query."""
-        replies = await self._searches.run(queries)
-        return [Hits.from_reply(reply, self._prefix) for reply in replies]
+    def _book(self, key: str, values: Mapping[bytes, Any], fields: BookFields) -> Book:
+        return Book(self._book_id(key), fields, {k.decode(): v for k, v in values.items()})
 
-    def _neighbours(self, hits: Hits) -> list[Neighbour]:
-        return [Neighbour(self._book_id(key), d, book) for key, d, book in hits.found]
+    def _matches(self, reply: Reply, fields: BookFields) -> list[Match]:
+        """The hits as matches: the query RETURNed each book's fields (and vector when
+        asked), so the books found need no read of their own."""
+        matches = []
+        for key, values in reply.hits:
+            # FLOAT16 rounding puts an identical vector at about -0.00005: that is 0
+            distance = max(0.0, float(values.get(b"vector_distance", 0)))
+            matches.append(Match(self._book(key, values, fields), distance))
+        return matches
 
     async def genre_counts(self) -> list[tuple[str, int]]:
         """Every genre with its number of books, most books first (then by name).
@@ -296,7 +280,7 @@ class Catalogue:
             counts = [
                 FilterQuery(Tag("genres") == g, return_fields=[]).paging(0, 0) for g in genres
             ]
-            results = await self._search(counts)
+            results = await self._searches.run(counts)
         found = [(g, r.total) for g, r in zip(genres, results, strict=True) if r.total]
         return sorted(found, key=lambda item: (-item[1], item[0]))
 
@@ -318,11 +302,6 @@ class Catalogue:
         )
 
 
-def _validate_knn(k: int, facets: BookFilter) -> None:
-    validate_similar(k)
-    facets.validate()
-
-
 def _combine(facets: BookFilter, exclude: str | None) -> FilterExpression | str | None:
     """The facets, and the book itself left out (by its number: ids have no leading zeros,
     so a number names one book)."""
@@ -331,12 +310,3 @@ def _combine(facets: BookFilter, exclude: str | None) -> FilterExpression | str 
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else parts[0] & parts[1]
-
-
-def _book(book_id: str, row: Sequence[bytes | None]) -> Book | None:
-    """A book from an HMGET of ``_READ_FIELDS``; None when there is no such book (every book
-    has a title)."""
-    values = dict(zip(_READ_FIELDS, row, strict=True))
-    if values["title"] is None:
-        return None
-    return Book.from_hash(book_id, values, values[VECTOR_FIELD])

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.services.book_index import NUMPY_TYPES, VECTOR_FIELD, vector_bytes
-from lookalike.services.book_records import book_hash, record_digests
+from lookalike.services.book_index import NUMPY_TYPES, vector_bytes
+from lookalike.services.book_records import VECTOR_FIELD, book_hash, record_digests
 from lookalike.services.book_writes import write_book
 from lookalike.services.redis_connection import Redis, redis_errors
 from lookalike.services.text_embedding import DIMENSIONS

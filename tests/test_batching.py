@@ -11,13 +11,13 @@ from collections.abc import Sequence
 import anyio
 from starlette.testclient import TestClient
 
-from lookalike.resolvers.loaders import Loaders
-from lookalike.services.book_filters import NO_FILTER
-from lookalike.services.book_records import Book
-from lookalike.services.catalogue import Catalogue
+from lookalike.resolvers.loaders import BookRead, Loaders
+from lookalike.services.book_records import Book, BookFields
+from lookalike.services.book_requests import SimilarRequest
+from lookalike.services.catalogue import Catalogue, Match, VectorSearch
 from lookalike.services.face_store import face_store
 from lookalike.services.query_embeddings import QueryEmbeddings
-from lookalike.services.redis_connection import open_client
+from lookalike.services.redis_connection import Redis, open_client
 from lookalike.services.settings import Settings
 from lookalike.services.text_embedding import text_embedder
 from tests.conftest import both_backends, gql
@@ -40,54 +40,105 @@ def test_nested_similar_round_trips_do_not_grow_with_width(api: TestClient) -> N
     narrow = round_trips(api, NESTED, first=2)
     wide = round_trips(api, NESTED, first=20)  # 20 + 100 + 500 books
     assert wide == narrow
-    # books page (search + read: 2), level 1 KNN (1), level 2 blobs + KNN (2)
-    assert wide <= 5
+    # one a level: the page (with its count), then each level's KNN pipeline, whose hits
+    # come back with the fields shown and the vectors the next level searches from
+    assert wide == 3
 
 
-def test_each_nesting_level_adds_a_fixed_number_of_round_trips(api: TestClient) -> None:
+def test_each_nesting_level_adds_one_round_trip(api: TestClient) -> None:
     one = '{ book(id: "9") { similar(k: 5) { book { title } } } }'
     two = '{ book(id: "9") { similar(k: 5) { book { similar(k: 5) { book { title } } } } } }'
     round_trips(api, two)
-    assert round_trips(api, two) - round_trips(api, one) == 2
+    assert round_trips(api, one) == 2
+    assert round_trips(api, two) == 3
 
 
-def test_radius_and_similar_at_one_level_share_the_books_read(api: TestClient) -> None:
+def test_radius_and_similar_at_one_level_cost_one_round_trip_each(api: TestClient) -> None:
     query = """{ books(first: 10) { edges { node {
         similar(k: 3) { book { id } } withinRadius(r: 0.6, first: 3) { matches { book { id } } }
     } } } }"""
     round_trips(api, query)
-    assert round_trips(api, query) <= 6
+    assert round_trips(api, query) == 3
+
+
+class RecordingCatalogue(Catalogue):
+    """The real catalogue, noting what each batch asks Redis for."""
+
+    asked: list[tuple[list[str], BookFields]]
+    searches: list[BookFields]
+
+    async def read(self, book_ids: Sequence[str], fields: BookFields) -> list[Book | None]:
+        self.asked.append((list(book_ids), fields))
+        return await super().read(book_ids, fields)
+
+    async def nearest(self, requests: Sequence[VectorSearch]) -> list[list[Match]]:
+        self.searches.extend(r.fields for r in requests)
+        return await super().nearest(requests)
+
+
+def _recording(settings: Settings, client: Redis) -> tuple[RecordingCatalogue, Loaders]:
+    catalogue = RecordingCatalogue(client, settings)
+    catalogue.asked, catalogue.searches = [], []
+    queries = QueryEmbeddings(client, text_embedder, 1000)
+    return catalogue, Loaders(catalogue, face_store("hash", client), queries)
+
+
+TITLES = BookFields(frozenset({"title"}), vector=True)
 
 
 def test_the_same_book_asked_twice_in_a_request_is_read_once(settings: Settings) -> None:
-    """A spy around the real catalogue records which ids each batch read asks Redis for."""
-
-    class RecordingCatalogue(Catalogue):
-        asked: list[list[str]]
-
-        async def get_many(self, book_ids: Sequence[str]) -> list[Book | None]:
-            self.asked.append(list(book_ids))
-            return await super().get_many(book_ids)
-
-    async def scenario() -> list[list[str]]:
+    async def scenario() -> list[tuple[list[str], BookFields]]:
         client = await open_client(settings.redis_url or "", settings.redis_timeout)
-        catalogue = RecordingCatalogue(client, settings)
-        catalogue.asked = []
-        queries = QueryEmbeddings(client, text_embedder, 1000)
-        loaders = Loaders(catalogue, face_store("hash", client), queries)
+        catalogue, loaders = _recording(settings, client)
         try:
-            # Two requests for book 9 and two overlapping neighbourhoods in one "request".
-            first, again = await loaders.books.load_many(["9", "9"])
+            first, again = await loaders.books.load_many([BookRead("9", TITLES)] * 2)
             assert first is again
             assert first is not None
-            await loaders.similar.load_many(
-                [("9", 5, NO_FILTER), ("9", 5, NO_FILTER), ("15", 5, NO_FILTER)]
-            )
-            await loaders.books.load("15")
+            # one neighbourhood asked twice, then the next level's, overlapping it
+            found = await loaders.similar.load_many([SimilarRequest("9", 5, fields=TITLES)] * 2)
+            assert found[0] is found[1]
+            await loaders.similar.load(SimilarRequest("15", 5, fields=TITLES))
+            # 15 was among 9's neighbours, with its title and vector: never read by id
+            assert (await loaders.books.load(BookRead("15", TITLES))) is not None
         finally:
             await client.aclose()
         return catalogue.asked
 
-    reads = anyio.run(scenario)
-    every_id = [book_id for batch in reads for book_id in batch]
-    assert len(every_id) == len(set(every_id)), reads
+    assert anyio.run(scenario) == [(["9"], TITLES)]
+
+
+def test_a_field_asked_in_one_place_and_not_another_is_answered_in_both(
+    api: TestClient,
+) -> None:
+    query = """{ a: book(id: "9") { title }
+                 b: book(id: "9") { description similar(k: 1) { book { title author } } }
+                 c: book(id: "15") { title } }"""
+    body = gql(api, query)
+    assert body["data"]["a"]["title"] == "Transformers: The Ultimate Guide"
+    assert body["data"]["b"]["description"].startswith('"Transformers: The Ultimate Guide" is')
+    assert body["data"]["b"]["similar"][0]["book"] == {
+        "title": "Transformers Volume 1: For All Mankind",
+        "author": "Mike Costa",
+    }
+    # the three books in one read, then one KNN
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 2
+
+
+def test_a_vector_query_returns_only_what_the_selection_shows(api: TestClient) -> None:
+    """similar { book { title } } returns titles; the level above also returns vectors."""
+    catalogue = api.app.state.catalogue  # type: ignore[attr-defined]
+    catalogue.__class__ = RecordingCatalogue  # the same object, now noting what it is asked
+    catalogue.asked, catalogue.searches = [], []
+    try:
+        query = """{ book(id: "9") { similar(k: 2) { distance book { title
+                      similar(k: 2) { book { yearPublished } } } } } }"""
+        assert "errors" not in gql(api, query)
+        asked, searches = catalogue.asked, catalogue.searches
+    finally:
+        catalogue.__class__ = Catalogue
+    assert asked == [(["9"], BookFields(frozenset(), vector=True))]
+    assert searches == [
+        BookFields(frozenset({"title"}), vector=True),
+        BookFields(frozenset({"year_published"}), vector=False),
+        BookFields(frozenset({"year_published"}), vector=False),
+    ]

@@ -14,8 +14,8 @@ import pytest
 
 from lookalike.services.book_filters import BookFilter
 from lookalike.services.book_index import NUMPY_TYPES
-from lookalike.services.book_records import read_source_dir
-from lookalike.services.catalogue import Catalogue
+from lookalike.services.book_records import BookFields, read_source_dir
+from lookalike.services.catalogue import Catalogue, VectorSearch
 from lookalike.services.catalogue_loader import LoadSummary, load_books
 from lookalike.services.errors import CatalogueError
 from lookalike.services.redis_connection import connect
@@ -23,6 +23,8 @@ from lookalike.services.search_indexes import drop_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped, shipped_dir
 from lookalike.services.text_embedding import MODEL_NAME, text_embedder
+
+ID_ONLY = BookFields(frozenset())  # a query that returns the ids alone
 
 
 @pytest.fixture
@@ -173,11 +175,10 @@ def test_a_field_a_changed_record_no_longer_has_is_gone_from_the_stored_book(
         stored = await client.hgetall(f"{scratch_settings.key_prefix}:9")
         vector = stored[b"embedding"]
         assert isinstance(vector, bytes)
-        since_1900 = await Catalogue(client, scratch_settings).nearest_many(
-            [(vector, 4, BookFilter(year_from=1900), None)]
-        )
+        search = VectorSearch(vector, 4, BookFilter(year_from=1900), ID_ONLY)
+        since_1900 = await Catalogue(client, scratch_settings).nearest([search])
         await client.aclose()
-        return stored, [n.book_id for n in since_1900[0]]
+        return stored, [match.book.id for match in since_1900[0]]
 
     stored, found = anyio.run(read)
     assert b"year_published" not in stored

@@ -11,6 +11,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
+from lookalike.schema.cost import SEARCH
 from lookalike.services.settings import Settings
 from tests.conftest import API_KEY, error_codes, gql, metric
 from tests.photos import IDENTIFY, PREFLIGHT, orl, send
@@ -31,8 +32,8 @@ def test_a_million_books_is_refused_with_cost_and_limit(api: TestClient) -> None
     assert "data" not in body  # a request error: nothing ran
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
     extensions = body["errors"][0]["extensions"]
-    # each level returns its items and runs one search per parent: 1 + 101 + 100*101 + ...
-    assert extensions["cost"] == 1 + sum(100**level * 101 for level in range(3))
+    # each level returns its items and runs one search per parent: 1 + 110 + 100*110 + ...
+    assert extensions["cost"] == 1 + sum(100**level * (100 + SEARCH) for level in range(3))
     assert extensions["maxCost"] == 20_000
     assert body["extensions"]["cost"]["redisRoundTrips"] == 0
 
@@ -44,7 +45,7 @@ def test_the_cost_counts_variables_fragments_and_defaults(api: TestClient) -> No
     assert "errors" not in allowed
     too_big = gql(api, query.replace("similar { book", "similar(k: 100) { book"), k=300)
     assert error_codes(too_big) == ["QUERY_TOO_COMPLEX"]
-    assert too_big["errors"][0]["extensions"]["cost"] == 1 + 301 + 300 * 101
+    assert too_big["errors"][0]["extensions"]["cost"] == 1 + 300 + SEARCH + 300 * (100 + SEARCH)
 
 
 def test_the_benchmark_query_is_well_within_the_limit(api: TestClient) -> None:
@@ -117,7 +118,8 @@ def test_a_request_over_the_deadline_gets_504_timeout_and_the_server_goes_on(
 
 # --- however k arrives, the cost is what will run --------------------------------------------
 
-LEVEL3_COST = 1 + 101 + 100 * 101 + 100 * 100 * 101  # book, then 3 levels of similar(k: 100)
+# the book, then 3 levels of similar(k: 100): each returns 100 books and runs a search
+LEVEL3_COST = 1 + sum(100**level * (100 + SEARCH) for level in range(3))
 SIMILAR3 = (
     "similar(k: {k}) {{ book {{ similar(k: {k}) {{ book {{ "
     "similar(k: {k}) {{ distance }} }} }} }} }}"
@@ -191,7 +193,9 @@ def test_searches_count_even_when_they_return_nothing(api: TestClient) -> None:
       withinRadius(r: 2, first: 0) { totalCount } } } } } } }"""
     body = gql(api, query)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
-    assert body["errors"][0]["extensions"]["cost"] == 101 + 100 * 101 + 100 * 100 * 1
+    assert body["errors"][0]["extensions"]["cost"] == (
+        100 + SEARCH + 100 * (100 + SEARCH) + 100 * 100 * (0 + SEARCH)
+    )
 
 
 def test_a_fragment_bomb_is_measured_without_expanding_it(api: TestClient) -> None:

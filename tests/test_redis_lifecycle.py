@@ -21,7 +21,8 @@ import redis
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
-from lookalike.services.book_filters import NO_FILTER
+from lookalike.services.book_records import ALL_FIELDS
+from lookalike.services.book_requests import SimilarRequest
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import load_books
 from lookalike.services.embedded_redis import EmbeddedRedis, server_binary
@@ -138,10 +139,13 @@ def test_every_fresh_index_build_reproduces_the_course(settings: Settings, build
             catalogue = Catalogue(client, fresh)
             shipped = read_shipped()
             await load_books(catalogue, shipped.records, shipped=shipped, embedder=text_embedder)
-            sources = await catalogue.get_many(["26415", "9"])
-            found = await catalogue.similar_many([(b, 5, NO_FILTER) for b in sources if b])
+            ids = ["26415", "9"]
+            sources = await catalogue.read(ids, ALL_FIELDS)
+            found = await catalogue.similar(
+                [SimilarRequest(i) for i in ids], {b.id: b for b in sources if b}
+            )
             await drop_index(client, catalogue.schema, documents=True)
-        return [[n.book_id for n in neighbours] for neighbours in found]
+        return [[match.book.id for match in matches] for matches in found]
 
     assert anyio.run(run) == [
         ["3008", "2706", "23187", "942", "519"],

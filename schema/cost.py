@@ -1,0 +1,150 @@
+"""What an operation will cost the server, in items, from the values it will run with.
+
+The unit is one item returned. Each field that does work costs, per parent:
+
+- the items it returns (``k``, ``first``; a ``first: null`` costs the 20 it will return);
+- ``SEARCH`` per Redis search it runs: a search and the resolver around it cost about as much
+  CPU as ten returned books, so ``withinRadius(first: 0)`` is not free;
+- one per filter value it sends (a filter of a hundred long names is parsed by Redis and
+  checked by the server every time it runs);
+- the model: ``MODEL_RUN`` per photo a face field embeds, and half a unit per character of a
+  search text (the sentence model's time grows with the text).
+
+Fields under a list field cost that much for every item of it (list sizes multiplied down the
+tree), and a few of a book's fields weigh on every book shown (``PAYLOAD``: a description is a
+kilobyte). Introspection costs a fixed amount per meta field: the whole schema, or one type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLIncludeDirective,
+    GraphQLObjectType,
+    GraphQLSkipDirective,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    get_argument_values,
+    get_directive_values,
+    get_named_type,
+)
+from graphql.execution import VariableValues
+
+from lookalike.schema.field_groups import grouped_fields, sub_selections
+
+SEARCH = 10
+MODEL_RUN = 5_000
+SCHEMA_INTROSPECTION = 5_000  # __schema: every type and field
+TYPE_INTROSPECTION = 100  # __type: one type
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What one field costs per parent: the items it returns, and the rest of its work."""
+
+    items: int
+    extra: int = 0
+
+
+def _count(args: Mapping[str, Any], name: str, default: int) -> int:
+    value = args.get(name)
+    return max(int(value), 0) if value is not None else default
+
+
+def _filter_values(args: Mapping[str, Any]) -> int:
+    given = args.get("filter")
+    if given is None:
+        return 0
+    if isinstance(given, Mapping):
+        return len(given.get("genres") or ()) + len(given.get("authors") or ())
+    return len(getattr(given, "genres", None) or ()) + len(getattr(given, "authors", None) or ())
+
+
+def _search(size: str, default: int) -> Callable[[Mapping[str, Any]], Work]:
+    """A field that runs one search per parent and returns ``size`` items."""
+    return lambda args: Work(_count(args, size, default), SEARCH + _filter_values(args))
+
+
+def _text_search(args: Mapping[str, Any]) -> Work:
+    text = args.get("text") or ""
+    return Work(_count(args, "k", 10), SEARCH + _filter_values(args) + len(text) // 2)
+
+
+# "Type.field" -> its work, from the arguments it will run with. Fields not listed cost nothing
+# and pass their parent's multiplier down (edges, node, book of a match...).
+FIELD_WORK: dict[str, Callable[[Mapping[str, Any]], Work]] = {
+    "Query.book": lambda args: Work(1),  # a read by key, batched with its siblings
+    "Query.books": _search("first", 20),
+    "Query.searchBooks": _text_search,
+    "Query.genres": lambda args: Work(300, 300 * SEARCH),  # a count per genre
+    "Query.person": lambda args: Work(1),
+    "Query.people": lambda args: Work(_count(args, "first", 20), SEARCH),
+    "Book.similar": _search("k", 5),
+    "Book.withinRadius": _search("first", 10),
+    "Mutation.identifyFace": lambda args: Work(_count(args, "k", 3), MODEL_RUN + SEARCH),
+    "Mutation.verifyFace": lambda args: Work(1, MODEL_RUN + SEARCH),
+    "Mutation.enrollFace": lambda args: Work(1, MODEL_RUN),
+    "Mutation.deletePerson": lambda args: Work(1, SEARCH),
+}
+# Book fields heavy enough to weigh on every book shown (a description is about a kilobyte).
+PAYLOAD = {"Book.description": 5, "Book.editions": 2, "Book.inventory": 2}
+META = {"__schema": SCHEMA_INTROSPECTION, "__type": TYPE_INTROSPECTION}
+
+
+class _Costing:
+    """Walks the operation as execution will (fields.py's grouping, ``@skip``/``@include``
+    obeyed) with the argument values graphql-core coerced."""
+
+    def __init__(
+        self, fragments: Mapping[str, FragmentDefinitionNode], variables: VariableValues
+    ) -> None:
+        self.fragments = fragments
+        self.variables = variables
+
+    def included(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
+        skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
+        if skip is not None and skip.get("if") is True:
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
+        return not (include is not None and include.get("if") is False)
+
+    def cost(
+        self, selections: list[SelectionSetNode], parent: GraphQLObjectType, multiplier: int
+    ) -> int:
+        groups = grouped_fields(selections, self.fragments, self.included)
+        return sum(self.field_cost(nodes, parent, multiplier) for nodes in groups.values())
+
+    def field_cost(self, nodes: list[FieldNode], parent: GraphQLObjectType, multiplier: int) -> int:
+        name = nodes[0].name.value
+        definition = parent.fields.get(name)
+        if definition is None:  # __typename, and the introspection meta fields
+            return multiplier * META.get(name, 0)
+        coordinate = f"{parent.name}.{name}"
+        total = multiplier * PAYLOAD.get(coordinate, 0)
+        below = multiplier
+        work_of = FIELD_WORK.get(coordinate)
+        if work_of is not None:
+            work = work_of(get_argument_values(definition, nodes[0], self.variables))
+            total += multiplier * (work.items + work.extra)
+            below = multiplier * work.items
+        child = get_named_type(definition.type)
+        inner = sub_selections(nodes)
+        if inner and isinstance(child, GraphQLObjectType) and below:
+            total += self.cost(inner, child, below)
+        return total
+
+
+def operation_cost(
+    operation: OperationDefinitionNode,
+    root: GraphQLObjectType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: VariableValues,
+) -> int:
+    return _Costing(fragments, variables).cost([operation.selection_set], root, 1)
