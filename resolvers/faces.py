@@ -12,9 +12,14 @@ from lookalike.services.faces import PERSON_ID, Identification, Verification
 
 
 async def read_upload(upload: Any) -> bytes:
-    """The uploaded bytes; the request's size was already bounded while it was received."""
-    if not hasattr(upload, "read"):
+    """The uploaded bytes; the request's size was already bounded while it was received.
+
+    Read from the start every time: one file may be given to several fields of a request
+    (identifyFace and verifyFace of the same photo), and each must see all of it.
+    """
+    if not hasattr(upload, "read") or not hasattr(upload, "seek"):
         raise InvalidImage("image must be a file part of a multipart request")
+    await upload.seek(0)
     data: bytes = await upload.read()
     return data
 

@@ -3,13 +3,13 @@
 With ``LOOKALIKE_API_KEYS`` set, a mutation needs ``Authorization: Bearer <key>``: no key is
 UNAUTHENTICATED, a key that is not one of them is FORBIDDEN. A key of
 ``LOOKALIKE_IDENTIFY_KEYS`` may run queries and the mutations ``identifyFace`` and
-``verifyFace``, nothing else: an operation that selects any other mutation field (directly,
-under an alias, through a fragment, or in any operation of a document whose operation is not
-named) is FORBIDDEN as a whole, before anything runs. With no keys configured, mutations are
-accepted only from a loopback address: a laptop works out of the box, a server on the network
-never silently accepts changes (face enrolment is biometric data). Behind a reverse proxy on
-the same host, uvicorn takes the address from X-Forwarded-For; a proxy that does not send it
-makes every client look local: set keys there.
+``verifyFace``, nothing else: a document that selects any other mutation field anywhere
+(directly, under an alias, through fragments, under @skip, in any of its operations, whichever
+one the request names) is FORBIDDEN as a whole, before anything runs. With no keys
+configured, mutations are accepted only from a loopback address: a laptop works out of the
+box, a server on the network never silently accepts changes (face enrolment is biometric
+data). Behind a reverse proxy on the same host, uvicorn takes the address from
+X-Forwarded-For; a proxy that does not send it makes every client look local: set keys there.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class AccessControl(SchemaExtension):
                 operation = None
             error = self._refusal(operation, caller)
             if error is None and caller.key == "identify":
-                error = _identify_only(context.graphql_document, context.operation_name)
+                error = _identify_only(context.graphql_document)
             if error is not None:
                 context.pre_execution_errors = [error]
         yield
@@ -81,13 +81,13 @@ class AccessControl(SchemaExtension):
         return _error("the API key is not valid", "FORBIDDEN")
 
 
-def _identify_only(document: DocumentNode, operation_name: str | None) -> GraphQLError | None:
-    """FORBIDDEN when the mutation that may run selects a field an identify key may not use.
+def _identify_only(document: DocumentNode) -> GraphQLError | None:
+    """FORBIDDEN when any mutation in the document selects a field an identify key may not use.
 
-    Read from the document before validation, so it must not trust it: every operation
-    counts when none is named (whichever would run, it is refused if any could change data),
-    fragments are followed once each (a cycle cannot loop), and a field under @skip counts
-    as selected.
+    Read from the document before validation, so it must not trust it. Every operation
+    counts, not only the one the request names: which one runs is decided later, by code
+    this check would have to agree with. Fragments are followed once each (a cycle cannot
+    loop), and a field under @skip counts as selected.
     """
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -95,9 +95,7 @@ def _identify_only(document: DocumentNode, operation_name: str | None) -> GraphQ
     operations = [
         d
         for d in document.definitions
-        if isinstance(d, OperationDefinitionNode)
-        and d.operation == AstOperationType.MUTATION
-        and (operation_name is None or (d.name is not None and d.name.value == operation_name))
+        if isinstance(d, OperationDefinitionNode) and d.operation == AstOperationType.MUTATION
     ]
     for operation in operations:
         refused = sorted(_root_fields(operation.selection_set, fragments) - IDENTIFY_ONLY_MUTATIONS)

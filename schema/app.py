@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 watching.cancel()
 
-    keys = ApiKeys(settings.api_keys)
+    keys = ApiKeys(settings.api_keys, settings.identify_keys)
     graphql = GraphQLApp(
         build_schema(settings),
         keys=keys,

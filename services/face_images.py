@@ -72,7 +72,7 @@ class Photo:
             decoded_width = image.size[0]
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb(image)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        except (OSError, ValueError, SyntaxError, RuntimeError, Image.DecompressionBombError) as exc:
             raise InvalidImage(f"the image could not be decoded: {exc}") from None
         return Picture(np.ascontiguousarray(rgb), max(1, round(width / decoded_width)))
 

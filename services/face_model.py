@@ -10,7 +10,7 @@ explained in the README):
 1. **Find faces on a reduced copy.** OpenCV's Haar cascade (the detector deepface's "opencv"
    backend runs, with its settings) looks first for large faces on a copy at most 256 pixels
    a side, with a black border so that a face filling the frame is found; only when there is
-   none does it look for small ones on a copy at most 800 pixels a side. Its cost is bounded
+   none does it look for small ones on a copy at most 640 pixels a side. Its cost is bounded
    whatever the photo's size, and so is the work per detection: faces are only counted.
 2. **Take the largest face at the resolution the model needs.** A JPEG is decoded at the
    coarsest DCT scale (1/8 to 1) at which that face is at least 200 pixels across (the model
@@ -44,7 +44,7 @@ LANDMARKS = "shape_predictor_5_face_landmarks.dat"
 CASCADE = "haarcascade_frontalface_default.xml"
 
 # Step 1: where faces are looked for. (longer side of the copy, border as a share of it)
-SEARCHES = ((256, 0.25), (800, 0.0))
+SEARCHES = ((256, 0.25), (640, 0.0))
 DECODE_SIDE = 1000  # a JPEG's first decode: the coarsest scale still this long
 HAAR_SCALE_FACTOR = 1.1  # deepface's settings for this cascade
 HAAR_MIN_NEIGHBOURS = 10

@@ -104,7 +104,7 @@ def test_keys_and_origins_are_read_comma_separated(monkeypatch: pytest.MonkeyPat
 
 
 def test_keys_for_queries_need_keys() -> None:
-    with pytest.raises(ValidationError, match="LOOKALIKE_API_KEYS is empty"):
+    with pytest.raises(ValidationError, match="LOOKALIKE_IDENTIFY_KEYS are empty"):
         Settings(require_key_for_queries=True)
 
 
