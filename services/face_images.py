@@ -36,6 +36,8 @@ SCALABLE = {"JPEG", "MPO"}  # decodable at 1/2, 1/4, 1/8 scale
 SCALES = (8, 4, 2, 1)
 
 RGBImage = npt.NDArray[np.uint8]
+# what Pillow and its plugins raise for bytes they cannot decode (libheif: RuntimeError)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,13 @@ class Photo:
             decoded_width = image.size[0]
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb(image)
-        except (OSError, ValueError, SyntaxError, RuntimeError, Image.DecompressionBombError) as exc:
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            RuntimeError,
+            Image.DecompressionBombError,
+        ) as exc:
             raise InvalidImage(f"the image could not be decoded: {exc}") from None
         return Picture(np.ascontiguousarray(rgb), max(1, round(width / decoded_width)))
 

@@ -29,6 +29,7 @@ runs apart from enrolled people.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -129,7 +130,21 @@ class FaceStore:
                     )
                 await self.redis.set(self.marker, self.layout)
             await self._rename_old_keys()
-        await ensure_index(self.redis, self.index.schema)
+        if await ensure_index(self.redis, self.index.schema) != "unchanged":
+            await self._until_indexed()
+
+    async def _until_indexed(self, limit: float = 600.0) -> None:
+        """Wait while Redis indexes the documents already there (a rebuilt index starts
+        empty and fills in the background): until then a face would go unrecognised."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        async with redis_errors():
+            while loop.time() < deadline:
+                info = await self.index.info()
+                if int(info["indexing"]) == 0 and float(info["percent_indexed"]) >= 1:
+                    return
+                await asyncio.sleep(0.05)
+        log.warning("the face index is still being built after %g s", limit)
 
     async def _rename_old_keys(self) -> None:
         """Earlier versions named keys without a hash tag (``face:<person>:<hash>``,
