@@ -12,9 +12,9 @@ new code starts on it.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,10 +61,9 @@ def enrol_as_the_old_version(client: redis.Redis, layout: str, model: FaceModel)
                 client.hset(f"face-person:{person_id}", "name", name)
         else:
             floats = [np.frombuffer(v, dtype=np.float32).tolist() for v in vectors]
-            document = {"id": person_id, "name": name, "image_hashes": hashes, "embeddings": floats}
-            client.execute_command(
-                "JSON.SET", f"face-person:{person_id}", "$", json.dumps(document)
-            )
+            document: dict[str, Any] = {"id": person_id, "name": name, "image_hashes": hashes}
+            document["embeddings"] = floats
+            client.json().set(f"face-person:{person_id}", "$", document)
         client.zadd("faces:people", {person_id: 0})
 
 
@@ -82,9 +81,9 @@ def upgraded(
     url = server.start()
     client = redis.Redis.from_url(url)
     try:
-        client.execute_command(*OLD_INDEXES[layout].split())
+        client.execute_command(*OLD_INDEXES[layout].split())  # type: ignore[no-untyped-call]
         enrol_as_the_old_version(client, layout, model)
-        old_index = client.ft(f"faces_{layout}").info()
+        old_index = client.ft(f"faces_{layout}").info()  # type: ignore[no-untyped-call]
         assert "CASESENSITIVE" not in str(old_index["attributes"])
         settings = Settings(
             redis_url=url, data_dir=tmp_path / "data", face_layout=layout,
@@ -111,7 +110,7 @@ def test_old_key_names_are_renamed_and_the_index_rebuilt(
     assert sorted(set(keys) - {"faces:layout", "faces:people", "faces:keys-version"}) == sorted(
         [*people, *([k for k in keys if k.startswith("face:")] if layout == "hash" else [])]
     )
-    index = client.ft(f"faces_{layout}").info()
+    index = client.ft(f"faces_{layout}").info()  # type: ignore[no-untyped-call]
     assert "CASESENSITIVE" in str(index["attributes"])
     assert int(index["num_docs"]) == (len(PEOPLE) * len(PHOTOS) if layout == "hash" else 3)
     assert client.get(f"index-definition:faces_{layout}")  # the new definition is recorded
