@@ -40,17 +40,17 @@ START_TIMEOUT = 120.0  # seconds a new worker may take to load the model
 RESPAWN_DELAYS = (0.0, 1.0, 5.0, 30.0)  # between attempts when a worker will not start
 
 
-def _serve(conn: Connection, max_pixels: int) -> None:
+def _serve(photos: Connection, replies: Connection, max_pixels: int) -> None:
     """A worker: load the model, then embed each photo sent, until the pipe closes."""
     try:
         model = FaceModel()
     except Exception as exc:  # a missing weight file: say so, then stop
-        conn.send(("failed", str(exc)))
+        replies.send(("failed", str(exc)))
         return
-    conn.send(("ready", os.getpid()))
+    replies.send(("ready", os.getpid()))
     while True:
         try:
-            data = conn.recv_bytes()
+            data = photos.recv_bytes()
         except (EOFError, OSError):
             return  # the server is gone
         try:
@@ -59,13 +59,17 @@ def _serve(conn: Connection, max_pixels: int) -> None:
             reply = ("error", exc)
         except Exception:
             reply = ("bug", traceback.format_exc())
-        conn.send(reply)
+        replies.send(reply)
 
 
 @dataclass(eq=False)
 class _Worker:
+    """A worker process and its two pipes. One way each: the event loop watches the replies
+    pipe, which makes it non-blocking, while a thread writes photos to the other one."""
+
     process: BaseProcess
-    conn: Connection
+    photos: Connection  # we write
+    replies: Connection  # we read
     sending: Future[None] | None = None  # the photo being written to it, from a thread
 
     def kill(self) -> None:
@@ -81,14 +85,16 @@ class _Worker:
         if self.sending is not None:
             with contextlib.suppress(Exception):
                 self.sending.result(timeout=10)
-        self.conn.close()
+        self.photos.close()
+        self.replies.close()
 
 
 async def _receive(conn: Connection) -> Any:
     """The next message on the pipe, waiting in the event loop rather than in a thread.
 
-    EOFError when the other end is gone. Messages from a worker are a few hundred bytes,
-    written at once, so once the pipe is readable the read does not wait.
+    EOFError when the other end is gone. Once the pipe is readable the message is on its way
+    (a worker writes each at once), so the read is made blocking again: watching the pipe
+    made it non-blocking, and a long message could arrive in two parts.
     """
     loop = asyncio.get_running_loop()
     readable: asyncio.Future[None] = loop.create_future()
@@ -103,6 +109,7 @@ async def _receive(conn: Connection) -> Any:
         await readable
     finally:
         loop.remove_reader(fd)
+    os.set_blocking(fd, True)
     return conn.recv()
 
 
@@ -141,9 +148,9 @@ class FaceWorkers:
             worker = await self._idle_worker()
             try:
                 with model_time("face"):
-                    worker.sending = self._writers.submit(worker.conn.send_bytes, data)
+                    worker.sending = self._writers.submit(worker.photos.send_bytes, data)
                     await asyncio.wrap_future(worker.sending)
-                    reply = await _receive(worker.conn)
+                    reply = await _receive(worker.replies)
             except OSError:
                 # It had died before reading the photo (SIGKILL, out of memory while idle):
                 # the photo is not to blame, so another worker may try it, once.
@@ -193,17 +200,22 @@ class FaceWorkers:
         log.error("gave up starting a face worker; %d left", len(self._all))
 
     async def _spawn(self) -> _Worker:
-        parent, child = self._context.Pipe()
+        photos_in, photos_out = self._context.Pipe(duplex=False)
+        replies_in, replies_out = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_serve, args=(child, self.max_pixels), name="lookalike-face", daemon=True
+            target=_serve,
+            args=(photos_in, replies_out, self.max_pixels),
+            name="lookalike-face",
+            daemon=True,
         )
         process.start()
-        child.close()
-        worker = _Worker(process, parent)
+        photos_in.close()  # the worker's ends: closed here, so its death reads as EOF
+        replies_out.close()
+        worker = _Worker(process, photos_out, replies_in)
         self._all.add(worker)
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                kind, detail = await _receive(parent)
+                kind, detail = await _receive(replies_in)
         except BaseException:
             self._all.discard(worker)
             worker.kill()
