@@ -33,7 +33,7 @@ def plot_distances(report: EvalReport, path: Path, *, title: str) -> None:
     far, frr = o.error_rates(report.threshold)
     best = o.best_threshold()
 
-    figure, counts = plt.subplots(figsize=(9, 5.5), dpi=110)
+    figure, counts = plt.subplots(figsize=(9, 6.2), dpi=110)
     counts.hist(genuine, bins=bins, alpha=0.6, color="tab:green",
                 label=f"genuine: enrolled person's other photo ({len(genuine)})")  # fmt: skip
     counts.hist(impostor, bins=bins, alpha=0.6, color="tab:red",
@@ -60,7 +60,10 @@ def plot_distances(report: EvalReport, path: Path, *, title: str) -> None:
     )  # fmt: skip
     lines = counts.get_legend_handles_labels()
     curves = rate.get_legend_handles_labels()
-    counts.legend(lines[0] + curves[0], lines[1] + curves[1], loc="center right", fontsize=8)
+    counts.legend(
+        lines[0] + curves[0], lines[1] + curves[1],
+        loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False,
+    )  # fmt: skip
     counts.set_title(
         f"{title}\n{o.enrolled_people} people enrolled, {o.stranger_people} strangers; "
         f"layout {report.layout}",
