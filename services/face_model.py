@@ -98,6 +98,9 @@ class FaceModel:
         import dlib
 
         files = weight_files()
+        # One worker is one core (LOOKALIKE_FACE_WORKERS: one per spare core): OpenCV's own
+        # threads would take the core the API's event loop answers book queries on.
+        cv2.setNumThreads(1)
         self._cv2: Any = cv2
         self._dlib: Any = dlib
         self._cascade = cv2.CascadeClassifier(str(files[CASCADE]))
