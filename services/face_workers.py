@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import os
+import signal
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,11 +39,13 @@ from lookalike.services.request_usage import model_time
 
 log = logging.getLogger("lookalike.faces")
 START_TIMEOUT = 120.0  # seconds a new worker may take to load the model
-RESPAWN_DELAYS = (0.0, 1.0, 5.0, 30.0)  # between attempts when a worker will not start
+RESPAWN_DELAYS = (0.0, 1.0, 5.0)  # then every 30 s, while a worker will not start
 
 
 def _serve(photos: Connection, replies: Connection, max_pixels: int) -> None:
     """A worker: load the model, then embed each photo sent, until the pipe closes."""
+    # Ctrl-C reaches the whole process group: the server decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         model = FaceModel()
     except Exception as exc:  # a missing weight file: say so, then stop
@@ -190,14 +194,15 @@ class FaceWorkers:
             task.add_done_callback(self._starting.discard)
 
     async def _respawn(self) -> None:
-        for delay in RESPAWN_DELAYS:
+        for delay in itertools.chain(RESPAWN_DELAYS, itertools.repeat(30.0)):
             await asyncio.sleep(delay)
             try:
                 self._idle.put_nowait(await self._spawn())
                 return
             except (ServiceUnavailable, OSError, EOFError, TimeoutError) as exc:
-                log.error("a face worker did not start: %s", exc)
-        log.error("gave up starting a face worker; %d left", len(self._all))
+                if self._closed:
+                    return
+                log.error("a face worker did not start (%d running): %s", len(self._all), exc)
 
     async def _spawn(self) -> _Worker:
         photos_in, photos_out = self._context.Pipe(duplex=False)

@@ -589,3 +589,26 @@ def test_a_full_key_keeps_every_right(face_api: tuple[TestClient, str]) -> None:
     for number in (1, 2, 3):
         send(api, ENROLL, orl("s1", number), id="s1", name="Person s1")
     assert gql(api, PERSON, id="s1")["data"]["person"]["faceCount"] == 3
+
+
+def test_one_file_mapped_to_two_variables_is_read_by_both(
+    face_api: tuple[TestClient, str],
+) -> None:
+    """Apollo's upload client sends a file used twice once, mapped to both variables."""
+    api, _ = face_api
+    query = """mutation($a: Upload!, $b: Upload!) { identifyFace(image: $a) { person { id } }
+        verifyFace(personId: "s2", image: $b) { match } }"""
+    operations = {"query": query, "variables": {"a": None, "b": None}}
+    response = api.post(
+        "/graphql",
+        data={
+            "operations": json.dumps(operations),
+            "map": json.dumps({"0": ["variables.a", "variables.b"]}),
+        },
+        files={"0": ("photo", orl("s2", 8), "image/bmp")},
+        headers=PREFLIGHT,
+    )
+    assert response.json()["data"] == {
+        "identifyFace": {"person": {"id": "s2"}},
+        "verifyFace": {"match": True},
+    }
