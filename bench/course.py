@@ -9,7 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import redis
 from redis.commands.search.query import Query
+
+
+def read_vector(r: redis.Redis, prefix: str, book_id: str) -> bytes:
+    """The course reads a book's vector before each KNN: one round trip."""
+    return vector_of(r.json().get(f"{prefix}:{book_id}", "$.embedding"))
+
+
+def read_title(r: redis.Redis, prefix: str, book_id: str) -> str:
+    return str(r.json().get(f"{prefix}:{book_id}", "$.title"))
 
 
 def vector_of(document_embedding: Any) -> bytes:

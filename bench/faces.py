@@ -28,9 +28,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.phone_photos import phone_photo
 from lookalike.services.face_model import FaceModel
 from lookalike.services.settings import get_settings
-from tests.photos import phone_photo
 
 IDENTIFY = """mutation($image: Upload!) { identifyFace(image: $image, k: 3) {
   person { id } distance candidates { person { id } distance } facesDetected } }"""
@@ -170,10 +170,7 @@ def main() -> None:
     )
 
     faces = sorted(args.dataset.glob("s*/7.bmp"))[: args.phone_photos]
-    pairs = [
-        (path.read_bytes(), phone_photo(path.parent.name, 7, seed=n))
-        for n, path in enumerate(faces)
-    ]
+    pairs = [(path.read_bytes(), phone_photo(path.parent.name, 7)) for path in faces]
     print(
         f"identifyFace: a 12 MP phone photo (4032x3024 JPEG, "
         f"{np.mean([len(b) for _, b in pairs]) / 1e6:.1f} MB) against the small ORL photo "

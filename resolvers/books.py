@@ -10,16 +10,17 @@ from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import Match, RadiusMatches
 from lookalike.services.book_filters import BookFilter
-from lookalike.services.book_records import Book
+from lookalike.services.book_records import Book, is_book_id
 from lookalike.services.catalogue import BookPage, validate_radius, validate_similar
 from lookalike.services.errors import BookNotFound
 from lookalike.services.query_embeddings import validate_text
 
 
 async def book(ctx: Context, book_id: str) -> Book:
-    found = await ctx.loaders.books.load(book_id)
+    """An id that cannot be a book's is not looked up: it is not found, at no cost."""
+    found = await ctx.loaders.books.load(book_id) if is_book_id(book_id) else None
     if found is None:
-        raise BookNotFound(f"no book has id {book_id!r}", id=book_id)
+        raise BookNotFound.for_id(book_id)
     return found
 
 
@@ -61,4 +62,4 @@ def encode_cursor(book_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
-    return cursors.decode("book", cursor, lambda key: key.isdigit() and len(key) <= 15)
+    return cursors.decode("book", cursor, is_book_id)

@@ -10,7 +10,7 @@ import base64
 import binascii
 from collections.abc import Callable
 
-from lookalike.services.errors import BadUserInput
+from lookalike.services.errors import BadUserInput, quote
 
 
 def encode(kind: str, key: str) -> str:
@@ -24,5 +24,7 @@ def decode(kind: str, cursor: str, valid_key: Callable[[str], bool]) -> str:
         text = ""
     key = text.removeprefix(f"{kind}:")
     if not (text.startswith(f"{kind}:") and valid_key(key) and encode(kind, key) == cursor):
-        raise BadUserInput(f"after: {cursor!r} is not a cursor this API returned", argument="after")
+        raise BadUserInput(
+            f"after: {quote(cursor)} is not a cursor this API returned", argument="after"
+        )
     return key

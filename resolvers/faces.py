@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import UploadFile
+
 from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.services.errors import InvalidImage, PersonNotFound
@@ -14,14 +16,13 @@ from lookalike.services.faces import PERSON_ID, Identification, Verification
 async def read_upload(upload: Any) -> bytes:
     """The uploaded bytes; the request's size was already bounded while it was received.
 
-    Read from the start every time: one file may be given to several fields of a request
-    (identifyFace and verifyFace of the same photo), and each must see all of it.
-    """
-    if not hasattr(upload, "read") or not hasattr(upload, "seek"):
+    Read from the start: one file may fill two variables (Apollo's clients map a repeated
+    file that way) or be given to two fields (identify and verify one photo), and each reader
+    gets all of it."""
+    if not isinstance(upload, UploadFile):
         raise InvalidImage("image must be a file part of a multipart request")
     await upload.seek(0)
-    data: bytes = await upload.read()
-    return data
+    return await upload.read()
 
 
 async def identify(ctx: Context, upload: Any, k: int) -> tuple[Identification, list[Person]]:
@@ -51,7 +52,7 @@ async def delete(ctx: Context, person_id: str) -> bool:
 async def person(ctx: Context, person_id: str) -> Person:
     found = await ctx.loaders.people.load(person_id)
     if found is None:
-        raise PersonNotFound(f"nobody is enrolled as {person_id!r}", id=person_id)
+        raise PersonNotFound.for_id(person_id)
     return found
 
 

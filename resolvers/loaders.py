@@ -53,7 +53,7 @@ class Loaders:
         found = await self.books.load_many(book_ids)
         missing = [book_id for book_id, book in zip(book_ids, found, strict=True) if book is None]
         if missing:
-            raise BookNotFound(f"no book has id {missing[0]!r}", id=missing[0])
+            raise BookNotFound.for_id(missing[0])
         return [book for book in found if book is not None]
 
     async def _load_similar(self, keys: Sequence[SimilarKey]) -> list[list[Match]]:

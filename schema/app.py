@@ -10,25 +10,19 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse, process_result
-from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET
 
-from lookalike.resolvers.context import Context
+from lookalike.schema.graphiql_page import GraphiQLFiles
+from lookalike.schema.http import GraphQLEndpoint
 from lookalike.schema.http_guards import PREFLIGHT_HEADERS, RequestGuards
-from lookalike.schema.observability import metrics_endpoint, observe_refusal, observe_request
+from lookalike.schema.observability import metrics_endpoint
+from lookalike.schema.persisted_queries import PersistedQueries
 from lookalike.schema.schema import build_schema
 from lookalike.services import recovery
 from lookalike.services.api_keys import ApiKeys
@@ -38,65 +32,23 @@ from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.faces import open_faces
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import UNREACHABLE, redact
-from lookalike.services.request_usage import track_usage
 from lookalike.services.settings import Settings, get_settings
 from lookalike.services.text_embedding import text_embedder
 
 log = logging.getLogger("lookalike.http")
-HTTP_CODES = {
-    400: "BAD_REQUEST",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-}
 
 
-class GraphQLApp(GraphQL[Context, None]):
-    def __init__(self, *args: Any, keys: ApiKeys, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.keys = keys
-
-    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        """Strawberry answers a request it cannot read (no query, not JSON, wrong method)
-        in plain text; here it gets the same JSON error shape, with a code, as the rest."""
-        try:
-            return await super().run(request, context, root_value)
-        except HTTPException as exc:
-            code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-            observe_refusal(exc.status_code, code, _client(request))
-            body = {"errors": [{"message": exc.reason, "extensions": {"code": code}}]}
-            return JSONResponse(body, exc.status_code)
-
-    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        request.state.started = time.perf_counter()
-        state = request.app.state
-        context = Context(
-            catalogue=state.catalogue,
-            faces=state.faces,
-            queries=state.queries,
-            usage=track_usage(),
-            caller=self.keys.caller(request.headers.get("authorization"), _client(request)),
-        )
-        request.state.context = context
-        return context
-
-    async def process_result(
-        self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
-        context: Context | None = getattr(request.state, "context", None)
-        response = process_result(result)
-        if context is None:  # refused before a context was made (e.g. a bad HTTP method)
-            return response
-        started: float = request.state.started
-        codes = sorted({str((e.extensions or {}).get("code")) for e in result.errors or ()})
-        seconds = time.perf_counter() - started
-        observe_request(context.operation_name, seconds, context.usage, codes, _client(request))
-        # What this request cost Redis, so clients and tests can watch for N+1 regressions.
-        response["extensions"] = {"cost": {"redisRoundTrips": context.usage.round_trips}}
-        return response
+async def not_found(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 are plain text: every error here is JSON with a code."""
+    status = getattr(exc, "status_code", 404)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(status, f"HTTP_{status}")
+    message = "nothing here: the API is at /graphql" if status == 404 else "method not allowed"
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status, headers=getattr(exc, "headers", None))
 
 
-def _client(request: Request | WebSocket) -> str | None:
-    return request.client.host if request.client else None
+async def home(request: Request) -> Response:
+    return RedirectResponse("/graphql", status_code=307)
 
 
 async def healthz(request: Request) -> Response:
@@ -132,6 +84,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.queries = QueryEmbeddings(
                 catalogue.redis, text_embedder, settings.search_cache_size
             )
+            app.state.persisted_queries = PersistedQueries(
+                catalogue.redis, settings.persisted_queries_size
+            )
             watching = asyncio.create_task(
                 recovery.watch(
                     catalogue, faces.store, autoload=settings.catalogue_autoload, every=2.0
@@ -154,20 +109,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 watching.cancel()
 
     keys = ApiKeys(settings.api_keys, settings.identify_keys)
-    graphql = GraphQLApp(
+    graphiql = GraphiQLFiles() if settings.graphiql else None
+    graphql = GraphQLEndpoint(
         build_schema(settings),
         keys=keys,
-        graphql_ide="graphiql" if settings.graphiql else None,
-        multipart_uploads_enabled=True,
+        max_tokens=settings.max_query_tokens,
+        introspection=settings.introspection,
+        ide=graphiql.page if graphiql else None,
     )
     app = Starlette(
         routes=[
-            Route("/graphql", graphql),  # every method: Strawberry refuses the others
+            Route("/graphql", graphql),  # every method: the endpoint refuses the others
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            Route("/", home),
+            *(graphiql.routes() if graphiql else ()),
         ],
         lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_found},
     )
     app.add_middleware(
         RequestGuards,

@@ -21,7 +21,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from lookalike.services.errors import LookalikeError, ServiceUnavailable
-from lookalike.services.settings import get_settings
+from lookalike.services.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -42,6 +42,16 @@ out = Console(soft_wrap=True)  # one summary line stays one line for scripts
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _progress() -> Progress:
+    """The command's one progress display, on a terminal; none when stderr is a file or pipe."""
+    return Progress(console=err, transient=True, disable=not err.is_terminal)
+
+
+def _setting_default(name: str, env: str) -> str:
+    """What --help shows for an option that falls back to a setting."""
+    return f"{env}, else {Settings.model_fields[name].default}"
+
+
 def _run(work: Callable[[], Awaitable[T]]) -> T:
     """Run async work; a refused input or an absent Redis is one line on stderr, no traceback."""
     try:
@@ -56,30 +66,31 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind [LOOKALIKE_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [LOOKALIKE_PORT].")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface to bind.", show_default=_setting_default("host", "LOOKALIKE_HOST")
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to listen on.", show_default=_setting_default("port", "LOOKALIKE_PORT")
+        ),
+    ] = None,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) until interrupted."""
-    import uvicorn
-
+    from lookalike.schema.http_server import serve as run_server
     from lookalike.services.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "lookalike.schema.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        # No request outlives its deadline, so shutdown waits that long for them at most.
-        timeout_graceful_shutdown=max(1, round(settings.request_timeout)),
-    )
+    run_server(settings, host or settings.host, port or settings.port)
 
 
 @app.command()
 def schema() -> None:
-    """Print the GraphQL schema (SDL): ``lookalike schema > schema.graphql``."""
+    """Print the GraphQL schema (SDL), e.g. lookalike schema > schema.graphql"""
     from lookalike.schema.schema import sdl
 
     out.file.write(sdl())
@@ -136,7 +147,7 @@ def books_load(
         shipped = read_shipped()
         records = list(read_source_dir(source)) if source else shipped.records
         async with open_redis(settings) as (client, _):
-            with Progress(console=err, transient=True) as bar:
+            with _progress() as bar:
                 task = bar.add_task("loading books", total=len(records))
                 summary = await load_books(
                     Catalogue(client, settings),
@@ -223,7 +234,7 @@ def books_pack(
         "data"
     ),
 ) -> None:
-    """Embed a catalogue with the model and write the files ``data/`` ships (maintainers)."""
+    """Embed a catalogue with the model and write the files data/ ships (maintainers)."""
     from lookalike.services.book_records import read_source_dir
     from lookalike.services.shipped_catalogue import write_shipped
     from lookalike.services.text_embedding import text_embedder
@@ -262,7 +273,7 @@ def faces_enroll(
         ]
         added = again = faceless = 0
         async with open_redis(settings) as (client, _), open_faces(settings, client) as faces:
-            with Progress(console=err, transient=True) as bar:
+            with _progress() as bar:
                 task = bar.add_task("enrolling faces", total=len(photos))
                 for person, path in photos:
                     before = (await faces.store.get_many([person]))[0]
@@ -309,7 +320,12 @@ def faces_eval(
     dataset: Annotated[Path, typer.Option(help="One folder per person, numbered images.")],
     enroll: Annotated[str, typer.Option(help="Image numbers to enrol.")] = "1-5",
     query: Annotated[str, typer.Option(help="Image numbers to identify.")] = "6-10",
-    layout: Annotated[str | None, typer.Option(help="hash or json [FACE_LAYOUT].")] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            help="hash or json.", show_default=_setting_default("face_layout", "FACE_LAYOUT")
+        ),
+    ] = None,
     plot: Annotated[
         Path | None,
         typer.Option(help="Draw the distance distributions and error rates to this PNG file."),
@@ -335,7 +351,7 @@ def faces_eval(
         try:
             await embedder.start()
             async with open_redis(settings) as (client, _):
-                with Progress(console=err, transient=True) as bar:
+                with _progress() as bar:
                     task = bar.add_task("embedding faces", total=total)
                     report = await evaluate(
                         client,

@@ -1,25 +1,31 @@
 """Every GraphQL error leaves with an ``extensions.code``, and nothing internal leaks.
 
 Domain errors carry their own code; Redis being unreachable is SERVICE_UNAVAILABLE wherever it
-surfaces; a document that does not parse or validate gets Apollo's GRAPHQL_PARSE_FAILED /
-GRAPHQL_VALIDATION_FAILED; a variable of the wrong type is BAD_USER_INPUT; anything else is a
-bug, logged with its traceback and answered as INTERNAL_SERVER_ERROR with a generic message.
+surfaces; a document that does not validate is GRAPHQL_VALIDATION_FAILED (coded in the
+validation step itself, where it is known to be one); a variable that does not coerce is
+BAD_USER_INPUT; anything else is a bug, logged with its traceback and answered as
+INTERNAL_SERVER_ERROR with a generic message.
+
+What goes back is bounded: a message quotes at most a short prefix of any input (a 0.9 MB id
+must not come back 0.9 MB long), and with introspection switched off no message suggests
+field or argument names ("Did you mean 'title'?" would give the schema away).
 """
 
 from __future__ import annotations
 
-import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from lookalike.schema.limits import token_limit_error
 from lookalike.services.errors import LookalikeError
 from lookalike.services.redis_connection import UNREACHABLE
 
-log = logging.getLogger("lookalike.graphql")
+MAX_MESSAGE = 300
+MAX_EXTENSION_TEXT = 80
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?", re.DOTALL)
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -28,7 +34,7 @@ def is_expected(error: GraphQLError) -> bool:
     return original is None or isinstance(original, (LookalikeError, GraphQLError, *UNREACHABLE))
 
 
-def _with_code(
+def with_code(
     error: GraphQLError, code: str, message: str | None = None, **extra: Any
 ) -> GraphQLError:
     extensions = {**(error.extensions or {}), **extra, "code": code}
@@ -43,38 +49,59 @@ def _with_code(
     )
 
 
-def coded(error: GraphQLError, phase_code: str) -> GraphQLError:
+def coded(error: GraphQLError, default: str) -> GraphQLError:
+    """The error with its code: its own, its cause's, or ``default`` for a request error."""
     if (error.extensions or {}).get("code"):
         return error
     original = error.original_error
     if isinstance(original, LookalikeError):
-        return _with_code(error, original.code, original.message, **original.extensions)
+        return with_code(error, original.code, original.message, **original.extensions)
     if isinstance(original, UNREACHABLE):
-        return _with_code(error, "SERVICE_UNAVAILABLE", "Redis is unreachable; try again shortly")
-    if original is None:
-        return _with_code(error, phase_code)
-    if isinstance(original, GraphQLError):  # graphql-core refusing a variable's value
-        return _with_code(error, "BAD_USER_INPUT")
-    return _with_code(error, "INTERNAL_SERVER_ERROR", "Internal server error")
+        return with_code(error, "SERVICE_UNAVAILABLE", "Redis is unreachable; try again shortly")
+    if original is None or isinstance(original, GraphQLError):
+        return with_code(error, default)
+    return with_code(error, "INTERNAL_SERVER_ERROR", "Internal server error")
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def public(error: GraphQLError, *, hide_suggestions: bool) -> dict[str, Any]:
+    """The error as the response carries it: bounded, and without suggestions when asked."""
+    formatted: dict[str, Any] = dict(error.formatted)
+    message = error.message
+    if hide_suggestions:
+        message = _SUGGESTION.sub("", message)
+    formatted["message"] = _shorten(message, MAX_MESSAGE)
+    extensions = formatted.get("extensions") or {}
+    formatted["extensions"] = {
+        key: _shorten(value, MAX_EXTENSION_TEXT) if isinstance(value, str) else value
+        for key, value in extensions.items()
+    }
+    return formatted
+
+
+def code_of(error: GraphQLError) -> str:
+    return str((error.extensions or {}).get("code", "INTERNAL_SERVER_ERROR"))
 
 
 class ErrorCodes(SchemaExtension):
-    def __init__(self, *, max_tokens: int) -> None:
-        self.max_tokens = max_tokens
+    """Codes errors in the phase that knows what they are. It must be the last extension:
+    its validation hook then runs after the others have validated (and refused callers)."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.pre_execution_errors:
+            context.pre_execution_errors = [
+                coded(error, "GRAPHQL_VALIDATION_FAILED") for error in context.pre_execution_errors
+            ]
+        yield
 
     def on_operation(self) -> Iterator[None]:
         yield
-        context = self.execution_context
-        result = context.result
-        if result is None or not result.errors:
-            return
-        if context.graphql_document is None:
-            phase = "GRAPHQL_PARSE_FAILED"
-            result.errors = [
-                token_limit_error(error, self.max_tokens) or error for error in result.errors
-            ]
-        elif context.pre_execution_errors is result.errors and result.data is None:
-            phase = "GRAPHQL_VALIDATION_FAILED"
-        else:
-            phase = "BAD_USER_INPUT"  # coercing a variable failed while executing
-        result.errors = [coded(error, phase) for error in result.errors]
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            # what is left uncoded was raised while executing: a variable graphql-core could
+            # not coerce is the client's, anything unexpected is a bug
+            result.errors = [coded(error, "BAD_USER_INPUT") for error in result.errors]

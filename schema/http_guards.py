@@ -1,4 +1,5 @@
-"""ASGI guards in front of /graphql: body size, no cross-site multipart posts, a deadline.
+"""ASGI guards in front of /graphql: body size, one Content-Type, no cross-site multipart
+posts, a deadline.
 
 Size is enforced while the body is received (the declared Content-Length first, then the
 bytes as they arrive), so an oversized upload is refused without being buffered. Multipart is
@@ -81,7 +82,14 @@ class RequestGuards:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
+        types = [value for name, value in scope["headers"] if name == b"content-type"]
+        if len(types) > 1:
+            # one layer would read one and another layer the other (a 5 MB body passed the
+            # 1 MB JSON limit that way): a request must say once what it is
+            message = "the request has several Content-Type headers; send one"
+            await _error(scope, send, 400, message, "BAD_REQUEST")
+            return
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
         if multipart and not any(h in headers for h in PREFLIGHT_HEADERS):
             await _error(
                 scope,

@@ -7,11 +7,10 @@ and client address; never a header (keys), a variable or uploaded bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
-from strawberry.extensions import SchemaExtension
 
 from lookalike.services import metrics
 from lookalike.services.errors import ServiceUnavailable
@@ -19,16 +18,6 @@ from lookalike.services.redis_connection import UNREACHABLE
 from lookalike.services.request_usage import Usage
 
 log = logging.getLogger("lookalike.http")
-
-
-class OperationName(SchemaExtension):
-    """Note the operation's name in the request context, for the log line and metrics."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        context = self.execution_context.context
-        if hasattr(context, "operation_name"):
-            context.operation_name = self.execution_context.operation_name
 
 
 def observe_request(
@@ -47,7 +36,7 @@ def observe_request(
     log.info(
         "graphql",
         extra={
-            "operation": operation,
+            "operation": operation if operation is None else operation[:64],
             "duration_ms": round(seconds * 1000, 2),
             "round_trips": usage.round_trips,
             "model_ms": round(usage.model_seconds * 1000, 2),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redisvl.query.filter import FilterExpression, Num, Tag
 
-from lookalike.services.errors import BadUserInput, check_range
+from lookalike.services.errors import BadUserInput, check_range, check_text
 
 MAX_VALUES = 50
 MAX_VALUE_LENGTH = 200
@@ -41,6 +41,8 @@ class BookFilter:
                     f"filter.{name}: each value is 1 to {MAX_VALUE_LENGTH} characters",
                     argument=name,
                 )
+            for value in values:
+                check_text(f"filter.{name}", value)
         if self.min_rating is not None:
             check_range("minRating", self.min_rating, 0, 5)
         for name, year in (("yearFrom", self.year_from), ("yearTo", self.year_to)):

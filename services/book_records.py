@@ -17,6 +17,12 @@ from typing import Any
 from lookalike.services.errors import CatalogueError
 
 REQUIRED_FIELDS = ("id", "title", "author", "description")
+MAX_ID_DIGITS = 15
+
+
+def is_book_id(text: str) -> bool:
+    """Book ids are decimal integers of at most 15 digits, written as strings."""
+    return 0 < len(text) <= MAX_ID_DIGITS and text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +91,7 @@ def validate_record(record: Any, origin: str) -> dict[str, Any]:
     missing = [f for f in REQUIRED_FIELDS if not isinstance(record.get(f), str)]
     if missing:
         raise CatalogueError(f"{origin}: missing or non-string field(s) {', '.join(missing)}")
-    if not record["id"].isdigit() or len(record["id"]) > 15:
+    if not is_book_id(record["id"]):
         raise CatalogueError(f"{origin}: id must be a decimal integer, got {record['id']!r}")
     return record
 

@@ -137,7 +137,7 @@ class Catalogue:
     async def get(self, book_id: str) -> Book:
         (book,) = await self.get_many([book_id])
         if book is None:
-            raise BookNotFound(f"no book has id {book_id!r}", id=book_id)
+            raise BookNotFound.for_id(book_id)
         return book
 
     async def similar_many(

@@ -31,6 +31,10 @@ class BadUserInput(LookalikeError):
 class BookNotFound(LookalikeError):
     code = "BOOK_NOT_FOUND"
 
+    @classmethod
+    def for_id(cls, book_id: str) -> BookNotFound:
+        return cls(f"no book has id {quote(book_id)}", id=book_id[:64])
+
 
 class ServiceUnavailable(LookalikeError):
     """Redis cannot be reached, or lacks the modules lookalike needs."""
@@ -40,6 +44,10 @@ class ServiceUnavailable(LookalikeError):
 
 class PersonNotFound(LookalikeError):
     code = "PERSON_NOT_FOUND"
+
+    @classmethod
+    def for_id(cls, person_id: str) -> PersonNotFound:
+        return cls(f"nobody is enrolled as {quote(person_id)}", id=person_id[:64])
 
 
 class InvalidImage(LookalikeError):
@@ -66,6 +74,18 @@ class CatalogueError(LookalikeError):
     """The catalogue files or a source folder are not what the loader expects."""
 
     code = "CATALOGUE_ERROR"
+
+
+def quote(value: str, limit: int = 40) -> str:
+    """Input quoted in a message: at most a short prefix of it (an error must not echo 1 MB)."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def check_text(name: str, value: str, *, multiline: bool = False) -> None:
+    """Refuse control characters (NUL above all) in text that reaches Redis or a model."""
+    allowed = "\t\n\r" if multiline else ""
+    if any(ord(c) < 32 and c not in allowed for c in value) or "\x7f" in value:
+        raise BadUserInput(f"{name} must not hold control characters", argument=name)
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:

@@ -114,7 +114,7 @@ class FaceService:
     async def get(self, person_id: str) -> Person:
         (person,) = await self.store.get_many([person_id])
         if person is None:
-            raise PersonNotFound(f"nobody is enrolled as {person_id!r}", id=person_id)
+            raise PersonNotFound.for_id(person_id)
         return person
 
     async def delete(self, person_id: str) -> bool:

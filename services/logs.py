@@ -8,8 +8,9 @@ import sys
 import time
 from typing import Any
 
-# Attributes every LogRecord has; anything else was passed in ``extra`` and is a field.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else was passed in ``extra`` and is a field,
+# except uvicorn's ``color_message``: the message again, with terminal colour escapes.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class LogFormatter(logging.Formatter):

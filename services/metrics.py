@@ -7,6 +7,7 @@ so only the first ``MAX_OPERATIONS`` distinct names get a series of their own.
 
 from __future__ import annotations
 
+import re
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -61,10 +62,19 @@ _operations: set[str] = set()
 _lock = threading.Lock()
 
 
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+
+
 def operation_label(name: str | None) -> str:
-    """The label for an operation: its name, 'anonymous', or 'other' past the bound."""
+    """The label for an operation: its name, 'anonymous', or 'other' past the bound.
+
+    Only GraphQL names of at most 64 characters become labels (a client once sent a name of
+    500,000 characters): anything else is 'other' too.
+    """
     if not name:
         return "anonymous"
+    if not _NAME.fullmatch(name):
+        return "other"
     with _lock:
         if name in _operations:
             return name

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from lookalike.services.bounded_store import BoundedStore, digest
-from lookalike.services.errors import BadUserInput
+from lookalike.services.errors import BadUserInput, check_text
 from lookalike.services.redis_connection import Redis
 from lookalike.services.request_usage import model_time
 from lookalike.services.text_embedding import MODEL_NAME, TextEmbedder
@@ -31,6 +31,7 @@ def validate_text(text: str) -> None:
         raise BadUserInput(
             f"text is at most {MAX_TEXT} characters, got {len(text)}", argument="text"
         )
+    check_text("text", text, multiline=True)
 
 
 class QueryEmbeddings:

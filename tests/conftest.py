@@ -7,6 +7,7 @@ fresh index: every session is a fresh HNSW build.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
+from tests.servers import serving
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -45,6 +47,29 @@ def api(settings: Settings) -> Iterator[TestClient]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with TestClient(create_app(settings), headers=headers) as client:
         yield client
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str  # http://127.0.0.1:<port>
+    key: str  # its one API key
+    log: Path  # its stderr
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real ``lookalike serve`` for clients that need real HTTP (a browser, Node), run as a
+    newcomer runs it: its own embedded Redis in a fresh data directory, the shipped
+    catalogue, the default limits; one API key."""
+    data = tmp_path_factory.mktemp("live-server")
+    with serving(
+        data / "serve.log",
+        REDIS_URL="",
+        LOOKALIKE_REDIS_URL="",
+        LOOKALIKE_DATA_DIR=str(data),
+        LOOKALIKE_API_KEYS=API_KEY,
+    ) as served:
+        yield LiveServer(served.base, API_KEY, served.log)
 
 
 def redis_dump(redis_url: str, pattern: str) -> dict[bytes, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -93,3 +94,109 @@ def test_documents_that_do_not_fit_the_schema_get_a_code(
     response = api.post("/graphql", json={"query": query, "variables": variables})
     assert response.status_code in (200, 400)
     assert error_codes(response.json()) == [code]
+
+
+# --- bytes no client should send --------------------------------------------------------------
+
+JSON_TYPE = {"content-type": "application/json"}
+TEXT = "query($t: String!) { searchBooks(text: $t, k: 1) { distance } }"
+FILTERED = """query($f: BookFilter) { searchBooks(text: "ghosts", filter: $f) { distance } }"""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"5",
+        b"null",
+        b'"a query in a string"',
+        b"true",
+        b"",
+        b"[" * 50_000 + b"]" * 50_000,
+        b'{"query": ' * 20_000 + b"1" + b"}" * 20_000,
+        b'{"query": "{ __typename }"' + b"\xff\xfe\xfa" + b"}",
+        '{"query": "{ __typename }", "x": "é"}'.encode("latin-1"),
+        b'{"query": "{ book(id: \\"9\\") { title } }", "operationName": "\\ud800"}',
+        b'{"query": "{ book(id: \\"\\udfff\\") { title } }"}',
+        b'{"query": "query($t: String!) { __typename }", "variables": {"t": "\\ud83d"}}',
+        b'{"query": "query($t: String!) { __typename }", "variables": {"\\udc00": 1}}',
+        b'[{"query": "{ __typename }"}, {"query": "{ __typename }"}]',
+        b'{"query": 5}',
+        b'{"query": "{ __typename }", "variables": [7]}',
+        b'{"query": "{ __typename }", "operationName": {"a": 1}}',
+        b'{"query": "{ __typename }", "extensions": "yes"}',
+        b'{"query": "query($g: [String!]) { __typename }", "variables": {"g": ['
+        + b",".join(b'"g"' for _ in range(100_000))
+        + b"]}}",
+    ],
+)
+def test_a_body_that_is_not_a_graphql_request_gets_a_coded_4xx(api: TestClient, raw: bytes) -> None:
+    response = api.post("/graphql", content=raw, headers=JSON_TYPE)
+    assert 400 <= response.status_code < 500, response.text
+    codes = error_codes(response.json())
+    assert len(codes) == 1
+    assert codes[0] in ("BAD_REQUEST", "QUERY_TOO_COMPLEX"), codes
+
+
+def test_a_hundred_thousand_genres_are_refused_before_graphql_sees_them(api: TestClient) -> None:
+    genres = ["horror"] * 100_000
+    response = api.post(
+        "/graphql", json={"query": FILTERED, "variables": {"f": {"genres": genres}}}
+    )
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["QUERY_TOO_COMPLEX"]
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (TEXT, {"t": "robots\x00 in space"}),
+        (TEXT, {"t": "\x07bell"}),
+        (FILTERED, {"f": {"genres": ["horror\x00"]}}),
+        (FILTERED, {"f": {"authors": ["\x1b[31mred"]}}),
+        ('{ searchBooks(text: "nul \\u0000 inside", k: 1) { distance } }', {}),
+    ],
+)
+def test_control_characters_in_text_never_reach_redis(
+    api: TestClient, query: str, variables: dict[str, Any]
+) -> None:
+    body = gql(api, query, **variables)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+def test_an_id_that_cannot_be_a_book_is_not_looked_up(api: TestClient) -> None:
+    body = gql(api, '{ book(id: "\\u0000x") { title } }')
+    assert error_codes(body) == ["BOOK_NOT_FOUND"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+PREFLIGHT = {"Apollo-Require-Preflight": "true"}
+UPLOAD_QUERY = "mutation($i: Upload!) { identifyFace(image: $i) { facesDetected } }"
+GOOD_OPERATIONS = json.dumps({"query": UPLOAD_QUERY, "variables": {"i": None}})
+
+
+@pytest.mark.parametrize(
+    ("fields", "files"),
+    [
+        ({"operations": "{not json", "map": '{"0": ["variables.i"]}'}, 1),
+        ({"operations": "[" + GOOD_OPERATIONS + "]", "map": '{"0": ["0.variables.i"]}'}, 1),
+        ({"operations": "5", "map": '{"0": ["variables.i"]}'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '["variables.i"]'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '{"0": "variables.i"}'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '{"0": [5]}'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '{"7": ["variables.i"]}'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '{"0": ["query"]}'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '{"0": ["variables.nothere.x"]}'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '{"0": ["variables.i.deeper"]}'}, 1),
+        ({"operations": GOOD_OPERATIONS}, 1),
+        ({"map": '{"0": ["variables.i"]}'}, 1),
+        ({"operations": GOOD_OPERATIONS, "map": '{"0": ["variables.i"]}'}, 1200),
+    ],
+)
+def test_a_multipart_request_of_the_wrong_shape_gets_a_coded_400(
+    api: TestClient, fields: dict[str, str], files: int
+) -> None:
+    parts = [(str(n), (f"f{n}.bin", b"x", "application/octet-stream")) for n in range(files)]
+    response = api.post("/graphql", data=fields, files=parts, headers=PREFLIGHT)
+    assert response.status_code == 400, response.text
+    assert error_codes(response.json()) == ["BAD_REQUEST"]

@@ -139,3 +139,4 @@ def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.stdout
+    assert "``" not in result.stdout  # docstrings are shown as written: no reST markup

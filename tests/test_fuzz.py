@@ -1,7 +1,10 @@
-"""Generated GraphQL, valid and invalid, against the real server: no 5xx, every error coded.
+"""Generated requests against the real server: no 5xx, every error coded.
 
 Documents come from the schema itself (hypothesis-graphql): valid ones with arbitrary
-arguments, invalid ones (wrong types, missing arguments, unknown fields), and plain garbage.
+arguments, invalid ones (wrong types, missing arguments, unknown fields). Below GraphQL, the
+HTTP layer gets bytes no client should send: random bytes under every content type, JSON of
+every shape (numbers, lists, nesting, lone surrogates, NUL), GraphQL requests whose fields have
+the wrong types, and multipart bodies whose ``operations`` and ``map`` are anything at all.
 CI runs a fixed seed and a small count; a longer run:
 
     LOOKALIKE_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/test_fuzz.py
@@ -9,6 +12,7 @@ CI runs a fixed seed and a small count; a longer run:
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -37,13 +41,17 @@ fuzzing = settings(
 
 
 def check(api: TestClient, payload: Any) -> None:
-    response = api.post("/graphql", json=payload)
-    assert response.status_code < 500, (payload, response.text)
+    coded(api.post("/graphql", json=payload), payload)
+
+
+def coded(response: Any, sent: Any) -> None:
+    """No 5xx, a JSON body, and every error in it with a code that is not a bug's."""
+    assert response.status_code < 500, (sent, response.text)
     body = response.json()
     for error in body.get("errors", []):
         code = (error.get("extensions") or {}).get("code")
-        assert code, (payload, error)
-        assert code != "INTERNAL_SERVER_ERROR", (payload, error)
+        assert code, (sent, error)
+        assert code != "INTERNAL_SERVER_ERROR", (sent, error)
 
 
 @seed(20261125)
@@ -77,6 +85,86 @@ def test_garbage_bodies_get_coded_errors(api: TestClient, payload: Any) -> None:
     check(api, payload)
 
 
+# JSON of every shape, with the text a careless or hostile client produces: NUL and other
+# control characters, lone surrogates, very long strings.
+nasty_text = st.text(
+    alphabet=st.characters(codec=None, exclude_categories=()), max_size=40
+) | st.sampled_from(["\x00", "\ud800", "\udfff", "a" * 5000, "\u202e", "{", "$k"])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | nasty_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(nasty_text, inner, max_size=4),
+    max_leaves=12,
+)
+QUERIES = [
+    '{ book(id: "9") { title } }',
+    'query($k: Int!) { book(id: "9") { similar(k: $k) { distance } } }',
+    "query($t: String!, $f: BookFilter) { searchBooks(text: $t, filter: $f) { distance } }",
+    "query($a: String) { books(after: $a) { totalCount } }",
+]
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value).encode("utf-8", "surrogatepass")
+
+
+@seed(20261126)
+@fuzzing
+@given(
+    raw=st.binary(max_size=300)
+    | json_values.map(_encode)
+    | st.fixed_dictionaries(
+        {"query": st.sampled_from(QUERIES) | json_values},
+        optional={
+            "variables": json_values,
+            "operationName": json_values,
+            "extensions": json_values,
+        },
+    ).map(_encode),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json; charset=latin-1",
+            "application/graphql",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "",
+        ]
+    ),
+    accept=st.sampled_from(["application/json", "application/graphql-response+json", "*/*", ""]),
+)
+def test_bytes_no_client_should_send_get_coded_4xx(
+    api: TestClient, raw: bytes, content_type: str, accept: str
+) -> None:
+    headers = {"content-type": content_type, "accept": accept}
+    coded(api.post("/graphql", content=raw, headers=headers), (raw, headers))
+
+
+@seed(20261126)
+@fuzzing
+@given(
+    operations=st.text(max_size=60) | json_values.map(lambda v: json.dumps(v)),
+    mapping=st.text(max_size=60)
+    | json_values.map(lambda v: json.dumps(v))
+    | st.dictionaries(
+        st.sampled_from(["0", "1", "x"]),
+        st.lists(st.sampled_from(["variables.image", "variables", "query", "variables.0.a"])),
+    ).map(json.dumps),
+    files=st.integers(0, 3),
+)
+def test_multipart_bodies_of_any_shape_get_coded_4xx(
+    api: TestClient, operations: str, mapping: str, files: int
+) -> None:
+    parts = [(str(n), (f"f{n}", b"\xff\xd8 not an image", "image/jpeg")) for n in range(files)]
+    response = api.post(
+        "/graphql",
+        data={"operations": operations, "map": mapping},
+        files=parts or None,
+        headers={"Apollo-Require-Preflight": "true"},
+    )
+    coded(response, (operations, mapping, files))
+
+
 @pytest.mark.parametrize("variables", [{"k": 2**63}, {"k": "5"}, {"k": None}, {}])
 def test_variables_of_the_wrong_kind_are_bad_user_input(
     api: TestClient, variables: dict[str, Any]
@@ -98,19 +186,19 @@ def test_variables_of_the_wrong_kind_are_bad_user_input(
         (
             "post",
             {"content": b"query", "headers": {"content-type": "text/plain"}},
-            400,
-            "BAD_REQUEST",
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
         ),
         ("put", {"json": {"query": "{ genres { name } }"}}, 405, "METHOD_NOT_ALLOWED"),
         (
             "get",
             {"params": {"query": 'mutation { deletePerson(id: "x") }'}},
-            400,
-            "BAD_REQUEST",
+            405,
+            "METHOD_NOT_ALLOWED",
         ),
     ],
 )
-def test_requests_strawberry_cannot_read_get_the_same_coded_json_errors(
+def test_requests_that_are_not_graphql_get_coded_json_errors(
     api: TestClient, method: str, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
     response = api.request(method.upper(), "/graphql", **kwargs)
