@@ -69,7 +69,12 @@ def _serve(photos: Connection, replies: Connection, max_pixels: int) -> None:
 @dataclass(eq=False)
 class _Worker:
     """A worker process and its two pipes. One way each: the event loop watches the replies
-    pipe, which makes it non-blocking, while a thread writes photos to the other one."""
+    pipe, which makes it non-blocking, while a thread writes photos to the other one.
+
+    Each pipe is closed only when nobody uses it any more, or its number could be reused by
+    the next worker's pipe while still in use: the photos pipe once the writing thread is
+    done, the replies pipe by the event loop when it no longer watches it.
+    """
 
     process: BaseProcess
     photos: Connection  # we write
@@ -77,20 +82,17 @@ class _Worker:
     sending: Future[None] | None = None  # the photo being written to it, from a thread
 
     def kill(self) -> None:
-        """Stop the process now. The pipe is closed only once the process is reaped and no
-        thread writes to it any more: closed earlier, its number could be reused by the
-        next worker's pipe while a thread still writes."""
         with contextlib.suppress(OSError, ValueError):
             self.process.kill()
 
     def reap(self) -> None:
-        """Wait for a killed process and close its pipe (blocking: run in a thread)."""
+        """Wait for the killed process and the writing thread, close the photos pipe
+        (blocking: run in a thread)."""
         self.process.join(timeout=10)
         if self.sending is not None:
             with contextlib.suppress(Exception):
                 self.sending.result(timeout=10)
         self.photos.close()
-        self.replies.close()
 
 
 async def _receive(conn: Connection) -> Any:
@@ -185,9 +187,7 @@ class FaceWorkers:
 
     def _replace(self, worker: _Worker) -> None:
         """Kill a worker (its photo is abandoned) and start another in the background."""
-        worker.kill()
-        self._all.discard(worker)
-        self._reap([worker])
+        self._retire(worker)
         if not self._closed:
             task = asyncio.get_running_loop().create_task(self._respawn())
             self._starting.add(task)
@@ -222,45 +222,46 @@ class FaceWorkers:
             async with asyncio.timeout(START_TIMEOUT):
                 kind, detail = await _receive(replies_in)
         except BaseException:
-            self._all.discard(worker)
-            worker.kill()
-            self._reap([worker])
+            self._retire(worker)
             raise
         if kind != "ready":
-            self._all.discard(worker)
-            worker.kill()
-            self._reap([worker])
+            self._retire(worker)
             raise ServiceUnavailable(f"the face model could not be loaded: {detail}")
         if self._closed:  # closed while this one was starting
-            self._all.discard(worker)
-            worker.kill()
-            self._reap([worker])
+            self._retire(worker)
             raise ServiceUnavailable("the face model is shutting down")
         return worker
 
-    def _reap(self, workers: list[_Worker]) -> None:
-        """Collect killed processes in a thread (joining may wait)."""
-        if workers:
-            asyncio.get_running_loop().run_in_executor(None, _reap_all, workers)
+    def _retire(self, worker: _Worker) -> None:
+        """Kill a worker nobody waits on any more and close its pipes; it is collected in a
+        thread (joining may wait)."""
+        worker.kill()
+        self._all.discard(worker)
+        worker.replies.close()
+        asyncio.get_running_loop().run_in_executor(None, worker.reap)
 
     async def close(self) -> None:
-        """Kill every worker; the event loop never waits for them."""
+        """Kill every worker; the event loop never waits for them.
+
+        Idle workers are retired here. A busy or starting one is only killed: the request or
+        start-up waiting on it reads the end of its pipe, fails, and retires it (closing its
+        pipe under a waiting reader would leave that reader waiting for ever).
+        """
         self._closed = True
         for task in list(self._starting):
             task.cancel()
-        workers, self._all = list(self._all), set()
+        processes = [w.process for w in self._all]
         while not self._idle.empty():
-            workers.append(self._idle.get_nowait())
-        workers = list(dict.fromkeys(workers))
-        for worker in workers:
+            self._retire(self._idle.get_nowait())
+        for worker in list(self._all):
             worker.kill()
-        await asyncio.get_running_loop().run_in_executor(None, _reap_all, workers)
+        await asyncio.get_running_loop().run_in_executor(None, _join, processes)
         self._writers.shutdown(wait=False, cancel_futures=True)
 
 
-def _reap_all(workers: list[_Worker]) -> None:
-    for worker in workers:
-        worker.reap()
+def _join(processes: list[BaseProcess]) -> None:
+    for process in processes:
+        process.join(timeout=10)
 
 
 def _unpack(reply: tuple[str, Any]) -> FaceEmbedding:
