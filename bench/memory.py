@@ -1,6 +1,6 @@
 """What a book costs in Redis memory, layout by layout.
 
-    .venv/bin/python -m bench.memory [--books 1486] [--only default before]
+    .venv/bin/python -m bench.memory [--books 1486] [--only default before] [--recall 500]
 
 Each row loads the catalogue into a Redis of its own (the embedded Redis 8.2 with the search
 and JSON modules, started empty in a scratch folder, no persistence) and reports the growth of
@@ -12,7 +12,9 @@ blocks of 1,024 vectors.
 Rows: the layout before issue 13 (JSON document + FLOAT32 blob); this version's layout with
 FLOAT16 (the default) and FLOAT32 vectors, both through the product's loader; and the
 alternatives that were measured to choose it (Redis's default hash-max-listpack-value,
-term offsets kept, no full text on descriptions, no full text at all).
+term offsets kept, no full text on descriptions, no full text at all). ``--recall N`` adds,
+for the product's layouts, recall@10 of ``similar`` on N random books against exact search
+(numpy, FLOAT32): what FLOAT16 vectors cost in answers.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import redis
 from redisvl.schema import IndexSchema
 
 from bench.json_layout import write_json_catalogue
-from bench.scale import generate
+from bench.scale import ScaleCatalogue, generate, recall, shipped_scale
 from lookalike.services.book_index import BOOK_INDEX_EXTRAS, book_schema, vector_bytes
 from lookalike.services.book_records import book_hash
 from lookalike.services.book_writes import write_book
@@ -38,7 +40,6 @@ from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.redis_connection import connect
 from lookalike.services.search_indexes import IndexExtras, create_index
 from lookalike.services.settings import Settings
-from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
 from lookalike.services.text_embedding import text_embedder
 
 NAME = "books"
@@ -78,7 +79,7 @@ VARIANTS = [
 ]
 
 
-async def load_variant(settings: Settings, variant: Variant, data: ShippedCatalogue) -> None:
+async def load_variant(settings: Settings, variant: Variant, data: ScaleCatalogue) -> None:
     client = connect(settings.redis_url or "", 600)
     try:
         if variant.product:
@@ -101,8 +102,11 @@ async def load_variant(settings: Settings, variant: Variant, data: ShippedCatalo
         await client.aclose()
 
 
-def measure(variant: Variant, data: ShippedCatalogue) -> float:
-    """Bytes of used_memory per book after loading ``data`` into an empty Redis."""
+def measure(
+    variant: Variant, data: ScaleCatalogue, recall_books: int
+) -> tuple[float, float, float]:
+    """Bytes of used_memory per book after loading ``data`` into an empty Redis, seconds
+    until every book was indexed, and the recall@10 of ``similar`` (0 when not asked for)."""
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lookalike-memory-")))
     url = server.start()
     try:
@@ -118,6 +122,7 @@ def measure(variant: Variant, data: ShippedCatalogue) -> float:
             key_prefix=NAME,
             vector_type=variant.vector_type,  # type: ignore[arg-type]
         )
+        started = time.perf_counter()
         if variant.json:
             write_json_catalogue(raw, NAME, data)
         else:
@@ -127,11 +132,15 @@ def measure(variant: Variant, data: ShippedCatalogue) -> float:
             if float(info["percent_indexed"]) >= 1 and not int(info["indexing"]):
                 break
             time.sleep(0.2)
+        seconds = time.perf_counter() - started
         assert int(info["num_docs"]) == len(data.records), info["num_docs"]
         assert int(info["hash_indexing_failures"]) == 0
         used = int(raw.info("memory")["used_memory"]) - before
         raw.close()
-        return used / len(data.records)
+        found = 0.0
+        if recall_books and variant.product:
+            found = asyncio.run(recall(settings, data, recall_books, seed=3))
+        return used / len(data.records), seconds, found
     finally:
         server.stop()
 
@@ -140,20 +149,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--books", type=int, default=1486)
     parser.add_argument("--only", nargs="+", choices=[v.key for v in VARIANTS])
+    parser.add_argument("--recall", type=int, default=0, help="books to measure recall on")
     args = parser.parse_args()
-    data = read_shipped() if args.books <= 1486 else generate(args.books)
+    data = shipped_scale() if args.books <= 1486 else generate(args.books)
     chosen = [v for v in VARIANTS if not args.only or v.key in args.only]
+    hnsw = Settings()
     print(
         f"Redis memory per book: used_memory growth for a load of {len(data.records):,} books "
-        "into an empty Redis 8.2 (search 2.10), once indexed"
+        "into an empty Redis 8.2 (search 2.10), once indexed; HNSW M "
+        f"{hnsw.hnsw_m}, EF_CONSTRUCTION {hnsw.hnsw_ef_construction}"
     )
-    print(f"  {'layout':<48} {'bytes/book':>10} {'vs before':>10}")
+    recall_title = f"{'recall@10':>10}" if args.recall else ""
+    print(f"  {'layout':<48} {'bytes/book':>10} {'vs before':>10} {'load s':>7} {recall_title}")
     first: float | None = None
     for variant in chosen:
-        size = measure(variant, data)
+        size, seconds, found = measure(variant, data, args.recall)
         first = first if first is not None else (size if variant.json else None)
         ratio = f"{size / first:9.2f}x" if first else ""
-        print(f"  {variant.label:<48} {size:10,.0f} {ratio:>10}", flush=True)
+        shown = f"{found:10.4f}" if args.recall and variant.product else ""
+        print(f"  {variant.label:<48} {size:10,.0f} {ratio:>10} {seconds:7.1f} {shown}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""How lookalike scales: catalogues of 10,000 and 100,000 books beside the shipped 1,486.
+"""How lookalike scales: catalogues of 100,000 and 1,000,000 books beside the shipped 1,486.
 
 Run it with a lookalike server's Redis available (the embedded one of ``lookalike serve``, or
-REDIS_URL); it starts its own ``lookalike serve`` per catalogue on free ports:
+REDIS_URL: one Redis or any node of a Redis Cluster); it starts its own ``lookalike serve``
+per catalogue on free ports:
 
-    .venv/bin/python -m bench.scale [--sizes 10000 100000] [--requests 300] [--recall-books 200]
+    .venv/bin/python -m bench.scale [--sizes 100000 1000000] [--requests 300] [--recall-books 200]
 
 Each size gets its own index and key prefix (``scale<N>``), dropped at the end (--keep keeps
 it). The catalogue is the real 1,486 books plus generated ones; a generated book copies a real
@@ -12,12 +13,16 @@ a real book's vector plus Gaussian noise (sigma 0.04-0.07: cosine distance ~0.2-
 a close relative) or a random mix of two real books' vectors plus light noise (something in
 between two themes), renormalised. So neighbourhoods keep the real catalogue's structure and
 HNSW meets dense clusters as well as the space between them: harder than uniform noise.
-Vectors are made here, not by the model (100,000 descriptions would take an hour to embed on
-two cores); they enter through the product's own loader, as shipped vectors do.
+Vectors are made here, not by the model (a million descriptions would take ten hours to
+embed on two cores); they enter through the product's own loader, as shipped vectors do.
+Records are made one chunk at a time as the loader asks for them, so a million books need
+the vectors (1.5 GB) in this process, not a million dicts.
 
-Per size: load time, Redis memory per book (INFO used_memory before and after), similar(k: 10)
-p50/p95 over HTTP (sequential requests on random books), and recall@10 of the HNSW index
-against exact neighbours (numpy) on random books.
+Per size: load time (the product's loader, until it returns) and indexed time (until the
+index reports every book indexed, when searches see them all), Redis memory per book
+(used_memory of every primary before and after), similar(k: 10) p50/p95 over HTTP
+(requests on random books, round-robin across the catalogues' servers), and recall@10 of the
+HNSW index against exact neighbours (numpy) on random books.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
 
 import httpx
 import numpy as np
@@ -40,42 +48,107 @@ from lookalike.services.book_requests import SimilarRequest
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import load_books
 from lookalike.services.embedded_redis import running_url
-from lookalike.services.redis_connection import connect
+from lookalike.services.redis_connection import open_client
 from lookalike.services.settings import Settings, get_settings
 from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
-from lookalike.services.text_embedding import MODEL_NAME, text_embedder
+from lookalike.services.text_embedding import MODEL_NAME, Vectors, text_embedder
 
 SIMILAR = "query($id: ID!) { book(id: $id) { similar(k: 10) { distance book { title } } } }"
+FIRST_GENERATED_ID = 1_000_000
+VARIANT = re.compile(r" \[variant (\d+)\]$")
 
 
-def generate(size: int, seed: int = 7) -> ShippedCatalogue:
-    """The real catalogue plus ``size - 1486`` generated books, as a 'shipped' catalogue."""
+class GeneratedRecords(Sequence[dict[str, Any]]):
+    """The real records, then the generated ones, each made when it is asked for."""
+
+    def __init__(self, real: list[dict[str, Any]], usable: list[int], parents: np.ndarray):
+        self.real, self.usable, self.parents = real, usable, parents
+
+    def __len__(self) -> int:
+        return len(self.real) + len(self.parents)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if index < len(self.real):
+            return self.real[index]
+        j = index - len(self.real)
+        record = dict(self.real[self.usable[int(self.parents[j])]])
+        record["id"] = str(FIRST_GENERATED_ID + j)
+        record["title"] = f"{record['title']} (variant {j})"
+        record["description"] = f"{record['description']} [variant {j}]"
+        return record
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(len(self)))
+
+
+@dataclass(frozen=True)
+class ScaleCatalogue(ShippedCatalogue):
+    """A catalogue to load: records, and a vector for every description (what the loader
+    asks ``vector_for``). ``ids``/``vectors``: every book that has a vector, row by row."""
+
+    ids: list[str] = field(default_factory=list)
+    real_rows: int = 0  # rows of ``vectors`` that belong to real books
+
+    def vector_for(self, description: str) -> Vectors | None:
+        found = VARIANT.search(description)
+        if found is None:
+            return super().vector_for(description)
+        row: Vectors = self.vectors[self.real_rows + int(found.group(1))]
+        return row
+
+
+def shipped_scale() -> ScaleCatalogue:
     real = read_shipped()
-    records = list(real.records)
+    described = [r for r in real.records if r["description"].strip()]
+    return ScaleCatalogue(
+        real.records,
+        real.matrix(described),
+        {sha256_text(r["description"]): n for n, r in enumerate(described)},
+        MODEL_NAME,
+        ids=[r["id"] for r in described],
+        real_rows=len(described),
+    )
+
+
+def generate(size: int, seed: int = 7) -> ScaleCatalogue:
+    """The real catalogue plus ``size - 1486`` generated books."""
+    base = shipped_scale()
+    records = base.records
     usable = [i for i, r in enumerate(records) if r["description"].strip()]
-    real_vectors = real.matrix([records[i] for i in usable])  # row n: records[usable[n]]
+    real_vectors = base.vectors
     rng = np.random.default_rng(seed)
     extra = size - len(records)
     parents = rng.choice(len(usable), extra)
-    others = rng.choice(len(usable), extra)
-    mix = rng.uniform(0.2, 0.8, extra).astype(np.float32)[:, None]
-    sigma = np.where(rng.random(extra) < 0.5, rng.uniform(0.04, 0.07, extra), 0.02)
-    base = real_vectors[parents]
-    blended = np.where(sigma[:, None] > 0.03, base, mix * base + (1 - mix) * real_vectors[others])
-    made = blended + rng.normal(0, 1, (extra, base.shape[1])).astype(np.float32) * sigma[
-        :, None
-    ].astype(np.float32)
+    made = np.empty((extra, real_vectors.shape[1]), dtype=np.float32)
+    for start in range(0, extra, 100_000):  # in slices: a million at once needs 6 GB
+        stop = min(start + 100_000, extra)
+        n = stop - start
+        others = rng.choice(len(usable), n)
+        mix = rng.uniform(0.2, 0.8, n).astype(np.float32)[:, None]
+        sigma = np.where(rng.random(n) < 0.5, rng.uniform(0.04, 0.07, n), 0.02)
+        near = real_vectors[parents[start:stop]]
+        blended = np.where(
+            sigma[:, None] > 0.03, near, mix * near + (1 - mix) * real_vectors[others]
+        )
+        noise = rng.normal(0, 1, (n, real_vectors.shape[1])).astype(np.float32)
+        made[start:stop] = blended + noise * sigma[:, None].astype(np.float32)
     made /= np.linalg.norm(made, axis=1, keepdims=True)
-    for j, parent in enumerate(parents):
-        record = dict(records[usable[parent]])
-        record["id"] = str(1_000_000 + j)
-        record["title"] = f"{record['title']} (variant {j})"
-        record["description"] = f"{record['description']} [variant {j}]"
-        records.append(record)
-    all_vectors = np.concatenate([real_vectors, made])
-    described = [r for r in records if r["description"].strip()]
-    rows = {sha256_text(r["description"]): n for n, r in enumerate(described)}
-    return ShippedCatalogue(records, all_vectors.astype(np.float32), rows, MODEL_NAME)
+    return ScaleCatalogue(
+        GeneratedRecords(records, usable, parents),  # type: ignore[arg-type]
+        np.concatenate([real_vectors, made]),
+        base.row_by_description,
+        MODEL_NAME,
+        ids=base.ids + [str(FIRST_GENERATED_ID + j) for j in range(extra)],
+        real_rows=base.real_rows,
+    )
 
 
 def free_port() -> int:
@@ -97,7 +170,7 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    for _ in range(600):
         try:
             if httpx.get(url + "/readyz").status_code == 200:
                 return process, url + "/graphql"
@@ -108,14 +181,15 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
     raise SystemExit(f"lookalike serve on index {settings.index_name} did not become ready")
 
 
-async def recall(settings: Settings, shipped: ShippedCatalogue, books: int, seed: int) -> float:
-    """Mean recall@10 of HNSW against exact search; ties at the 10th distance count as hits."""
-    described = [r for r in shipped.records if r["description"].strip()]
-    matrix = shipped.matrix(described)
-    sample = np.random.default_rng(seed).choice(len(described), books, replace=False)
-    client = connect(settings.redis_url or "", 30)
+async def recall(settings: Settings, data: ScaleCatalogue, books: int, seed: int) -> float:
+    """Mean recall@10 of HNSW against exact search (numpy, FLOAT32): a book found counts when
+    its exact distance is within the exact 10th neighbour's (ties count as hits). Judged by
+    exact distances, not the ones Redis reports, so FLOAT16 rounding cannot flatter it."""
+    sample = np.random.default_rng(seed).choice(len(data.ids), books, replace=False)
+    row_of = {book_id: row for row, book_id in enumerate(data.ids)}
+    client = await open_client(settings.redis_url or "", 60)
     catalogue = Catalogue(client, settings)
-    ids = [described[i]["id"] for i in sample]
+    ids = [data.ids[i] for i in sample]
     sources = {b.id: b for b in await catalogue.read(ids, ALL_FIELDS) if b}
     found = await catalogue.similar(
         [SimilarRequest(i, 10, fields=BookFields(frozenset())) for i in ids], sources
@@ -123,16 +197,16 @@ async def recall(settings: Settings, shipped: ShippedCatalogue, books: int, seed
     await client.aclose()
     hits = 0
     for i, neighbours in zip(sample, found, strict=True):
-        distances = 1 - matrix @ matrix[i]
+        distances = 1 - data.vectors @ data.vectors[i]
         distances[i] = np.inf  # the book itself
         tenth = np.partition(distances, 9)[9]
-        hits += sum(1 for n in neighbours if n.distance <= tenth + 1e-5)
+        hits += sum(1 for m in neighbours if distances[row_of[m.book.id]] <= tenth + 1e-6)
     return hits / (10 * books)
 
 
-async def load(settings: Settings, data: ShippedCatalogue) -> float:
+async def load(settings: Settings, data: ScaleCatalogue) -> float:
     """Seconds the product's loader takes to write the catalogue (vectors given, no model)."""
-    client = connect(settings.redis_url or "", 60)
+    client = await open_client(settings.redis_url or "", 600)
     catalogue = Catalogue(client, settings)
     started = time.perf_counter()
     summary = await load_books(catalogue, data.records, shipped=data, embedder=text_embedder)
@@ -148,8 +222,9 @@ class Measured:
     """One catalogue under test: its settings, its data, and what loading it cost."""
 
     settings: Settings
-    data: ShippedCatalogue
+    data: ScaleCatalogue
     load_seconds: float | None = None
+    indexed_seconds: float | None = None
     bytes_per_book: float | None = None
     timings: list[float] | None = None
     recall: float = 0.0
@@ -158,23 +233,50 @@ class Measured:
         assert self.timings is not None
         p50, p95 = np.percentile(self.timings, 50), np.percentile(self.timings, 95)
         load_s = f"{self.load_seconds:8.1f}" if self.load_seconds else f"{'shipped':>8}"
+        indexed = f"{self.indexed_seconds:9.1f}" if self.indexed_seconds else f"{'':>9}"
         size = f"{self.bytes_per_book:11,.0f}" if self.bytes_per_book else f"{'':>11}"
         books = len(self.data.records)
         return (
-            f"{books:8,} {load_s} {size} {p50:8.2f} {p95:8.2f} "
+            f"{books:10,} {load_s} {indexed} {size} {p50:8.2f} {p95:8.2f} "
             f"{p50 / base_p50:12.2f}x {self.recall:10.3f}"
         )
 
 
+def primaries(url: str) -> list[redis.Redis]:
+    """A plain client for each primary: one Redis, or every shard of a cluster."""
+    single = redis.Redis.from_url(url, socket_timeout=3600)
+    if not int(single.info("cluster").get("cluster_enabled", 0)):
+        return [single]
+    cluster = redis.RedisCluster.from_url(url)
+    nodes = [
+        redis.Redis(host=n.host, port=n.port, socket_timeout=3600)
+        for n in cluster.get_primaries()  # type: ignore[no-untyped-call]
+    ]
+    cluster.close()
+    single.close()
+    return nodes
+
+
+def used_memory(nodes: list[redis.Redis]) -> int:
+    return sum(int(n.info("memory")["used_memory"]) for n in nodes)
+
+
 def load_into_redis(target: Measured) -> None:
-    raw = redis.Redis.from_url(target.settings.redis_url or "")
-    before = int(raw.info("memory")["used_memory"])
+    nodes = primaries(target.settings.redis_url or "")
+    before = used_memory(nodes)
+    started = time.perf_counter()
     target.load_seconds = asyncio.run(load(target.settings, target.data))
-    index = raw.ft(target.settings.index_name)
-    while float(index.info()["percent_indexed"]) < 1:  # type: ignore[no-untyped-call]
+    index = target.settings.index_name
+    while True:  # every shard has indexed every book it holds
+        infos = [
+            {k.decode(): v for k, v in n.execute_command("FT.INFO", index).items()}  # type: ignore[no-untyped-call]
+            for n in nodes
+        ]
+        if all(float(i["percent_indexed"]) >= 1 and not int(i["indexing"]) for i in infos):
+            break
         time.sleep(0.5)
-    used = int(raw.info("memory")["used_memory"]) - before
-    target.bytes_per_book = used / len(target.data.records)
+    target.indexed_seconds = time.perf_counter() - started
+    target.bytes_per_book = (used_memory(nodes) - before) / len(target.data.records)
 
 
 def interleaved_latencies(targets: list[Measured], requests: int) -> None:
@@ -182,10 +284,7 @@ def interleaved_latencies(targets: list[Measured], requests: int) -> None:
     timed in the same minutes, so the machine's drift cannot favour one size."""
     servers = [serve(t.settings, str(t.settings.data_dir)) for t in targets]
     rng = np.random.default_rng(11)
-    samples = [
-        list(rng.choice([r["id"] for r in t.data.records if r["description"].strip()], requests))
-        for t in targets
-    ]
+    samples = [list(rng.choice(t.data.ids, requests)) for t in targets]
     try:
         with httpx.Client(timeout=30) as client:
             timings: list[list[float]] = [[] for _ in targets]
@@ -206,17 +305,26 @@ def interleaved_latencies(targets: list[Measured], requests: int) -> None:
 
 
 def drop(settings: Settings) -> None:
-    # deleting 100,000 documents takes Redis a while: longer than redis-py's default timeout
-    raw = redis.Redis.from_url(settings.redis_url or "", socket_timeout=600)
-    raw.ft(settings.index_name).dropindex(delete_documents=True)
-    keys = list(raw.scan_iter(match=f"{settings.key_prefix}-vector:*", count=10_000))
-    for start in range(0, len(keys), 1000):
-        raw.unlink(*keys[start : start + 1000])
+    """The catalogue's index, then its books (no index to update as they go)."""
+    nodes = primaries(settings.redis_url or "")
+    nodes[0].execute_command("FT.DROPINDEX", settings.index_name)  # type: ignore[no-untyped-call]
+    for node in nodes:
+        for key in node.scan_iter(match=f"index-definition:{settings.index_name}"):
+            node.delete(key)
+        pipe = node.pipeline(transaction=False)
+        for n, key in enumerate(node.scan_iter(match=f"{settings.key_prefix}:*", count=10_000)):
+            pipe.unlink(key)  # one key a command: a cluster refuses keys of several slots
+            if n % 10_000 == 9_999:
+                pipe.execute()
+        pipe.execute()
+        # an AOF still holds every book written: compact it, or the next start replays them
+        if int(node.info("persistence").get("aof_enabled", 0)):
+            node.bgrewriteaof()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--recall-books", type=int, default=200)
     parser.add_argument("--keep", action="store_true")
@@ -227,16 +335,21 @@ def main() -> None:
         sys.exit("no Redis found: start `lookalike serve` first, or set REDIS_URL")
     base = base.model_copy(update={"redis_url": redis_url})
 
-    targets = [Measured(base, read_shipped())]
-    for size in args.sizes:
-        name = f"scale{size}"
-        target = Measured(
-            base.model_copy(update={"index_name": name, "key_prefix": name}), generate(size)
-        )
-        load_into_redis(target)
-        targets.append(target)
-        print(f"  loaded {size:,} books", file=sys.stderr)
+    targets = [Measured(base, shipped_scale())]
     try:
+        for size in args.sizes:
+            name = f"scale{size}"
+            target = Measured(
+                base.model_copy(update={"index_name": name, "key_prefix": name}), generate(size)
+            )
+            targets.append(target)
+            load_into_redis(target)
+            print(
+                f"  loaded {size:,} books: {target.load_seconds:.0f} s, indexed "
+                f"{target.indexed_seconds:.0f} s, {target.bytes_per_book:,.0f} bytes a book",
+                file=sys.stderr,
+                flush=True,
+            )
         interleaved_latencies(targets, args.requests)
         for target in targets:
             target.recall = asyncio.run(recall(target.settings, target.data, args.recall_books, 2))
@@ -245,20 +358,20 @@ def main() -> None:
         if not args.keep:
             for target in targets[1:]:
                 drop(target.settings)
-            # the AOF still holds every document written: compact it, or the next start of
-            # the server replays them all
-            redis.Redis.from_url(redis_url).bgrewriteaof()
 
 
 def report(base: Settings, targets: list[Measured], args: argparse.Namespace) -> None:
+    shards = len(primaries(base.redis_url or ""))
+    where = f"a {shards}-shard cluster" if shards > 1 else "one Redis"
     print(
-        f"HNSW M {base.hnsw_m}, EF_CONSTRUCTION {base.hnsw_ef_construction}, "
-        f"EF_RUNTIME {base.hnsw_ef_runtime}; similar(k: 10) over HTTP, {args.requests} "
-        f"requests per catalogue, interleaved; recall@10 on {args.recall_books} random books"
+        f"{where}; {base.vector_type.upper()} vectors, HNSW M {base.hnsw_m}, EF_CONSTRUCTION "
+        f"{base.hnsw_ef_construction}, EF_RUNTIME {base.hnsw_ef_runtime}; similar(k: 10) over "
+        f"HTTP, {args.requests} requests per catalogue, interleaved; recall@10 on "
+        f"{args.recall_books} random books"
     )
     print(
-        f"{'books':>8} {'load s':>8} {'bytes/book':>11} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p50 vs 1,486':>13} {'recall@10':>10}"
+        f"{'books':>10} {'load s':>8} {'indexed s':>9} {'bytes/book':>11} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'p50 vs 1,486':>13} {'recall@10':>10}"
     )
     base_p50 = float(np.percentile(targets[0].timings or [1.0], 50))
     for target in targets:

@@ -10,13 +10,15 @@ from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.services.errors import InvalidImage, PersonNotFound
 from lookalike.services.face_store import PeoplePage, Person
-from lookalike.services.faces import PERSON_ID, Identification
+from lookalike.services.faces import PERSON_ID, Identification, Verification
 
 
 async def read_upload(upload: Any) -> bytes:
     """The uploaded bytes; the request's size was already bounded while it was received.
+
     Read from the start: one file may fill two variables (Apollo's clients map a repeated
-    file that way), and each reader gets all of it."""
+    file that way) or be given to two fields (identify and verify one photo), and each reader
+    gets all of it."""
     if not isinstance(upload, UploadFile):
         raise InvalidImage("image must be a file part of a multipart request")
     await upload.seek(0)
@@ -27,6 +29,12 @@ async def identify(ctx: Context, upload: Any, k: int) -> tuple[Identification, l
     found = await ctx.faces.identify(await read_upload(upload), k)
     people = await ctx.loaders.people.load_many([c.person_id for c in found.candidates])
     return found, [p for p in people if p is not None]
+
+
+async def verify(ctx: Context, person_id: str, upload: Any) -> Verification:
+    found = await ctx.faces.verify(person_id, await read_upload(upload))
+    ctx.loaders.people.prime(person_id, found.person, force=True)
+    return found
 
 
 async def enroll(ctx: Context, person_id: str, upload: Any, name: str | None) -> Person:

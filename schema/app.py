@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 watching.cancel()
 
-    keys = ApiKeys(settings.api_keys)
+    keys = ApiKeys(settings.api_keys, settings.identify_keys)
     graphiql = GraphiQLFiles() if settings.graphiql else None
     graphql = GraphQLEndpoint(
         build_schema(settings),

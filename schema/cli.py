@@ -109,7 +109,7 @@ def models() -> None:
     """
     import time
 
-    from lookalike.services.face_model import MODEL_LABEL, load_here
+    from lookalike.services.face_model import MODEL_LABEL, check_model
     from lookalike.services.text_embedding import MODEL_NAME, text_embedder
 
     started = time.perf_counter()
@@ -120,7 +120,7 @@ def models() -> None:
     )
 
     async def load_face_model() -> Path:
-        return load_here(get_settings().deepface_home)
+        return check_model()
 
     started = time.perf_counter()
     weights = _run(load_face_model)  # a missing weight file: one line, exit 3
@@ -331,12 +331,16 @@ def faces_eval(
             help="hash or json.", show_default=_setting_default("face_layout", "FACE_LAYOUT")
         ),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Draw the distance distributions and error rates to this PNG file."),
+    ] = None,
 ) -> None:
     """Run the course's protocol on a throwaway namespace: closed and open set figures."""
     import os
 
     from lookalike.services.face_eval import evaluate, parse_numbers, people_in
-    from lookalike.services.face_model import FaceEmbedder
+    from lookalike.services.face_workers import FaceWorkers
     from lookalike.services.redis_connection import open_redis
 
     settings = get_settings()
@@ -348,10 +352,9 @@ def faces_eval(
     async def work() -> list[str]:
         enrolled, queried = parse_numbers(enroll), parse_numbers(query)
         total = sum(len(images) for images in people_in(dataset).values())
-        embedder = FaceEmbedder(
-            settings.deepface_home, os.cpu_count() or 1, settings.max_image_pixels
-        )
+        embedder = FaceWorkers(os.cpu_count() or 1, settings.max_image_pixels)
         try:
+            await embedder.start()
             async with open_redis(settings) as (client, _):
                 with _progress() as bar:
                     task = bar.add_task("embedding faces", total=total)
@@ -366,7 +369,12 @@ def faces_eval(
                         progress=lambda n: bar.advance(task, n),
                     )
         finally:
-            embedder.close()
+            await embedder.close()
+        if plot is not None:
+            from lookalike.services.face_plot import plot_distances
+
+            plot_distances(report, plot, title=f"{dataset.name}: {report.model}")
+            return [*report.lines(), f"plot: {plot}"]
         return report.lines()
 
     for line in _run(work):

@@ -46,6 +46,19 @@ class FaceIdentification:
     )
 
 
+@strawberry.type(description="Whether a photo shows one enrolled person.")
+class FaceVerification:
+    person: Person
+    match: bool = strawberry.field(
+        description="True when the nearest of the person's faces is closer than the threshold."
+    )
+    distance: float = strawberry.field(description="To the nearest of the person's faces.")
+    threshold: float
+    faces_detected: int = strawberry.field(
+        description="Faces found in the photo; the largest one is the one compared."
+    )
+
+
 @strawberry.type
 class FaceQuery:
     @strawberry.field(description="A person by id; null (with PERSON_NOT_FOUND) if unknown.")
@@ -88,6 +101,22 @@ class Mutation:
             candidates=candidates,
             threshold=found.threshold,
             model=found.model,
+            faces_detected=found.faces_detected,
+        )
+
+    @strawberry.mutation(
+        description="Is this photo that person? The largest face is compared with that "
+        "person's enrolled faces only. PERSON_NOT_FOUND for an unknown id."
+    )
+    async def verify_face(
+        self, info: Info, person_id: strawberry.ID, image: Upload
+    ) -> FaceVerification:
+        found = await faces.verify(info.context, str(person_id), image)
+        return FaceVerification(
+            person=Person.from_record(found.person),
+            match=found.match,
+            distance=found.distance,
+            threshold=found.threshold,
             faces_detected=found.faces_detected,
         )
 

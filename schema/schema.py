@@ -55,7 +55,7 @@ def build_schema(settings: Settings) -> Schema:
         lambda: AddValidationRules(list(rules)),
         lambda: ValidationCache(maxsize=1024),
         lambda: AccessControl(
-            keys_configured=bool(settings.api_keys),
+            keys_configured=bool(settings.api_keys or settings.identify_keys),
             keys_for_queries=settings.require_key_for_queries,
         ),
         ErrorCodes,

@@ -1,8 +1,14 @@
-"""API keys: who presented a valid one, compared so that timing reveals nothing.
+"""API keys: who presented a valid one, with which rights, compared so that timing reveals
+nothing.
+
+Two kinds of key. A key of ``LOOKALIKE_API_KEYS`` has every right. A key of
+``LOOKALIKE_IDENTIFY_KEYS`` may ask who a photo shows and whether it is a given person, and
+nothing else that changes data: it is the key a mobile app carries, and whoever extracts it
+from the app cannot enrol or forget anyone with it.
 
 Keys are compared as SHA-256 digests with ``hmac.compare_digest`` against every configured key
-(no early exit), so the time taken says nothing about how close a guess was. The key itself is
-never kept past the check nor logged.
+of both kinds (no early exit), so the time taken says nothing about how close a guess was nor
+which kind of key it matched. The key itself is never kept past the check nor logged.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-KeyStatus = Literal["valid", "missing", "unknown"]
+# valid: full rights; identify: identifyFace and verifyFace only (and queries)
+KeyStatus = Literal["valid", "identify", "missing", "unknown"]
 
 
 def _digest(key: str) -> bytes:
@@ -30,8 +37,9 @@ class Caller:
 
 
 class ApiKeys:
-    def __init__(self, keys: Sequence[SecretStr]) -> None:
-        self._digests = [_digest(k.get_secret_value()) for k in keys]
+    def __init__(self, keys: Sequence[SecretStr], identify_keys: Sequence[SecretStr] = ()) -> None:
+        self._digests = [(_digest(k.get_secret_value()), "valid") for k in keys]
+        self._digests += [(_digest(k.get_secret_value()), "identify") for k in identify_keys]
 
     def __bool__(self) -> bool:
         return bool(self._digests)
@@ -44,10 +52,13 @@ class ApiKeys:
         if scheme.lower() != "bearer" or not presented.strip():
             return "missing"
         digest = _digest(presented.strip())
-        matched = False
-        for known in self._digests:
-            matched |= hmac.compare_digest(digest, known)
-        return "valid" if matched else "unknown"
+        full = identify = False
+        for known, kind in self._digests:
+            matched = hmac.compare_digest(digest, known)
+            full |= matched and kind == "valid"
+            identify |= matched and kind == "identify"
+        # a key configured as both keeps its full rights
+        return "valid" if full else "identify" if identify else "unknown"
 
 
 def _is_loopback(host: str | None) -> bool:

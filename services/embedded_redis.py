@@ -52,6 +52,24 @@ def module_files() -> list[Path]:
     return [lib / "redisearch.so", lib / "rejson.so"]
 
 
+def server_command(*options: str) -> list[str]:
+    """The command line of a Redis like the embedded one: the server, the search and JSON
+    modules, lookalike's memory settings, then ``options`` (a port, ``--replicaof``: the
+    tests and benchmarks start primaries and replicas with it)."""
+    command = [
+        str(server_binary()),
+        # A book's Hash (longest values: its description, its vector) stays one compact
+        # listpack instead of a hash table: about 600 bytes a book less (README, Data).
+        "--hash-max-listpack-value", str(HASH_LISTPACK_VALUE),
+        # caches bound themselves; books and faces must never be evicted (README: memory)
+        "--maxmemory-policy", "noeviction",
+        *options,
+    ]  # fmt: skip
+    for module in module_files():
+        command += ["--loadmodule", str(module)]
+    return command
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -96,8 +114,7 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._lock_file is None:  # still held after a crash: the data dir stays ours
             self._lock()
-        command = [
-            str(server_binary()),
+        command = server_command(
             "--port", "0",
             "--unixsocket", str(self.socket_path),
             "--unixsocketperm", "700",
@@ -105,16 +122,9 @@ class EmbeddedRedis:
             "--appendonly", "yes",
             "--appendfsync", "everysec",
             "--save", "",
-            # A book's Hash (longest values: its description, its vector) stays one compact
-            # listpack instead of a hash table: about 600 bytes a book less (README, Data).
-            "--hash-max-listpack-value", str(HASH_LISTPACK_VALUE),
-            # caches bound themselves; books and faces must never be evicted (README: memory)
-            "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
-        ]  # fmt: skip
-        for module in module_files():
-            command += ["--loadmodule", str(module)]
+        )  # fmt: skip
         log.info("starting embedded redis", extra={"data_dir": str(self.data_dir)})
         self.process = subprocess.Popen(
             command,

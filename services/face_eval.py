@@ -18,13 +18,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from lookalike.services.errors import BadUserInput, LookalikeError
-from lookalike.services.face_model import FaceEmbedder
+from lookalike.services.face_model import MODEL_LABEL
 from lookalike.services.face_store import Layout, face_store
+from lookalike.services.face_workers import FaceWorkers
 from lookalike.services.redis_connection import Redis
 
-IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".webp", ".pgm"}
+IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".webp", ".heic", ".heif", ".avif", ".mpo"}
 
 
 def parse_numbers(spec: str) -> list[int]:
@@ -74,6 +76,21 @@ class OpenSet:
         false = sum(1 for d in self.strangers if d < threshold)
         return right, false
 
+    def error_rates(self, threshold: float) -> tuple[float, float]:
+        """(false accept, false reject) at a threshold, as fractions: strangers taken for
+        someone enrolled, and enrolled people's photos not taken for themselves."""
+        right, false = self.at(threshold)
+        return false / max(len(self.strangers), 1), 1 - right / max(len(self.known), 1)
+
+    def spread(self, group: Literal["known", "strangers"]) -> str:
+        """Where a group's nearest distances lie: the right person's upper end, the
+        strangers' lower end (the two ends a threshold sits between)."""
+        if group == "known":
+            d = [d for ok, d in self.known if ok] or [0.0]
+            return f"{statistics.median(d):.3f}/{_quantile(d, 0.95):.3f}/{max(d):.3f}"
+        s = self.strangers or [0.0]
+        return f"{min(s):.3f}/{_quantile(s, 0.05):.3f}/{statistics.median(s):.3f}"
+
     def best_threshold(self) -> float:
         """The threshold with the most right acceptances minus false ones (ties: lower)."""
         cuts = sorted({d for _, d in self.known} | set(self.strangers))
@@ -81,9 +98,15 @@ class OpenSet:
         return max(candidates, key=lambda t: (self.at(t)[0] - self.at(t)[1], -t))
 
 
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 @dataclass
 class EvalReport:
     layout: Layout
+    model: str
     closed_correct: int
     closed_total: int
     open_set: OpenSet
@@ -107,6 +130,8 @@ class EvalReport:
             f"({100 * false / max(strangers, 1):.1f}%)",
             f"  best threshold {best:.3f}: right person accepted {best_right}/{known}, "
             f"strangers accepted {best_false}/{strangers}",
+            f"  distances: right person median/p95/max {o.spread('known')}; "
+            f"strangers min/p5/median {o.spread('strangers')}",
             f"time per image: {ms:.0f} ms median (decode, detection and embedding), "
             f"{len(self.seconds_per_image)} images; layout {self.layout}",
             *(f"no face found: {name}" for name in self.failed),
@@ -115,7 +140,7 @@ class EvalReport:
 
 async def evaluate(
     client: Redis,
-    embedder: FaceEmbedder,
+    embedder: FaceWorkers,
     dataset: Path,
     *,
     enroll: Sequence[int],
@@ -144,6 +169,7 @@ async def evaluate(
     stranger_distances = [d for _, d in opened[len(known_queries) :]]
     return EvalReport(
         layout=layout,
+        model=MODEL_LABEL,
         closed_correct=sum(
             1 for (p, _), (found, _) in zip(closed_queries, closed, strict=True) if found == p
         ),
@@ -156,7 +182,7 @@ async def evaluate(
 
 
 async def _embed_all(
-    embedder: FaceEmbedder,
+    embedder: FaceWorkers,
     people: dict[str, dict[int, Path]],
     numbers: Sequence[int],
     progress: Callable[[int], None] | None,

@@ -1,40 +1,62 @@
 """Where enrolled faces live in Redis, in either of the course's two layouts.
 
-``hash``: one Hash per face, ``face:<person>:<image hash>``, its FLOAT32 vector under an HNSW
-index with the person as a TAG; the person's name and face count in a Hash
-``face-person:<person>``. ``json``: one JSON document per person, ``face-person:<person>``,
-holding all their vectors in ``$.embeddings[*]`` under a multi-value HNSW index, so a KNN
-query ranks people by their nearest face directly.
+``hash``: one Hash per face, ``face:{<person>}:<image hash>``, its FLOAT32 vector under an HNSW
+index with the person as a TAG; the person's name, face count and the list of their faces
+(a field ``img:<image hash>`` each) in a Hash ``face-person:{<person>}``. ``json``: one JSON
+document per person, ``face-person:{<person>}``, holding all their vectors in
+``$.embeddings[*]`` under a multi-value HNSW index, so a KNN query ranks people by their
+nearest face directly.
 
-Both keep the person ids in a sorted set (``faces:people``) for keyset paging, and record
-their layout in ``faces:layout``: opening a Redis whose enrolled people use the other layout
-is refused (with nobody enrolled, the layout simply changes).
-A namespace prefix keeps evaluation runs apart from enrolled people.
+Person ids are exact: the TAG fields that hold them are CASESENSITIVE, and a person's faces
+are found by key (the person's record lists them), never by a search, so ``probe-a`` and
+``PROBE-A`` (or ``a`` and ``a-1``) never touch each other's faces.
+
+**Redis Cluster.** Every key of one person carries the person as its hash tag (``{s1}``), so
+the keys of one person live in one slot and each change of a person is one MULTI/EXEC (with
+WATCH) on that slot. Two keys are shared by everyone: the people registry (a sorted set,
+``faces:people``, for keyset paging) and the layout marker (``faces:layout``). The registry is
+brought in line with the person's record *after* each per-person transaction, in a command of
+its own, so a crash between the two can leave the registry behind: an id listed whose person
+is gone (listing skips it; ``totalCount`` counts it until that id is enrolled or deleted
+again) or a person enrolled but not listed (identified and readable by id; listed again at
+their next enrolment). No face vector is ever left without its person by this.
+
+Both layouts record their layout in ``faces:layout``: opening a Redis whose enrolled people
+use the other layout is refused (with nobody enrolled, the layout simply changes). Key names
+of earlier versions (no hash tag) are renamed on start. A namespace prefix keeps evaluation
+runs apart from enrolled people.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 from redisvl.index import AsyncSearchIndex
-from redisvl.query import FilterQuery, VectorQuery
+from redisvl.query import VectorQuery
 from redisvl.query.filter import Tag
 from redisvl.schema import IndexSchema
 
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_model import DIMENSIONS
 from lookalike.services.redis_connection import Pipe, Redis, redis_errors
+from lookalike.services.redis_lock import held_lock
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.request_usage import note_write
-from lookalike.services.search_indexes import drop_index, ensure_index
+from lookalike.services.search_indexes import drop_index, ensure_index, index_info
 from lookalike.services.search_pipeline import SearchPipeline
 
+log = logging.getLogger(__name__)
+
 Layout = Literal["hash", "json"]
+KEYS_VERSION = b"2"  # 2: every key of a person carries the person as its hash tag
+FACE_FIELD = "img:"  # hash layout: the person's record lists each face as img:<image hash>
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +89,10 @@ def _vector_attrs(ef_runtime: int) -> dict[str, Any]:
     }
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class FaceStore:
     layout: Layout
 
@@ -83,6 +109,7 @@ class FaceStore:
         self.ef_runtime = ef_runtime
         self.registry = f"{namespace}faces:people"
         self.marker = f"{namespace}faces:layout"
+        self.keys_version = f"{namespace}faces:keys-version"
         self.index = AsyncSearchIndex(self.schema(), redis_client=client)
         self._searches = SearchPipeline(self.reads, self.index.name)
 
@@ -90,17 +117,16 @@ class FaceStore:
         raise NotImplementedError
 
     def person_key(self, person_id: str) -> str:
-        return f"{self.ns}face-person:{person_id}"
+        return f"{self.ns}face-person:{{{person_id}}}"
 
     async def open(self) -> None:
-        """Create the index, or refuse a Redis whose enrolled people use the other layout.
+        """Check the layout, rename keys of earlier versions, bring the index up to date.
 
         With nobody enrolled the layout may change freely: there is nothing to misread.
         """
         async with redis_errors():
             await self.redis.set(self.marker, self.layout, nx=True)
-            raw = await self.redis.get(self.marker)
-            stored = raw.decode() if isinstance(raw, bytes) else str(raw)
+            stored = _text(await self.redis.get(self.marker))
             if stored != self.layout:
                 enrolled = await self.redis.zcard(self.registry)
                 if enrolled:
@@ -111,7 +137,69 @@ class FaceStore:
                         "forget ID) to start over"
                     )
                 await self.redis.set(self.marker, self.layout)
-        await ensure_index(self.redis, self.index.schema)
+            await self._rename_old_keys()
+        if await ensure_index(self.redis, self.index.schema) != "unchanged":
+            await self._until_indexed()
+
+    async def _until_indexed(self, limit: float = 600.0) -> None:
+        """Wait while Redis indexes the documents already there (a rebuilt index starts
+        empty and fills in the background): until then a face would go unrecognised."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        async with redis_errors():
+            while loop.time() < deadline:
+                info = await index_info(self.redis, self.index.name) or {}
+                if int(info.get("indexing", 0)) == 0 and float(info.get("percent_indexed", 1)) >= 1:
+                    return
+                await asyncio.sleep(0.05)
+        log.warning("the face index is still being built after %g s", limit)
+
+    async def _rename_old_keys(self) -> None:
+        """Earlier versions named keys without a hash tag (``face:<person>:<hash>``,
+        ``face-person:<person>``): rename them (RENAME, a standalone Redis), once, under a
+        lock so that processes starting together do it once."""
+        if await self.redis.get(self.keys_version) == KEYS_VERSION:
+            return
+        async with held_lock(self.redis, f"lock:{self.keys_version}"):
+            if await self.redis.get(self.keys_version) == KEYS_VERSION:
+                return
+            renamed = 0
+            if await self.redis.zcard(self.registry):  # nobody enrolled: nothing to rename
+                renamed = await self._rename_keys()
+            await self.redis.set(self.keys_version, KEYS_VERSION)
+        if renamed:
+            log.warning("renamed %d face keys of an earlier version (hash tags)", renamed)
+
+    async def _rename_keys(self) -> int:
+        people, faces = f"{self.ns}face-person:", f"{self.ns}face:"
+        old = [
+            _text(key)
+            async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000)
+            if b"{" not in key
+        ]
+        renamed = 0
+        for key in sorted(old, key=lambda k: not k.startswith(people)):  # records first
+            if key.startswith(people):
+                person_id, image = key[len(people) :], None
+            elif key.startswith(faces) and key.count(":") == faces.count(":") + 1:
+                person_id, image = key[len(faces) :].split(":")
+            else:
+                continue
+            new = (
+                self.person_key(person_id)
+                if image is None
+                else f"{self.ns}face:{{{person_id}}}:{image}"
+            )
+            try:
+                if not await self.redis.renamenx(key, new):
+                    log.error("kept %s: %s exists already", key, new)
+                    continue
+            except ResponseError:  # gone meanwhile
+                continue
+            if image is not None:
+                await self.redis.hset(self.person_key(person_id), f"{FACE_FIELD}{image}", 1)
+            renamed += 1
+        return renamed
 
     async def page(self, first: int, after: str | None) -> PeoplePage:
         low = f"({after}" if after is not None else "-"
@@ -137,6 +225,15 @@ class FaceStore:
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
         raise NotImplementedError
 
+    async def distance_to(self, person_id: str, vector: bytes) -> float | None:
+        """The distance to this person's nearest face; None if they have none. The KNN query
+        is filtered on the person, so no other person's vector is read."""
+        query = self._query(vector, 1)
+        query.set_filter(Tag("person_id") == person_id)
+        (reply,) = await self._searches.run([query])
+        distances = reply.texts(b"vector_distance")
+        return float(distances[0]) if distances else None
+
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
         raise NotImplementedError
 
@@ -154,27 +251,37 @@ class FaceStore:
         await drop_index(self.redis, self.index.schema, documents=True)
         async with redis_errors():
             keys = [key async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000)]
-            for start in range(0, len(keys), 1000):  # a round trip per thousand, not per key
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in keys[start : start + 1000]:  # one key each: any hash slot
-                        pipe.unlink(key)
-                    await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:  # one key a command: keys of many slots
+                    pipe.unlink(key)
+                await pipe.execute()
 
-    async def _watched(self, key: str, change: Callable[[Pipe], Awaitable[bool]]) -> bool:
-        """Run ``change`` as an optimistic transaction on ``key`` (WATCH, read, MULTI, write),
-        again if another client changed the key meanwhile. Returns what ``change`` returns."""
+    async def _watched(
+        self, keys: Sequence[str], change: Callable[[Pipe], Awaitable[bool]]
+    ) -> bool:
+        """Run ``change`` as an optimistic transaction on one person's keys (WATCH, read,
+        MULTI, write), again if another client changed them meanwhile."""
         async with redis_errors():
             for _ in range(5):
                 try:
                     async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(key)
+                        await pipe.watch(*keys)
                         result = await change(pipe)
                         await pipe.execute()
                         note_write()
                         return result
                 except WatchError:
                     continue
-        raise ServiceUnavailable("too many concurrent enrolments of the same person; try again")
+        raise ServiceUnavailable("too many concurrent changes of the same person; try again")
+
+    async def _sync_registry(self, person_id: str) -> None:
+        """List the person in the registry if their record exists, else unlist them: run
+        after every change of a person, outside its transaction (another slot)."""
+        async with redis_errors():
+            if await self.redis.exists(self.person_key(person_id)):
+                await self.redis.zadd(self.registry, {person_id: 0})
+            else:
+                await self.redis.zrem(self.registry, person_id)
 
     def _query(self, vector: bytes, num_results: int) -> VectorQuery:
         return VectorQuery(
@@ -204,7 +311,7 @@ class HashFaceStore(FaceStore):
                     "storage_type": "hash",
                 },
                 "fields": [
-                    {"name": "person_id", "type": "tag"},
+                    {"name": "person_id", "type": "tag", "attrs": {"case_sensitive": True}},
                     {
                         "name": "embedding",
                         "type": "vector",
@@ -215,7 +322,7 @@ class HashFaceStore(FaceStore):
         )
 
     def face_key(self, person_id: str, image_hash: str) -> str:
-        return f"{self.ns}face:{person_id}:{image_hash[:32]}"
+        return f"{self.ns}face:{{{person_id}}}:{image_hash[:32]}"
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
         async def read(client: Redis) -> list[Any]:
@@ -265,25 +372,32 @@ class HashFaceStore(FaceStore):
                     },
                 )
                 pipe.hincrby(person_key, "face_count", 1)
-                pipe.zadd(self.registry, {person_id: 0})
+                pipe.hset(person_key, f"{FACE_FIELD}{image_hash[:32]}", 1)
             if name is not None:
                 pipe.hset(person_key, "name", name)
             return new
 
-        return await self._watched(face_key, change)
+        added = await self._watched([face_key, person_key], change)
+        await self._sync_registry(person_id)
+        return added
 
     async def delete(self, person_id: str) -> bool:
-        faces_of = FilterQuery(
-            filter_expression=Tag("person_id") == person_id, return_fields=[], num_results=10_000
-        )
-        (found,) = await self._searches.run([faces_of], primary=True)
-        faces = [key for key, _ in found.hits]
-        async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.person_key(person_id), *faces)
-            pipe.zrem(self.registry, person_id)
-            deleted, _ = await pipe.execute()
-        note_write()
-        return bool(deleted)
+        person_key = self.person_key(person_id)
+
+        async def change(pipe: Pipe) -> bool:
+            fields = [_text(f) for f in await pipe.hkeys(person_key)]
+            faces = [
+                self.face_key(person_id, f[len(FACE_FIELD) :])
+                for f in fields
+                if f.startswith(FACE_FIELD)
+            ]
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.delete(person_key, *faces)
+            return bool(fields)
+
+        deleted = await self._watched([person_key], change)
+        await self._sync_registry(person_id)
+        return deleted
 
 
 class JsonFaceStore(FaceStore):
@@ -298,7 +412,12 @@ class JsonFaceStore(FaceStore):
                     "storage_type": "json",
                 },
                 "fields": [
-                    {"name": "person_id", "type": "tag", "path": "$.id"},
+                    {
+                        "name": "person_id",
+                        "type": "tag",
+                        "path": "$.id",
+                        "attrs": {"case_sensitive": True},
+                    },
                     {
                         "name": "embedding",
                         "type": "vector",
@@ -310,14 +429,12 @@ class JsonFaceStore(FaceStore):
         )
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
-        if not person_ids:
-            return []
-        keys = [self.person_key(p) for p in person_ids]
-
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
-                for key in keys:  # one key a command: people live on different shards
-                    pipe.execute_command("JSON.GET", key, "$['name','image_hashes']")
+                for person_id in person_ids:  # one key a command: people live in many slots
+                    pipe.execute_command(
+                        "JSON.GET", self.person_key(person_id), "$.name", "$.image_hashes"
+                    )
                 return await pipe.execute()
 
         async with redis_errors():
@@ -325,10 +442,11 @@ class JsonFaceStore(FaceStore):
         people: list[Person | None] = []
         for person_id, row in zip(person_ids, rows, strict=True):
             values = json.loads(row) if row else None
-            if not values or not values[1]:
+            names, hashes = (values["$.name"], values["$.image_hashes"]) if values else ([], [])
+            if not hashes or not hashes[0]:
                 people.append(None)
             else:
-                people.append(Person(id=person_id, name=values[0], face_count=len(values[1])))
+                people.append(Person(id=person_id, name=names[0], face_count=len(hashes[0])))
         return people
 
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
@@ -348,7 +466,6 @@ class JsonFaceStore(FaceStore):
                 document = {"id": person_id, "name": name, "image_hashes": [image_hash]}
                 pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
                 pipe.execute_command("JSON.SET", key, "$.embeddings", f"[{floats}]")
-                pipe.zadd(self.registry, {person_id: 0})
                 return True
             new = image_hash not in hashes
             if new:
@@ -360,14 +477,15 @@ class JsonFaceStore(FaceStore):
                 pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
             return new
 
-        return await self._watched(key, change)
+        added = await self._watched([key], change)
+        await self._sync_registry(person_id)
+        return added
 
     async def delete(self, person_id: str) -> bool:
-        async with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.person_key(person_id))
-            pipe.zrem(self.registry, person_id)
-            deleted, _ = await pipe.execute()
+        async with redis_errors():
+            deleted = await self.redis.delete(self.person_key(person_id))
         note_write()
+        await self._sync_registry(person_id)
         return bool(deleted)
 
 

@@ -1,4 +1,4 @@
-"""Enrolling people from photos and identifying who a photo shows.
+"""Enrolling people from photos, identifying who a photo shows, verifying that it is someone.
 
 The photo itself is never stored: only the face vector, the SHA-256 of the uploaded bytes
 (which makes enrolling the same photo twice a no-op) and the person's id and name. Input is
@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from lookalike.services.errors import BadUserInput, PayloadTooLarge, PersonNotFound, check_range
-from lookalike.services.face_model import MODEL_LABEL, FaceEmbedder
+from lookalike.services.face_model import MODEL_LABEL, weight_files
 from lookalike.services.face_store import FaceStore, Nearest, PeoplePage, Person, face_store
+from lookalike.services.face_workers import FaceWorkers
 from lookalike.services.redis_connection import Redis
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.settings import Settings
@@ -36,6 +37,15 @@ class Identification:
     faces_detected: int
 
 
+@dataclass(frozen=True, slots=True)
+class Verification:
+    person: Person
+    match: bool  # the nearest of the person's faces is closer than the threshold
+    distance: float
+    threshold: float
+    faces_detected: int
+
+
 def validate_person_id(person_id: str) -> None:
     """Ids become Redis key names and TAG values: only a safe alphabet gets that far."""
     if not PERSON_ID.fullmatch(person_id):
@@ -45,7 +55,7 @@ def validate_person_id(person_id: str) -> None:
 
 
 class FaceService:
-    def __init__(self, store: FaceStore, embedder: FaceEmbedder, threshold: float, max_bytes: int):
+    def __init__(self, store: FaceStore, embedder: FaceWorkers, threshold: float, max_bytes: int):
         self.store = store
         self.embedder = embedder
         self.threshold = threshold
@@ -71,6 +81,24 @@ class FaceService:
             candidates=candidates,
             threshold=self.threshold,
             model=MODEL_LABEL,
+            faces_detected=face.faces_detected,
+        )
+
+    async def verify(self, person_id: str, data: bytes) -> Verification:
+        """Is this photo that person? Compared with that person's faces only (a KNN query
+        filtered on the person), so nobody else's vectors are read."""
+        validate_person_id(person_id)
+        self._check_size(data)
+        person = await self.get(person_id)  # an unknown id spends no model time
+        face = await self.embedder.embed(data)
+        distance = await self.store.distance_to(person_id, face.vector)
+        if distance is None:  # forgotten while the photo was in the model
+            raise PersonNotFound(f"nobody is enrolled as {person_id!r}", id=person_id)
+        return Verification(
+            person=person,
+            match=distance < self.threshold,
+            distance=distance,
+            threshold=self.threshold,
             faces_detected=face.faces_detected,
         )
 
@@ -105,14 +133,14 @@ class FaceService:
 async def open_faces(
     settings: Settings, client: Redis, reads: Reads | None = None
 ) -> AsyncIterator[FaceService]:
-    """The face service on this Redis: weights linked, layout checked, worker warmed up."""
-    embedder = FaceEmbedder(
-        settings.deepface_home, settings.face_workers, settings.max_image_pixels
-    )
+    """The face service on this Redis: model files found, keys and index up to date, workers
+    started with the model loaded. Reads go through ``reads`` (replicas) when given."""
+    weight_files()  # a missing file: one sentence now, not one per worker
+    embedder = FaceWorkers(settings.face_workers, settings.max_image_pixels)
     try:
         store = face_store(settings.face_layout, client, reads=reads)
         await store.open()
         await embedder.start()
         yield FaceService(store, embedder, settings.face_threshold, settings.max_upload_bytes)
     finally:
-        embedder.close()
+        await embedder.close()

@@ -112,10 +112,14 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Keys accepted in 'Authorization: Bearer <key>'."
     )
+    identify_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that may identify and verify faces, and change nothing else.",
+    )
     require_key_for_queries: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("cors_origins", "api_keys", "redis_replicas", mode="before")
+    @field_validator("cors_origins", "api_keys", "identify_keys", "redis_replicas", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """Lists come from the environment as ``a,b,c`` (blank entries ignored)."""
@@ -125,17 +129,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _keys_for_queries_need_keys(self) -> Settings:
-        if self.require_key_for_queries and not self.api_keys:
+        if self.require_key_for_queries and not (self.api_keys or self.identify_keys):
             raise ValueError(
-                "LOOKALIKE_REQUIRE_KEY_FOR_QUERIES is on but LOOKALIKE_API_KEYS is empty: "
-                "no request could be answered"
+                "LOOKALIKE_REQUIRE_KEY_FOR_QUERIES is on but LOOKALIKE_API_KEYS and "
+                "LOOKALIKE_IDENTIFY_KEYS are empty: no request could be answered"
             )
         return self
-
-    @property
-    def deepface_home(self) -> Path:
-        """deepface's home: its weights folder gets links to the packaged model files."""
-        return self.data_dir / "deepface"
 
 
 @cache

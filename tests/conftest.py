@@ -124,6 +124,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         yield LiveServer(served.base, API_KEY, served.log)
 
 
+def from_address(api: TestClient, host: str) -> TestClient:
+    """A client of the same running app (same event loop, same Redis connections) that
+    connects from another address and sends no default key."""
+    other = TestClient(api.app, client=(host, 50000))
+    other.portal = api.portal
+    return other
+
+
 def redis_dump(redis_url: str, pattern: str) -> dict[bytes, Any]:
     """Every key matching ``pattern`` with its value: to prove a request wrote nothing."""
     client = sync_client(redis_url)

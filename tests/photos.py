@@ -10,6 +10,8 @@ from typing import Any
 from PIL import Image
 from starlette.testclient import TestClient
 
+from bench.phone_photos import phone_photo
+
 ORL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
 PREFLIGHT = {"Apollo-Require-Preflight": "true"}
 
@@ -18,11 +20,16 @@ IDENTIFY = """mutation($image: Upload!, $k: Int!) { identifyFace(image: $image, 
   candidates { distance person { id faceCount } } } }"""
 ENROLL = """mutation($id: ID!, $image: Upload!, $name: String) {
   enrollFace(personId: $id, image: $image, name: $name) { id name faceCount } }"""
+VERIFY = """mutation($id: ID!, $image: Upload!) { verifyFace(personId: $id, image: $image) {
+  person { id name faceCount } match distance threshold facesDetected } }"""
 PERSON = "query($id: ID!) { person(id: $id) { id name faceCount } }"
 
 
 def orl(person: str, number: int) -> bytes:
     return (ORL / person / f"{number}.bmp").read_bytes()
+
+
+__all__ = ["phone_photo"]  # built by the bench, which times it against a small photo
 
 
 def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
@@ -41,3 +48,16 @@ def send(api: TestClient, query: str, image: bytes, headers: dict[str, str] | No
         files={"0": ("photo", image, "application/octet-stream")},
         headers=PREFLIGHT if headers is None else headers,
     )
+
+
+def orl_image(person: str, number: int) -> Image.Image:
+    return Image.open(ORL / person / f"{number}.bmp").convert("RGB")
+
+
+def tiled(people: list[tuple[str, int]], columns: int) -> Image.Image:
+    """ORL faces side by side, a grid of ``columns``: a crowd for the detector."""
+    rows = -(-len(people) // columns)
+    sheet = Image.new("RGB", (92 * columns, 112 * rows), (200, 200, 200))
+    for n, (person, number) in enumerate(people):
+        sheet.paste(orl_image(person, number), (92 * (n % columns), 112 * (n // columns)))
+    return sheet

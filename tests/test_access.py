@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
 from lookalike.services.settings import Settings
-from tests.conftest import API_KEY, error_codes, gql, redis_dump
+from tests.conftest import API_KEY, error_codes, from_address, gql, redis_dump
 from tests.photos import ENROLL, PREFLIGHT, orl, send
 
 DELETE = 'mutation { deletePerson(id: "nobody") }'
@@ -22,14 +22,6 @@ BOOK_9 = {"book": {"title": "Transformers: The Ultimate Guide"}}
 INTROSPECTION = "{ __schema { queryType { name } } }"
 OTHER_KEY = "second-key-for-a-second-client"
 ORIGIN = "https://books.example"
-
-
-def from_address(api: TestClient, host: str) -> TestClient:
-    """A client of the same running app (same event loop, same Redis connections) that
-    connects from another address and sends no default key."""
-    other = TestClient(api.app, client=(host, 50000))
-    other.portal = api.portal
-    return other
 
 
 def post(api: TestClient, query: str, authorization: str | None) -> dict[str, Any]:
@@ -104,7 +96,7 @@ def test_keys_and_origins_are_read_comma_separated(monkeypatch: pytest.MonkeyPat
 
 
 def test_keys_for_queries_need_keys() -> None:
-    with pytest.raises(ValidationError, match="LOOKALIKE_API_KEYS is empty"):
+    with pytest.raises(ValidationError, match="LOOKALIKE_IDENTIFY_KEYS are empty"):
         Settings(require_key_for_queries=True)
 
 

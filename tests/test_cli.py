@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from PIL import Image
 from typer.testing import CliRunner
 
 from lookalike.schema.cli import app
@@ -76,6 +77,7 @@ def test_books_load_of_the_shipped_catalogue_is_a_no_op(runner: CliRunner) -> No
 
 def small_orl(tmp_path: Path, people: int, images: int) -> Path:
     """A few people of ORL, linked into a folder of their own."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for n in range(1, people + 1):
         (tmp_path / f"s{n}").mkdir()
         for i in range(1, images + 1):
@@ -100,14 +102,20 @@ def test_faces_enroll_adds_each_photo_once(runner: CliRunner, tmp_path: Path) ->
 def test_faces_eval_reports_the_course_protocol(
     runner: CliRunner, tmp_path: Path, layout: str
 ) -> None:
-    dataset = small_orl(tmp_path, people=4, images=6)
+    dataset = small_orl(tmp_path / "orl", people=4, images=6)
+    plot = tmp_path / "plots" / "distances.png"
     args = ["--dataset", str(dataset), "--enroll", "1-4", "--query", "5-6", "--layout", layout]
-    result = runner.invoke(app, ["faces", "eval", *args])
+    result = runner.invoke(app, ["faces", "eval", *args, "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     assert "closed set: 8/8 correct (100.0%)" in result.stdout
     assert "open set: 3 people enrolled, 1 strangers" in result.stdout
     assert re.search(r"strangers accepted \d+/6 ", result.stdout)
+    assert re.search(r"distances: right person median/p95/max [\d./]+; strangers", result.stdout)
     assert f"layout {layout}" in result.stdout
+    assert f"plot: {plot}" in result.stdout
+    with Image.open(plot) as drawn:  # a real picture, of a size a README can show
+        assert drawn.format == "PNG"
+        assert drawn.size[0] >= 800
     assert redis.Redis.from_url(os.environ["REDIS_URL"]).keys("eval-*") == []
 
 

@@ -99,7 +99,7 @@ def test_the_models_the_image_bakes_load_with_the_network_off(
         settings.get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "384-d" in result.output
-    assert (tmp_path / "deepface" / ".deepface" / "weights").is_dir()
+    assert "face model: Dlib ResNet" in result.output
 
 
 def test_the_wheel_the_image_installs_carries_the_catalogue(tmp_path: Path) -> None:

@@ -18,9 +18,8 @@ from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
 from lookalike.services.settings import Settings
-from tests.conftest import error_codes, metric_labels
+from tests.conftest import error_codes, from_address, metric_labels
 from tests.photos import PREFLIGHT, orl
-from tests.test_access import from_address
 
 SPEC = "application/graphql-response+json"
 MODERN = {"accept": f"{SPEC}, application/json;q=0.9"}  # what Apollo Client 4 sends

@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from bench.redis_nodes import RedisNode, wait_in_sync
 from lookalike.schema.app import create_app
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.redis_connection import connect
@@ -23,7 +24,6 @@ from lookalike.services.redis_replicas import Reads, Replica, open_reads
 from lookalike.services.settings import Settings
 from tests.conftest import API_KEY, gql
 from tests.photos import ENROLL, PERSON, orl, send
-from tests.redis_nodes import RedisNode, wait_in_sync
 from tests.test_similar_books import COURSE
 
 NESTED = """{ book(id: "26415") { similar(k: 5) { book { id title similar(k: 2) {

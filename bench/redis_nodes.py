@@ -1,8 +1,8 @@
-"""Plain Redis servers on TCP for the replica tests: a primary and replicas of it.
+"""Plain Redis servers on TCP, a primary and replicas of it (bench/replicas.py, the tests).
 
-Each is the embedded Redis's server binary with the same search and JSON modules (found by
-services/embedded_redis.py), no persistence; a replica is started with ``--replicaof``. TCP,
-not a Unix socket: a replica must reach its primary by host and port.
+Each is the embedded Redis's server with the same modules and settings (services/
+embedded_redis.py's ``server_command``), no persistence; a replica is started with
+``--replicaof``. TCP, not a Unix socket: a replica must reach its primary by host and port.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import redis
 
-from lookalike.services.embedded_redis import module_files, server_binary
-from tests.servers import free_port
+from bench.scale import free_port
+from lookalike.services.embedded_redis import server_command
 
 
 @dataclass
@@ -36,16 +36,14 @@ class RedisNode:
 
     def start(self) -> RedisNode:
         self.directory.mkdir(parents=True, exist_ok=True)
-        command = [
-            str(server_binary()),
+        options = [
             "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no",
             "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        for module in module_files():
-            command += ["--loadmodule", str(module)]
         if self.replica_of is not None:
-            command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+            options += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        command = server_command(*options)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while True:

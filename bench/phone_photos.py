@@ -1,0 +1,48 @@
+"""A phone's photo of an ORL face: what bench/faces.py times and tests/ identify.
+
+A 12-megapixel JPEG (4032 x 3024, as a phone's main camera takes) with an ORL face scaled
+into it, on a wall: light gradients, blotches and sensor noise (random noise alone would make
+a 15 MB JPEG), so the file has a phone photo's size, about 1.7 MB.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ORL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
+
+
+@functools.lru_cache(maxsize=1)  # 36 MB a wall
+def _wall(seed: int) -> Image.Image:
+    """A 4032 x 3024 background: light gradients, blotches and sensor noise, as a wall or
+    a sky looks to a phone (random noise alone would make a 15 MB JPEG)."""
+    rng = np.random.default_rng(seed)
+    width, height = 4032, 3024
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [120 + 60 * x / width, 110 + 50 * y / height, 100 + 40 * (x + y) / (width + height)], -1
+    )
+    coarse = rng.normal(128, 20, (height // 32, width // 32, 3)).clip(0, 255).astype(np.uint8)
+    texture = np.asarray(
+        Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), np.float32
+    )
+    pixels = base + texture - 128 + rng.normal(0, 3, (height, width, 3))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def phone_photo(person: str, number: int, scale: int = 9, seed: int = 0) -> bytes:
+    """The photo, with ORL's ``person``/``number`` scaled ``scale`` times (x9: 828 x 1008,
+    a portrait at arm's length) a little off centre."""
+    photo = _wall(seed).copy()
+    width, height = photo.size
+    face = Image.open(ORL / person / f"{number}.bmp").convert("RGB")
+    face = face.resize((face.width * scale, face.height * scale), Image.Resampling.LANCZOS)
+    photo.paste(face, ((width - face.width) // 2 + 300, (height - face.height) // 2 - 100))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
