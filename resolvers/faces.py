@@ -50,7 +50,8 @@ async def delete(ctx: Context, person_id: str) -> bool:
 
 
 async def person(ctx: Context, person_id: str) -> Person:
-    found = await ctx.loaders.people.load(person_id)
+    """An id that cannot be a person's is not looked up: nobody is enrolled as it."""
+    found = await ctx.loaders.people.load(person_id) if PERSON_ID.fullmatch(person_id) else None
     if found is None:
         raise PersonNotFound.for_id(person_id)
     return found

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -23,11 +24,11 @@ from lookalike.schema.http import GraphQLEndpoint
 from lookalike.schema.http_guards import PREFLIGHT_HEADERS, RequestGuards
 from lookalike.schema.observability import metrics_endpoint
 from lookalike.schema.persisted_queries import PersistedQueries
-from lookalike.schema.schema import build_schema
+from lookalike.schema.schema import build_schema, document_limits
 from lookalike.services import recovery
 from lookalike.services.api_keys import ApiKeys
 from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import open_catalogue
+from lookalike.services.catalogue_loader import autoload_unfinished, open_catalogue
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.faces import open_faces
 from lookalike.services.query_embeddings import QueryEmbeddings
@@ -47,6 +48,24 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status, headers=getattr(exc, "headers", None))
 
 
+class CORS(CORSMiddleware):
+    """Starlette's CORS, whose refused preflights are JSON with a code like every error here
+    (Starlette answers them in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        message = bytes(response.body).decode("utf-8", "replace")
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        body = {"errors": [{"message": message, "extensions": {"code": "CORS_REFUSED"}}]}
+        return JSONResponse(body, response.status_code, headers=headers)
+
+
 async def home(request: Request) -> Response:
     return RedirectResponse("/graphql", status_code=307)
 
@@ -60,11 +79,12 @@ async def readyz(request: Request) -> Response:
     catalogue: Catalogue = request.app.state.catalogue
     try:
         status = await catalogue.status()
+        unfinished = await autoload_unfinished(catalogue)
     except (ServiceUnavailable, *UNREACHABLE):
         return JSONResponse({"status": "unavailable", "reason": "redis unreachable"}, 503)
     if not status.exists:
         return JSONResponse({"status": "unavailable", "reason": "index missing"}, 503)
-    if catalogue.loading or status.documents == 0 or status.percent_indexed < 1.0:
+    if catalogue.loading or unfinished or status.documents == 0 or status.percent_indexed < 1:
         reason = f"catalogue loading ({status.documents} books, {status.percent_indexed:.0%})"
         return JSONResponse({"status": "unavailable", "reason": reason}, 503)
     return JSONResponse({"status": "ready", "books": status.documents})
@@ -113,7 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     graphql = GraphQLEndpoint(
         build_schema(settings),
         keys=keys,
-        max_tokens=settings.max_query_tokens,
+        limits=document_limits(settings),
         introspection=settings.introspection,
         ide=graphiql.page if graphiql else None,
     )
@@ -137,10 +157,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     if settings.cors_origins:  # outermost, so refusals carry the CORS headers too
         app.add_middleware(
-            CORSMiddleware,
+            CORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", *map(bytes.decode, PREFLIGHT_HEADERS)],
+            allow_headers=[
+                "accept",
+                "authorization",
+                "content-type",
+                *map(bytes.decode, PREFLIGHT_HEADERS),
+            ],
             max_age=600,
         )
     return app

@@ -8,33 +8,79 @@ parsed once however often it is sent.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
-from functools import lru_cache
+from dataclasses import dataclass
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
+from graphql import (
+    DocumentNode,
+    FloatValueNode,
+    GraphQLError,
+    IntValueNode,
+    OperationDefinitionNode,
+    Visitor,
+    parse,
+    visit,
+)
 from strawberry.extensions import SchemaExtension
 
 TOKENS_EXCEEDED = "Document contains more than"  # graphql-core's error for max_tokens
-CACHED_TEXT = 32 * 1024  # longer documents are parsed each time: the cache stays small
+MAX_NUMBER_DIGITS = 100  # Python refuses to read integers of over 4,300 digits
+# The cache is bounded by entries and by the text it holds: a 2,000-token document parses
+# into about 660 KB of nodes, so the text budget bounds its memory to tens of megabytes.
+CACHE_ENTRIES = 512
+CACHE_TEXT = 512 * 1024
 
 
-@lru_cache(maxsize=1024)
-def _parse_cached(query: str, max_tokens: int) -> DocumentNode:
-    return parse(query, max_tokens=max_tokens)
+@dataclass(frozen=True, slots=True)
+class DocumentLimits:
+    max_length: int
+    max_tokens: int
 
 
-def parse_document(query: str, max_tokens: int) -> DocumentNode:
-    """The parsed document, or a GraphQLError with its code (GRAPHQL_PARSE_FAILED, or
-    QUERY_TOO_COMPLEX when the parser stopped at the token limit)."""
+class _DocumentCache:
+    def __init__(self) -> None:
+        self.documents: OrderedDict[tuple[str, DocumentLimits], DocumentNode] = OrderedDict()
+        self.text = 0
+
+    def get(self, key: tuple[str, DocumentLimits]) -> DocumentNode | None:
+        document = self.documents.get(key)
+        if document is not None:
+            self.documents.move_to_end(key)
+        return document
+
+    def put(self, key: tuple[str, DocumentLimits], document: DocumentNode) -> None:
+        self.documents[key] = document
+        self.text += len(key[0])
+        while len(self.documents) > CACHE_ENTRIES or self.text > CACHE_TEXT:
+            (old, _), _ = self.documents.popitem(last=False)
+            self.text -= len(old)
+
+
+_cache = _DocumentCache()
+
+
+def parse_document(query: str, limits: DocumentLimits) -> DocumentNode:
+    """The parsed document, or a GraphQLError with its code: GRAPHQL_PARSE_FAILED, or
+    QUERY_TOO_COMPLEX for a document over the length or token limit (the parser stops at
+    the token limit; comments and long strings are not tokens, so the length has its own)."""
+    key = (query, limits)
+    document = _cache.get(key)
+    if document is not None:
+        return document
+    if len(query) > limits.max_length:
+        raise GraphQLError(
+            f"the document has {len(query):,} characters; the limit is {limits.max_length:,}",
+            extensions={"code": "QUERY_TOO_COMPLEX", "maxLength": limits.max_length},
+        )
     try:
-        if len(query) <= CACHED_TEXT:
-            return _parse_cached(query, max_tokens)
-        return parse(query, max_tokens=max_tokens)
+        document = parse(query, max_tokens=limits.max_tokens)
     except GraphQLError as error:
         if TOKENS_EXCEEDED in error.message:
             raise GraphQLError(
-                f"the document has more than {max_tokens:,} tokens; the limit is {max_tokens:,}",
-                extensions={"code": "QUERY_TOO_COMPLEX", "maxTokens": max_tokens},
+                f"the document has more than {limits.max_tokens:,} tokens; the limit is "
+                f"{limits.max_tokens:,}",
+                extensions={"code": "QUERY_TOO_COMPLEX", "maxTokens": limits.max_tokens},
             ) from None
         raise GraphQLError(
             error.message,
@@ -42,6 +88,29 @@ def parse_document(query: str, max_tokens: int) -> DocumentNode:
             positions=error.positions,
             extensions={"code": "GRAPHQL_PARSE_FAILED"},
         ) from None
+    visit(document, _Numbers())
+    _cache.put(key, document)
+    return document
+
+
+class _Numbers(Visitor):
+    """Number literals of sensible length: graphql-core would turn a 5,000-digit Int into a
+    ValueError inside validation (a 500), and no argument takes such a number."""
+
+    def enter_int_value(self, node: IntValueNode, *_: object) -> None:
+        self._check(node)
+
+    def enter_float_value(self, node: FloatValueNode, *_: object) -> None:
+        self._check(node)
+
+    @staticmethod
+    def _check(node: IntValueNode | FloatValueNode) -> None:
+        if len(node.value) > MAX_NUMBER_DIGITS:
+            raise GraphQLError(
+                f"a number literal of {len(node.value):,} characters; at most {MAX_NUMBER_DIGITS}",
+                nodes=node,
+                extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+            )
 
 
 def select_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:
@@ -67,11 +136,11 @@ def select_operation(document: DocumentNode, name: str | None) -> OperationDefin
 class CachedParsing(SchemaExtension):
     """Strawberry's parsing step, served from the same cache as the endpoint's check."""
 
-    def __init__(self, *, max_tokens: int) -> None:
-        self.max_tokens = max_tokens
+    def __init__(self, limits: DocumentLimits) -> None:
+        self.limits = limits
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         if context.query is not None:
-            context.graphql_document = parse_document(context.query, self.max_tokens)
+            context.graphql_document = parse_document(context.query, self.limits)
         yield

@@ -25,7 +25,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from lookalike.resolvers.context import Context
-from lookalike.schema.documents import parse_document, select_operation
+from lookalike.schema.documents import DocumentLimits, parse_document, select_operation
 from lookalike.schema.errors import code_of, coded, public
 from lookalike.schema.http_request import GraphQLRequest, Refused, read_request
 from lookalike.schema.observability import observe_refusal, observe_request
@@ -98,13 +98,13 @@ class GraphQLEndpoint:
         schema: Any,
         *,
         keys: ApiKeys,
-        max_tokens: int,
+        limits: DocumentLimits,
         introspection: bool,
         ide: IDE | None,
     ) -> None:
         self.schema = schema
         self.keys = keys
-        self.max_tokens = max_tokens
+        self.limits = limits
         self.hide_suggestions = not introspection
         self.ide = ide
 
@@ -170,7 +170,7 @@ class GraphQLEndpoint:
         try:
             resolved = await persisted.resolve(graphql_request.query, graphql_request.extensions)
             register = resolved.register
-            document = parse_document(resolved.query, self.max_tokens)
+            document = parse_document(resolved.query, self.limits)
             operation = select_operation(document, graphql_request.operation_name)
             operation_name = operation.name.value if operation.name else None
             if graphql_request.method == "GET" and operation.operation != OperationType.QUERY:

@@ -118,10 +118,11 @@ def _from_json(body: bytes) -> GraphQLRequest:
 
 
 def _decode(raw: bytes | str, what: str) -> Any:
+    """JSON in UTF-8 and nothing else (json.loads would also take UTF-16 and a BOM)."""
     if not raw:
         raise bad_request(f"{what} is empty")
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except RecursionError:
         raise bad_request(f"{what} nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
@@ -227,10 +228,10 @@ def _place(variables: dict[str, Any], path: str, upload: UploadFile) -> None:
     last = keys[-1]
     if isinstance(container, dict) and last in container and container[last] is None:
         container[last] = upload
-    elif isinstance(container, list) and last.isdigit() and int(last) < len(container):
-        if container[int(last)] is not None:
+    elif isinstance(container, list) and (index := _index(last, container)) is not None:
+        if container[index] is not None:
             raise bad_request(f"map path {path[:64]!r} does not point at a null")
-        container[int(last)] = upload
+        container[index] = upload
     else:
         raise bad_request(f"map path {path[:64]!r} does not point at a null in operations")
 
@@ -238,6 +239,14 @@ def _place(variables: dict[str, Any], path: str, upload: UploadFile) -> None:
 def _step(container: Any, key: str, path: str) -> Any:
     if isinstance(container, dict) and key in container:
         return container[key]
-    if isinstance(container, list) and key.isdigit() and int(key) < len(container):
-        return container[int(key)]
+    if isinstance(container, list) and (index := _index(key, container)) is not None:
+        return container[index]
     raise bad_request(f"map path {path[:64]!r} does not exist in operations")
+
+
+def _index(key: str, items: list[Any]) -> int | None:
+    """A list index in a map path that is in the list (ASCII digits, at most six), or None:
+    ``²`` is a digit to ``str.isdigit`` and not to ``int``."""
+    if key.isascii() and key.isdigit() and len(key) <= 6 and int(key) < len(items):
+        return int(key)
+    return None

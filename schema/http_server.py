@@ -2,19 +2,22 @@
 internet needs, announcing where the API is once it listens.
 
 uvicorn closes idle keep-alive connections, but it has no deadline for a request's headers
-(a client sending one byte a second holds a connection for ever: slowloris), no bound on their
-size with its fast parser (5 MB of headers were accepted), no bound on open connections
-short of a count of busy tasks, and it answers a malformed request in plain text. This
-protocol class, given to uvicorn through its ``http`` setting, adds:
+or body (a client sending one byte a second holds a connection for ever: slowloris, and every
+byte resets the keep-alive timer), no bound on their size with its fast parser (an unfinished
+header of 100 MB was buffered whole), no bound on open connections short of a count of busy
+tasks, it reads a chunked body's trailer as more request headers, and it answers a malformed
+request in plain text. This protocol class, given to uvicorn through its ``http`` setting, adds:
 
-- a deadline for the request line and headers, from the first byte of each request (and
-  from the connection's opening, so a silent connection is closed too): 408;
-- a bound on the request line and headers together: 431;
-- a bound on open connections: past it a new connection gets 503 and is closed;
-- a JSON body with a code on every one of these refusals and on uvicorn's own 400.
+- a deadline for the request line and headers, from the first byte of each request (and from
+  the connection's opening, so a silent connection is closed too), and one for the body: 408;
+- a bound on the raw bytes of the request line and headers, counted as they arrive: 431;
+- a bound on open connections, in all and from one address: past it, 503 and closed;
+- a deadline for a client that does not read its answer (the connection is dropped);
+- trailer fields are not headers;
+- a JSON body with a code on every refusal, and on uvicorn's own 400.
 
-It overrides uvicorn's parser callbacks (``on_message_begin``, ``on_url``, ``on_header``,
-``on_headers_complete``); tests/test_connections.py drives real sockets against a real
+It overrides uvicorn's protocol callbacks (``connection_made``, ``data_received``, the parser's
+``on_*``, ``pause_writing``); tests/test_connections.py drives real sockets against a real
 server, so an uvicorn release that changed them would fail there.
 """
 
@@ -24,7 +27,10 @@ import asyncio
 import json
 import logging
 import socket
-from typing import Any
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -48,69 +54,109 @@ def refusal_bytes(status: int, code: str, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
-def limited_protocol(
-    *, header_timeout: float, max_header_bytes: int, max_connections: int
-) -> type[HttpToolsProtocol]:
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    max_connections: int = 1000
+    max_per_client: int = 128  # 0: no bound
+
+
+def limited_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's ``http`` setting, with these limits."""
 
     class Limited(LimitedHttpProtocol):
         pass
 
-    Limited.header_timeout = header_timeout
-    Limited.max_header_bytes = max_header_bytes
-    Limited.max_connections = max_connections
+    Limited.limits = limits
     return Limited
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
-    header_timeout: float = 10.0
-    max_header_bytes: int = 32 * 1024
-    max_connections: int = 1000
+    limits = ConnectionLimits()
+    per_client: ClassVar[Counter[str]] = Counter()  # open connections by client address
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_deadline: asyncio.TimerHandle | None = None
-        self._header_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._stalled: asyncio.TimerHandle | None = None
+        self._in_headers = True  # reading a request line and headers (or waiting for one)
+        self._header_bytes = 0  # raw bytes received while reading them
         self._refused = False
+        self._counted: str | None = None
 
     # --- connection -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
+        host = self.client[0] if self.client else ""
+        self._counted = host
+        self.per_client[host] += 1
+        if len(self.connections) > self.limits.max_connections:
             self._refuse(503, "SERVICE_UNAVAILABLE", "too many open connections; try again")
-            return
-        self._start_deadline()
+        elif 0 < self.limits.max_per_client < self.per_client[host]:
+            self._refuse(503, "SERVICE_UNAVAILABLE", "too many open connections from you")
+        else:
+            self._start(self.limits.header_timeout, self._headers_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_deadline()
+        self._stop()
+        if self._stalled is not None:
+            self._stalled.cancel()
+        if self._counted is not None:
+            self.per_client[self._counted] -= 1
+            if self.per_client[self._counted] <= 0:
+                del self.per_client[self._counted]
+            self._counted = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        if self._refused:
+            return
+        reading_headers = self._in_headers
+        super().data_received(data)
+        if reading_headers and self._in_headers and not self._refused:
+            # httptools keeps an unfinished header in memory until its line ends: count the
+            # raw bytes, so 100 MB of one header value is cut at the limit, not buffered
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._headers_too_large()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stalled is None:  # a client that does not read its answer
+            self._stalled = self.loop.call_later(self.limits.body_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+        super().resume_writing()
 
     # --- parser callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_headers = True
         self._header_bytes = 0
-        self._start_deadline()
+        self._start(self.limits.header_timeout, self._headers_too_slow)
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
         if not self._refused:
             super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        if not self._refused:
+        # after the headers, a chunked body's trailer: its fields are not request headers
+        # (an Authorization there must not be read as one)
+        if self._in_headers and not self._refused:
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
-        self._stop_deadline()
+        self._in_headers = False
+        self._start(self.limits.body_timeout, self._body_too_slow)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -118,41 +164,52 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if not self._refused:
-            super().on_message_complete()
+        if self._refused:
+            return
+        self._stop()
+        self._in_headers = True  # the next bytes are the next request's
+        self._header_bytes = 0
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "BAD_REQUEST", msg)
 
     # --- limits -----------------------------------------------------------------------------
 
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self.max_header_bytes and not self._refused:
-            self._refuse(
-                431,
-                "HEADERS_TOO_LARGE",
-                f"the request line and headers are over {self.max_header_bytes:,} bytes",
-            )
-
-    def _start_deadline(self) -> None:
-        if self._header_deadline is None:
-            self._header_deadline = self.loop.call_later(self.header_timeout, self._too_slow)
-
-    def _stop_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
-
-    def _too_slow(self) -> None:
-        self._header_deadline = None
+    def _headers_too_large(self) -> None:
         self._refuse(
-            408, "REQUEST_TIMEOUT", f"the request's headers took over {self.header_timeout:g} s"
+            431,
+            "HEADERS_TOO_LARGE",
+            f"the request line and headers are over {self.limits.max_header_bytes:,} bytes",
         )
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        timeout = self.limits.header_timeout
+        self._refuse(408, "REQUEST_TIMEOUT", f"the request's headers took over {timeout:g} s")
+
+    def _body_too_slow(self) -> None:
+        self._deadline = None
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and getattr(cycle, "response_started", False):
+            self._refused = True  # answered already (say, 413): the rest is not waited for
+            self.transport.close()
+            return
+        timeout = self.limits.body_timeout
+        self._refuse(408, "REQUEST_TIMEOUT", f"the request's body took over {timeout:g} s")
+
+    def _start(self, seconds: float, expire: Callable[[], None]) -> None:
+        self._stop()
+        self._deadline = self.loop.call_later(seconds, expire)
+
+    def _stop(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         self._refused = True
-        self._stop_deadline()
+        self._stop()
         if not self.transport.is_closing():
             self.transport.write(refusal_bytes(status, code, message))
             self.transport.close()
@@ -180,9 +237,13 @@ def serve(settings: Settings, host: str, port: int) -> None:
         port=port,
         log_config=None,
         http=limited_protocol(
-            header_timeout=settings.header_timeout,
-            max_header_bytes=settings.max_header_bytes,
-            max_connections=settings.max_connections,
+            ConnectionLimits(
+                header_timeout=settings.header_timeout,
+                body_timeout=settings.body_timeout,
+                max_header_bytes=settings.max_header_bytes,
+                max_connections=settings.max_connections,
+                max_per_client=settings.max_connections_per_client,
+            )
         ),
         ws="none",  # no WebSocket endpoint: an upgrade request is an ordinary 4xx
         timeout_keep_alive=settings.keep_alive_timeout,

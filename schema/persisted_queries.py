@@ -24,7 +24,7 @@ from lookalike.services.bounded_store import BoundedStore
 from lookalike.services.redis_connection import Redis
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-MAX_STORED_TEXT = 32 * 1024  # larger documents run, but are not stored
+MAX_STORED_BYTES = 32 * 1024  # larger documents run, but are not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,8 @@ class PersistedQueries:
         if hashlib.sha256(query.encode("utf-8")).hexdigest() != digest:
             raise bad_request("extensions.persistedQuery.sha256Hash is not the SHA-256 of query")
         known = digest in self.local
-        return Resolved(query, None if known or len(query) > MAX_STORED_TEXT else digest)
+        stored = not known and len(query.encode("utf-8")) <= MAX_STORED_BYTES
+        return Resolved(query, digest if stored else None)
 
     async def register(self, digest: str, query: str) -> None:
         self._remember(digest, query)
@@ -81,7 +82,8 @@ class PersistedQueries:
 
 
 def _hash_of(persisted: Any) -> str:
-    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+    version = persisted.get("version") if isinstance(persisted, dict) else None
+    if type(version) is not int or version != 1:  # not True, not 1.0
         raise GraphQLError(
             "extensions.persistedQuery must be {version: 1, sha256Hash}",
             extensions={"code": "PERSISTED_QUERY_NOT_SUPPORTED"},

@@ -13,7 +13,7 @@ from strawberry.types import ExecutionContext
 
 from lookalike.schema.access import AccessControl
 from lookalike.schema.books import BookQuery
-from lookalike.schema.documents import CachedParsing
+from lookalike.schema.documents import CachedParsing, DocumentLimits
 from lookalike.schema.errors import ErrorCodes, is_expected
 from lookalike.schema.execution import planned
 from lookalike.schema.faces import FaceQuery, Mutation
@@ -51,9 +51,10 @@ def build_schema(settings: Settings) -> Schema:
         max_introspection_depth=settings.max_introspection_depth,
     )
     extensions: list[Any] = [
-        lambda: CachedParsing(max_tokens=settings.max_query_tokens),
+        lambda: CachedParsing(document_limits(settings)),
         lambda: AddValidationRules(list(rules)),
-        lambda: ValidationCache(maxsize=1024),
+        # bounded like the parse cache: it keeps the documents it has seen alive
+        lambda: ValidationCache(maxsize=128),
         lambda: AccessControl(
             keys_configured=bool(settings.api_keys or settings.identify_keys),
             keys_for_queries=settings.require_key_for_queries,
@@ -68,6 +69,10 @@ def build_schema(settings: Settings) -> Schema:
         extensions=extensions,
         execution_context_class=planned(settings.max_query_cost),
     )
+
+
+def document_limits(settings: Settings) -> DocumentLimits:
+    return DocumentLimits(settings.max_query_length, settings.max_query_tokens)
 
 
 def sdl() -> str:

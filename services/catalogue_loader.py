@@ -36,6 +36,7 @@ from lookalike.services.text_embedding import TextEmbedder, text_embedder
 
 log = logging.getLogger(__name__)
 
+STARTED, DONE = b"started", b"done"  # the autoload marker's values
 CHUNK = 1000  # books per pipeline: big enough to amortise a round trip, small to stay fair
 
 Progress = Callable[[int], None]
@@ -193,27 +194,54 @@ async def _write(catalogue: Catalogue, pending: Sequence[_Pending]) -> None:
         await pipe.execute()
 
 
+def autoload_key(catalogue: Catalogue) -> str:
+    return f"catalogue-autoload:{catalogue.settings.index_name}"
+
+
+async def autoload_unfinished(catalogue: Catalogue) -> bool:
+    """A load of the shipped catalogue began and has not ended (it is running, or its process
+    died): the catalogue is partial and the server is not ready."""
+    async with redis_errors():
+        return await catalogue.redis.get(autoload_key(catalogue)) == STARTED
+
+
 async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSummary | None:
     """Make sure the index exists; on an empty one, load the shipped catalogue.
 
     Only shipped vectors are used here, so a server starts without loading the model. Processes
     that start together on an empty Redis load it once: one holds the lock and loads, the
-    others wait for it and then find the books there.
+    others wait for it and then find it done. The load is marked started before its first book
+    and done after its last, so a loader that dies half-way is not taken for a full
+    catalogue: the next process to start (or this one's recovery) finishes it. A catalogue
+    loaded otherwise (``lookalike books load``, an earlier version) is left as it is.
     """
     await ensure_book_index(catalogue)
-    if not autoload or (await catalogue.status()).documents:
+    if not autoload or not await _needs_autoload(catalogue):
         return None
-    async with held_lock(catalogue.redis, f"lock:autoload:{catalogue.settings.index_name}"):
-        if (await catalogue.status()).documents:
+    async with held_lock(catalogue.redis, f"lock:{autoload_key(catalogue)}"):
+        if not await _needs_autoload(catalogue):
             return None  # another process loaded it while this one waited
         shipped = read_shipped()
         catalogue.loading = True
         try:
-            return await load_books(
+            async with redis_errors():
+                await catalogue.redis.set(autoload_key(catalogue), STARTED)
+            summary = await load_books(
                 catalogue, shipped.records, shipped=shipped, embedder=text_embedder
             )
+            async with redis_errors():
+                await catalogue.redis.set(autoload_key(catalogue), DONE)
+            return summary
         finally:
             catalogue.loading = False
+
+
+async def _needs_autoload(catalogue: Catalogue) -> bool:
+    async with redis_errors():
+        state = await catalogue.redis.get(autoload_key(catalogue))
+    if state == DONE:
+        return False
+    return state == STARTED or not (await catalogue.status()).documents
 
 
 @contextlib.asynccontextmanager

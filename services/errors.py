@@ -6,6 +6,8 @@ Anything else that escapes a resolver is a bug and is reported as INTERNAL_SERVE
 
 from __future__ import annotations
 
+import re
+
 
 class LookalikeError(Exception):
     code = "INTERNAL_SERVER_ERROR"
@@ -81,10 +83,14 @@ def quote(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def check_text(name: str, value: str, *, multiline: bool = False) -> None:
-    """Refuse control characters (NUL above all) in text that reaches Redis or a model."""
-    allowed = "\t\n\r" if multiline else ""
-    if any(ord(c) < 32 and c not in allowed for c in value) or "\x7f" in value:
+    """Refuse control characters (NUL above all) in text that reaches Redis or a model;
+    ``multiline`` text may hold tabs and line breaks."""
+    if (_CONTROL_BUT_LINES if multiline else _CONTROL).search(value):
         raise BadUserInput(f"{name} must not hold control characters", argument=name)
 
 

@@ -14,7 +14,13 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from lookalike.services.errors import BadUserInput, PayloadTooLarge, PersonNotFound, check_range
+from lookalike.services.errors import (
+    BadUserInput,
+    PayloadTooLarge,
+    PersonNotFound,
+    check_range,
+    check_text,
+)
 from lookalike.services.face_model import MODEL_LABEL, weight_files
 from lookalike.services.face_store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.face_workers import FaceWorkers
@@ -104,8 +110,10 @@ class FaceService:
 
     async def enroll(self, person_id: str, data: bytes, name: str | None) -> Person:
         validate_person_id(person_id)
-        if name is not None and not 1 <= len(name.strip()) <= MAX_NAME:
-            raise BadUserInput(f"a name is 1 to {MAX_NAME} characters", argument="name")
+        if name is not None:
+            if not 1 <= len(name.strip()) <= MAX_NAME:
+                raise BadUserInput(f"a name is 1 to {MAX_NAME} characters", argument="name")
+            check_text("name", name)
         self._check_size(data)
         face = await self.embedder.embed(data)
         image_hash = hashlib.sha256(data).hexdigest()

@@ -26,8 +26,10 @@ MAX_TEXT = 2000
 
 
 def validate_text(text: str) -> None:
-    if not text.strip():
-        raise BadUserInput("text must not be empty", argument="text")
+    """1 to 2,000 characters with at least one letter or digit (a text of spaces and
+    zero-width characters would be embedded, and cached, as noise)."""
+    if not any(c.isalnum() for c in text):
+        raise BadUserInput("text must hold at least one letter or digit", argument="text")
     if len(text) > MAX_TEXT:
         raise BadUserInput(
             f"text is at most {MAX_TEXT} characters, got {len(text)}", argument="text"

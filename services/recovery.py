@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import prepare_catalogue
+from lookalike.services.catalogue_loader import autoload_unfinished, prepare_catalogue
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_store import FaceStore
 from lookalike.services.redis_connection import UNREACHABLE
@@ -38,8 +38,24 @@ async def restore_if_empty(catalogue: Catalogue, faces: FaceStore, *, autoload: 
     return True
 
 
+async def finish_autoload(catalogue: Catalogue, *, autoload: bool) -> bool:
+    """Finish a load of the shipped catalogue that another process began and did not end (it
+    was killed half-way); True when this process did. One at a time: the load's lock."""
+    try:
+        if not autoload or catalogue.loading or not await autoload_unfinished(catalogue):
+            return False
+        loaded = await prepare_catalogue(catalogue, autoload=autoload)
+    except (ServiceUnavailable, *UNREACHABLE):
+        return False
+    if loaded is not None:
+        log.warning("finished a catalogue load another process left half-way",
+                    extra={"catalogue": str(loaded)})  # fmt: skip
+    return loaded is not None
+
+
 async def watch(catalogue: Catalogue, faces: FaceStore, *, autoload: bool, every: float) -> None:
-    """Run ``restore_if_empty`` for the life of the server."""
+    """Run ``restore_if_empty`` and ``finish_autoload`` for the life of the server."""
     while True:
         await asyncio.sleep(every)
-        await restore_if_empty(catalogue, faces, autoload=autoload)
+        if not await restore_if_empty(catalogue, faces, autoload=autoload):
+            await finish_autoload(catalogue, autoload=autoload)

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")
     max_query_tokens: int = Field(default=2000, ge=10, description="Tokens a document may hold.")
+    max_query_length: int = Field(
+        default=64 * 1024, ge=100, description="Characters a document may hold."
+    )
     max_introspection_depth: int = Field(
         default=20, ge=1, description="Nesting of an introspection query (GraphiQL's is 15)."
     )
@@ -103,7 +106,16 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         default=32 * 1024, ge=1024, description="Request line and headers, together."
     )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may take to arrive, and an answer to be read.",
+    )
     max_connections: int = Field(default=1000, ge=1, description="Open connections at once.")
+    max_connections_per_client: int = Field(
+        default=128, ge=0, description="Open connections from one address (0: no bound)."
+    )
     graphiql: bool = True
     introspection: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(

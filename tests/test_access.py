@@ -148,6 +148,10 @@ def test_cors_allows_only_the_configured_origins(api: TestClient, locked: TestCl
     other = locked.options("/graphql", headers={**preflight, "Origin": "https://evil.example"})
     assert other.status_code == 400
     assert "access-control-allow-origin" not in other.headers
+    assert error_codes(other.json()) == ["CORS_REFUSED"]  # JSON with a code, like every error
+    odd_header = {**preflight, "Access-Control-Request-Headers": "x-not-allowed"}
+    refused = locked.options("/graphql", headers={**odd_header, "Origin": ORIGIN})
+    assert (refused.status_code, error_codes(refused.json())) == (400, ["CORS_REFUSED"])
     # By default no origin is allowed: a browser page elsewhere cannot read any answer.
     default = api.post("/graphql", json={"query": TITLE}, headers={"Origin": ORIGIN})
     assert "access-control-allow-origin" not in default.headers

@@ -200,3 +200,78 @@ def test_a_multipart_request_of_the_wrong_shape_gets_a_coded_400(
     response = api.post("/graphql", data=fields, files=parts, headers=PREFLIGHT)
     assert response.status_code == 400, response.text
     assert error_codes(response.json()) == ["BAD_REQUEST"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '{ book(id: "9") { similar(k: ' + "9" * 4301 + ") { distance } } }",
+        "query($k: Int = " + "1" * 5000 + ') { book(id: "9") { similar(k: $k) { distance } } }',
+        '{ searchBooks(text: "x", filter: { minRating: 1' + "0" * 200 + ".5 }) { distance } }",
+    ],
+)
+def test_numbers_too_long_to_read_are_refused_not_crashed_on(api: TestClient, query: str) -> None:
+    response = api.post("/graphql", json={"query": query})
+    assert response.status_code == 200
+    assert error_codes(response.json()) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+def test_a_document_over_the_length_limit_is_refused_before_parsing(api: TestClient) -> None:
+    query = "#" + "x" * 70_000 + "\n{ __typename }"
+    body = api.post("/graphql", json={"query": query}).json()
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["errors"][0]["extensions"]["maxLength"] == 65536
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"query": "{ __typename }"}'.encode("utf-16"),
+        '{"query": "{ __typename }"}'.encode("utf-16-le"),
+        b"\xef\xbb\xbf" + b'{"query": "{ __typename }"}',
+    ],
+)
+def test_json_bodies_are_utf8_only(api: TestClient, raw: bytes) -> None:
+    response = api.post("/graphql", content=raw, headers=JSON_TYPE)
+    assert (response.status_code, error_codes(response.json())) == (400, ["BAD_REQUEST"])
+
+
+@pytest.mark.parametrize("index", ["²", "٣", "0" * 5000, "-1"])
+def test_a_map_index_that_is_not_a_list_index_is_refused(api: TestClient, index: str) -> None:
+    operations = json.dumps({"query": UPLOAD_QUERY, "variables": {"i": [None]}})
+    response = api.post(
+        "/graphql",
+        data={"operations": operations, "map": json.dumps({"0": [f"variables.i.{index}"]})},
+        files=[("0", ("f.bin", b"x", "application/octet-stream"))],
+        headers=PREFLIGHT,
+    )
+    assert (response.status_code, error_codes(response.json())) == (400, ["BAD_REQUEST"])
+
+
+@pytest.mark.parametrize("value", ["_", "`", "_ ", "``", "`_", " _x", "a|b", "{}", "\\\\", '"'])
+def test_any_printable_filter_value_is_a_value_not_syntax(api: TestClient, value: str) -> None:
+    for name in ("authors", "genres"):
+        body = gql(api, FILTERED, f={name: [value]})
+        assert "errors" not in body, body
+        assert body["data"]["searchBooks"] == []  # no book has such a genre or author
+
+
+def test_filter_values_match_whole_stored_values_with_punctuation(api: TestClient) -> None:
+    body = gql(api, FILTERED, f={"genres": ["paranormal (ghosts)"]})
+    assert body["data"]["searchBooks"]
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", " \u2060 ", "\u00a0", "\u0085x"])
+def test_a_search_text_without_letters_or_with_controls_is_refused(
+    api: TestClient, text: str
+) -> None:
+    body = gql(api, TEXT, t=text)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+@pytest.mark.parametrize("person", ["s1}:x", "*", "\u0000", "p" * 100_000])
+def test_an_id_that_cannot_be_a_person_is_not_looked_up(api: TestClient, person: str) -> None:
+    body = gql(api, "query($id: ID!) { person(id: $id) { id } }", id=person)
+    assert error_codes(body) == ["PERSON_NOT_FOUND"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0

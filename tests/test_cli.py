@@ -58,7 +58,7 @@ def test_books_search_prints_the_books_nearest_in_meaning(runner: CliRunner) -> 
     assert result.stdout.count("Transformers") >= 3
     empty = runner.invoke(app, ["books", "search", "   "])
     assert empty.exit_code == 1
-    assert "text must not be empty" in empty.stderr
+    assert "text must hold at least one letter or digit" in empty.stderr
 
 
 def test_unreachable_redis_exits_3(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,13 +7,27 @@ would share a volume.
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
+import anyio
 import httpx
 import redis
+from starlette.testclient import TestClient
 
+from lookalike.schema.app import create_app
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.catalogue_loader import (
+    STARTED,
+    autoload_key,
+    ensure_book_index,
+    load_books,
+)
+from lookalike.services.redis_connection import connect
 from lookalike.services.settings import Settings
+from lookalike.services.shipped_catalogue import read_shipped
+from lookalike.services.text_embedding import text_embedder
 from tests.servers import start_server
 
 PROCESSES = 4
@@ -55,3 +69,50 @@ def test_four_processes_starting_together_all_become_ready_and_load_once(
                 server.stop()
         client.ft(name).dropindex(delete_documents=True)
     client.close()
+
+
+def _scratch(settings: Settings, tmp_path: Path) -> Settings:
+    name = f"half{uuid.uuid4().hex[:8]}"
+    return settings.model_copy(
+        update={"index_name": name, "key_prefix": name, "data_dir": tmp_path / "data"}
+    )
+
+
+def test_a_load_that_died_half_way_is_finished_not_taken_for_the_catalogue(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A loader killed after 200 books left its mark: the next server finishes the load."""
+    scratch = _scratch(settings, tmp_path)
+
+    async def die_half_way() -> None:
+        client = connect(scratch.redis_url or "", 5)
+        catalogue = Catalogue(client, scratch)
+        shipped = read_shipped()
+        await ensure_book_index(catalogue)
+        await client.set(autoload_key(catalogue), STARTED)
+        await load_books(catalogue, shipped.records[:200], shipped=shipped, embedder=text_embedder)
+        await client.aclose()
+
+    anyio.run(die_half_way)
+    with TestClient(create_app(scratch)) as api:
+        assert api.get("/readyz").json() == {"status": "ready", "books": 1486}
+    redis.Redis.from_url(scratch.redis_url or "").ft(scratch.index_name).dropindex(True)
+
+
+def test_a_server_is_not_ready_while_a_load_is_unfinished_and_then_finishes_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    scratch = _scratch(settings, tmp_path)
+    raw = redis.Redis.from_url(scratch.redis_url or "")
+    with TestClient(create_app(scratch)) as api:
+        assert api.get("/readyz").json()["books"] == 1486
+        # another process began a reload and died: its mark is there, some books are not
+        raw.set(f"catalogue-autoload:{scratch.index_name}", STARTED)
+        raw.delete(*[f"{scratch.key_prefix}:{n}" for n in (9, 15, 26415)])
+        assert api.get("/readyz").status_code == 503
+        deadline = time.monotonic() + 20
+        while api.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert api.get("/readyz").json() == {"status": "ready", "books": 1486}
+    raw.ft(scratch.index_name).dropindex(True)
+    raw.close()

@@ -20,8 +20,11 @@ from lookalike.services.settings import Settings
 from tests.servers import Served, serving
 
 HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 1.5
 MAX_HEADER_BYTES = 4096
 MAX_CONNECTIONS = 12
+PER_CLIENT = 8
+KEY = "connections-test-key"
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +37,24 @@ def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         LOOKALIKE_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
         LOOKALIKE_MAX_HEADER_BYTES=str(MAX_HEADER_BYTES),
         LOOKALIKE_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        LOOKALIKE_MAX_CONNECTIONS_PER_CLIENT=str(PER_CLIENT),
+        LOOKALIKE_BODY_TIMEOUT=str(BODY_TIMEOUT),
         LOOKALIKE_KEEP_ALIVE_TIMEOUT="1",
+        LOOKALIKE_API_KEYS=KEY,
     ) as served:
         yield served
 
 
-def _connect(server: Served) -> socket.socket:
+def _connect(server: Served, source: str = "127.0.0.1") -> socket.socket:
     host, port = server.base.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10)
+    return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+
+
+def _quick_query_ms(server: Served) -> float:
+    started = time.perf_counter()
+    answer = httpx.post(f"{server.base}/graphql", json={"query": '{ book(id: "9") { title } }'})
+    assert answer.status_code == 200
+    return (time.perf_counter() - started) * 1000
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -113,16 +126,113 @@ def test_an_idle_keep_alive_connection_is_closed(server: Served) -> None:
 
 
 def test_connections_past_the_limit_get_503_and_the_rest_are_served(server: Served) -> None:
-    held = [_connect(server) for _ in range(MAX_CONNECTIONS)]
+    """From several addresses up to the bound on all connections, then one more."""
+    held = [_connect(server, f"127.0.0.{2 + n % 3}") for n in range(MAX_CONNECTIONS)]
     try:
         time.sleep(0.2)
-        extra = _connect(server)
+        extra = _connect(server, "127.0.0.9")
         assert _refusal(_read_all(extra)) == (503, "SERVICE_UNAVAILABLE")
     finally:
         for sock in held:
             sock.close()
     time.sleep(0.3)
     assert httpx.get(f"{server.base}/healthz").status_code == 200
+
+
+def test_one_address_cannot_hold_every_connection(server: Served) -> None:
+    held = [_connect(server, "127.0.0.5") for _ in range(PER_CLIENT)]
+    try:
+        time.sleep(0.2)
+        one_more = _connect(server, "127.0.0.5")
+        assert _refusal(_read_all(one_more)) == (503, "SERVICE_UNAVAILABLE")
+        assert _quick_query_ms(server) < 1000  # others are served meanwhile
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off(server: Served) -> None:
+    sock = _connect(server)
+    sock.sendall(
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    started = time.monotonic()
+    try:
+        for _ in range(40):
+            sock.sendall(b" ")
+            time.sleep(0.1)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    raw = _read_all(sock)
+    assert time.monotonic() - started < BODY_TIMEOUT + 3
+    assert _refusal(raw) == (408, "REQUEST_TIMEOUT")
+
+
+def test_a_body_still_trickling_after_the_answer_does_not_keep_the_connection(
+    server: Served,
+) -> None:
+    sock = _connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
+    started = time.monotonic()
+    closed = False
+    answer = b""
+    while time.monotonic() - started < BODY_TIMEOUT + 5:
+        try:
+            sock.sendall(b"a")
+            sock.settimeout(0.3)
+            chunk = sock.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            answer += chunk
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert closed
+
+
+def test_an_endless_header_value_is_cut_at_the_size_limit(server: Served) -> None:
+    sock = _connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    started = time.monotonic()
+    sent = 0
+    try:
+        while sent < 50_000_000 and time.monotonic() - started < 10:
+            sock.sendall(b"a" * 65536)
+            sent += 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    # refused as the limit passed: what the client could still write went to socket buffers
+    # (a few MB on loopback), not into the server
+    assert sent < 10_000_000
+    assert time.monotonic() - started < 5
+    assert _refusal(_read_all(sock)) == (431, "HEADERS_TOO_LARGE")
+
+
+def test_a_chunked_trailer_is_not_read_as_headers(server: Served) -> None:
+    """An Authorization in the trailer must not authorise the request."""
+    body = b'{"query": "mutation { deletePerson(id: \\"nobody\\") }"}'
+    request = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nTrailer: Authorization\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n"
+        + f"Authorization: Bearer {KEY}\r\n\r\n".encode()
+    )
+    sock = _connect(server, "127.0.0.7")
+    sock.sendall(request)
+    sock.settimeout(5)
+    raw = b""
+    while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
+        raw += sock.recv(65536)
+    sock.close()
+    answer = json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 def test_start_up_ends_saying_where_the_api_is(server: Served) -> None:

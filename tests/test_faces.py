@@ -277,6 +277,9 @@ def test_an_upload_over_the_limit_is_refused_while_it_arrives(
         (ENROLL, {"id": "x" * 65}),
         (ENROLL, {"id": "a}|@id:{b"}),
         (ENROLL, {"id": "ok-id", "name": " "}),
+        (ENROLL, {"id": "ok-id", "name": "a\u0000b"}),
+        (ENROLL, {"id": "ok-id", "name": "bell\u0007"}),
+        (ENROLL, {"id": "ok-id", "name": "next\u0085line"}),
     ],
 )
 def test_bad_arguments_are_bad_user_input_and_write_nothing(

@@ -268,3 +268,23 @@ def test_unknown_paths_and_methods_are_json_too(api: TestClient) -> None:
     assert error_codes(api.post("/healthz").json()) == ["METHOD_NOT_ALLOWED"]
     response = api.get("/", follow_redirects=False)
     assert (response.status_code, response.headers["location"]) == (307, "/graphql")
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", 2])
+def test_a_persisted_query_version_other_than_the_integer_1_is_not_supported(
+    api: TestClient, version: object
+) -> None:
+    extensions = {"persistedQuery": {"version": version, "sha256Hash": "a" * 64}}
+    body = api.post("/graphql", json={"extensions": extensions}).json()
+    assert error_codes(body) == ["PERSISTED_QUERY_NOT_SUPPORTED"]
+
+
+def test_the_persisted_store_bounds_documents_by_bytes(api: TestClient) -> None:
+    """32 KB of text in four-byte characters is 128 KB: too large to store."""
+    query = "#" + "\U0001f600" * 10_000 + "\n{ __typename }"
+    extensions = _persisted(query)
+    assert (
+        "errors" not in api.post("/graphql", json={"query": query, "extensions": extensions}).json()
+    )
+    again = api.post("/graphql", json={"extensions": extensions}).json()
+    assert error_codes(again) == ["PERSISTED_QUERY_NOT_FOUND"]

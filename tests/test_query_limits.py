@@ -210,3 +210,81 @@ def test_a_fragment_bomb_is_measured_without_expanding_it(api: TestClient) -> No
     body = gql(api, query)
     assert time.perf_counter() - started < 2
     assert body["data"]["book"]["title"]
+
+
+# --- what the cost counts besides items ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ books(first: null) { edges { node { BELOW } } } }", {}),
+        ("query($f: Int) { books(first: $f) { edges { node { BELOW } } } }", {"f": None}),
+        ("query($f: Int = null) { books(first: $f) { edges { node { BELOW } } } }", {}),
+    ],
+)
+def test_first_null_costs_the_twenty_it_returns(
+    api: TestClient, query: str, variables: dict[str, object]
+) -> None:
+    below = "similar(k: 100) { book { similar(k: 100) { book { id } } } }"
+    body = gql(api, query.replace("BELOW", below), **variables)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["errors"][0]["extensions"]["cost"] == (
+        20 + SEARCH + 20 * (100 + SEARCH) + 2000 * (100 + SEARCH)
+    )
+
+
+def test_every_filter_value_counts_each_time_it_is_sent(api: TestClient) -> None:
+    """A hundred long names in a filter run at every one of 6,000 fields: refused."""
+    query = """query($f: BookFilter) { books(first: 100) { edges { node {
+      similar(k: 60) { book { similar(k: 1, filter: $f) { distance } } } } } } }"""
+    facets = {"genres": ["g" * 200] * 50, "authors": ["a" * 200] * 50}
+    body = gql(api, query, f=facets)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["errors"][0]["extensions"]["cost"] > 6000 * 100
+    assert "errors" not in gql(api, query.replace("similar(k: 60)", "similar(k: 1)"), f=None)
+
+
+def test_heavy_fields_weigh_on_every_book_shown(api: TestClient) -> None:
+    light = """{ book(id: "9") { similar(k: 100) { book { id title
+      similar(k: 97) { distance book { id title } } } } } }"""
+    heavy = light.replace("book { id title } }", "book { id title description editions } }")
+    assert "errors" not in gql(api, light)
+    body = gql(api, heavy)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+
+
+def test_introspection_of_the_whole_schema_is_dear(api: TestClient) -> None:
+    schema = "__schema { types { name fields { name } } }"
+    assert "errors" not in gql(api, "{ " + schema + " }")
+    aliased = " ".join(f"s{n}: {schema}" for n in range(10))
+    body = gql(api, "{ " + aliased + " }")
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+
+
+def test_long_search_texts_count_the_model_time(api: TestClient) -> None:
+    text = "a long description of a book " * 68  # 1,972 characters
+    aliased = " ".join(
+        f'q{n}: searchBooks(text: "{text} {n}", k: 1) {{ distance }}' for n in range(25)
+    )
+    body = gql(api, "{ " + aliased + " }")
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+def test_each_photo_a_request_embeds_counts(api: TestClient) -> None:
+    """Thirty aliases of one upload were thirty model runs: four are refused before any."""
+    fields = " ".join(
+        f"a{n}: identifyFace(image: $image, k: 1) {{ facesDetected }}" for n in range(4)
+    )
+    response = send(api, "mutation($image: Upload!) { " + fields + " }", orl("s1", 1))
+    body = response.json()
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+    three = " ".join(
+        f"a{n}: identifyFace(image: $image, k: 1) {{ facesDetected }}" for n in range(3)
+    )
+    assert (
+        "errors"
+        not in send(api, "mutation($image: Upload!) { " + three + " }", orl("s1", 1)).json()
+    )
