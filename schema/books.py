@@ -9,6 +9,7 @@ which of a book's fields the selection will show.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import strawberry
@@ -89,22 +90,22 @@ class Book:
         "never this book itself.",
         graphql_type=list["BookMatch"],
     )
-    async def similar(
+    def similar(
         self,
         parent: strawberry.Parent[BookRecord],
         info: Info,
         k: int = 5,
         filter: BookFilter | None = None,
-    ) -> list[Match]:
+    ) -> Awaitable[list[Match]]:
         request = SimilarRequest(parent.id, k, _facets(filter), book_fields(info, "book"))
-        return await books.similar(info.context, parent, request)
+        return books.similar(info.context, parent, request)
 
     @strawberry.field(
         description="Every other book within cosine distance r (0 to 2), nearest first, "
         "a page at a time, with the total count of matches.",
         graphql_type="RadiusResult",
     )
-    async def within_radius(
+    def within_radius(
         self,
         parent: strawberry.Parent[BookRecord],
         info: Info,
@@ -112,10 +113,10 @@ class Book:
         filter: BookFilter | None = None,
         first: int = 10,
         offset: int = 0,
-    ) -> RadiusPage:
+    ) -> Awaitable[RadiusPage]:
         fields = book_fields(info, "matches", "book")
         request = RadiusRequest(parent.id, r, first, offset, _facets(filter), fields)
-        return await books.within_radius(info.context, parent, request)
+        return books.within_radius(info.context, parent, request)
 
 
 @strawberry.type
