@@ -9,10 +9,12 @@ unknown value matches nothing (it is not an error).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from redisvl.query.filter import FilterExpression, Num, Tag
 
+from lookalike.services.book_index import BOOK_ID_TAG
 from lookalike.services.errors import BadUserInput, check_range, check_text
 
 MAX_VALUES = 50
@@ -79,3 +81,10 @@ class BookFilter:
 
 
 NO_FILTER = BookFilter()
+
+
+def excluding(book_ids: Collection[str]) -> FilterExpression | None:
+    """Every book but these, as one TAG negation (``-@book_id:{1|2|...}``); None for none."""
+    if not book_ids:
+        return None
+    return Tag(BOOK_ID_TAG) != sorted(book_ids)
