@@ -17,8 +17,8 @@ keyword query), both fetched in one pipeline, and each is scored
 The cube keeps a partial overlap small (a descriptive text that shares one word with a
 title, 0.2 to 0.3, moves the book by at most 0.014), while the exact title (1, so +0.5) comes
 first whatever its description says. Measured on the shipped catalogue (tests/title_search.py):
-the exact title first for 199 of 200 sampled titles, against 69 by meaning alone and 175 by
-BM25 alone; descriptive texts keep 96% of their top five by meaning.
+the exact title first for 199 of 200 sampled titles, against 68 by meaning alone and 175 by
+BM25 alone; descriptive texts keep 95% of their top five by meaning.
 
 Reciprocal rank fusion was measured first and left: it sees ranks, not how well a text
 matches, so it cannot tell a typed title from a description. At any weighting it either

@@ -68,10 +68,14 @@ def scaled_fast_sigmoid(x: npt.ArrayLike) -> Scores:
 
 def best_scores(candidates: Matrix, liked: npt.ArrayLike, disliked: npt.ArrayLike) -> Scores:
     """Qdrant's BEST_SCORE of each candidate row (unit rows; examples normalised here)."""
-    positive = (candidates @ unit_rows(liked).T).max(axis=1)
+    return _best_scores(candidates @ unit_rows(liked).T, candidates, unit_rows(disliked))
+
+
+def _best_scores(to_liked: Matrix, candidates: Matrix, disliked: Matrix) -> Scores:
+    positive = to_liked.max(axis=1)
     if not np.size(disliked):
         return scaled_fast_sigmoid(positive)
-    negative = (candidates @ unit_rows(disliked).T).max(axis=1)
+    negative = (candidates @ disliked.T).max(axis=1)
     found: Scores = np.where(
         positive > negative, scaled_fast_sigmoid(positive), -scaled_fast_sigmoid(negative)
     )
@@ -81,16 +85,15 @@ def best_scores(candidates: Matrix, liked: npt.ArrayLike, disliked: npt.ArrayLik
 @dataclass(frozen=True, slots=True)
 class NeighbourList:
     """What one nearest-neighbour search around a liked book found: how many it asked for,
-    how many came back, and the similarity of the last (the least similar) to that book."""
+    and the candidate rows of the books that came back."""
 
     asked: int
-    returned: int
-    last_similarity: float
+    rows: tuple[int, ...]
 
     @property
     def complete(self) -> bool:
         """Fewer came back than were asked: every book the filter lets through is in it."""
-        return self.returned < self.asked
+        return len(self.rows) < self.asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,20 +110,26 @@ def best_score_ranking(
     lists: Sequence[NeighbourList],
     needed: int,
 ) -> BestScoreRanking:
-    """The candidates (distinct books from the searches around each liked book) by BEST_SCORE,
-    and whether their first ``needed`` are the catalogue's first ``needed``.
+    """The candidates (distinct books from the searches around each liked book, one list per
+    liked book, in the same order) by BEST_SCORE, and whether their first ``needed`` are the
+    catalogue's first ``needed``.
 
-    A book missing from every list is, for each liked book whose list is full, no more
-    similar to it than that list's last book; so its p is at most T = the largest of those
-    last similarities, and its score at most sigmoid(T) (a score from the disliked side is
-    negative, and sigmoid is positive). If the ``needed``-th candidate scores above sigmoid(T),
-    nothing outside can displace it. If any list came back short, it holds every book the
-    filter lets through, so the candidates are all there is.
+    Let T be, over the lists that came back full, the lowest similarity of a listed book to
+    the list's liked book, and then the highest of those. A book missing from every list is
+    no nearer any liked book than T, so its score is at most sigmoid(T) (a score from the
+    disliked side is negative, and sigmoid is positive). If the ``needed``-th candidate
+    scores at least sigmoid(T), nothing outside can displace it (at most tie it). With
+    nothing disliked that always holds: the list that reaches T holds ``needed`` books at
+    least as similar as T. If any list came back short, it holds every book the filter lets
+    through, so the candidates are all there is. (Similarities are computed here, from the
+    vectors, for the scores and for T alike.)
     """
-    scores = best_scores(candidates, liked, disliked)
+    to_liked = candidates @ unit_rows(liked).T
+    scores = _best_scores(to_liked, candidates, unit_rows(disliked))
     order = sorted(range(len(scores)), key=lambda row: (-scores[row], row))
     if any(found.complete for found in lists):
         return BestScoreRanking(order, scores, certain=True)
-    bound = float(scaled_fast_sigmoid(max(found.last_similarity for found in lists)))
-    certain = len(order) >= needed and float(scores[order[needed - 1]]) > bound
+    floor = max(float(to_liked[list(found.rows), n].min()) for n, found in enumerate(lists))
+    bound = float(scaled_fast_sigmoid(floor))
+    certain = len(order) >= needed and float(scores[order[needed - 1]]) >= bound
     return BestScoreRanking(order, scores, certain=certain)

@@ -98,14 +98,13 @@ def nearest_lists(
     liked: Sequence[int], eligible: np.ndarray, size: int
 ) -> tuple[list[int], list[NeighbourList]]:
     """What a search of ``size`` around each liked book returns (exact, numpy), merged."""
-    union: dict[int, None] = {}
-    lists = []
+    found = []
     for row in liked:
         similarity = MATRIX @ MATRIX[row]
-        ranked = [int(r) for r in np.argsort(-similarity, kind="stable") if eligible[r]][:size]
-        union.update(dict.fromkeys(ranked))
-        lists.append(NeighbourList(size, len(ranked), float(similarity[ranked[-1]])))
-    return list(union), lists
+        found.append([int(r) for r in np.argsort(-similarity, kind="stable") if eligible[r]][:size])
+    union = list(dict.fromkeys(r for ranked in found for r in ranked))
+    at = {r: n for n, r in enumerate(union)}
+    return union, [NeighbourList(size, tuple(at[r] for r in ranked)) for ranked in found]
 
 
 @pytest.mark.parametrize("needed", [5, 10, 50])
@@ -133,23 +132,37 @@ def test_best_score_ranking_is_exact_whenever_it_says_it_is(needed: int) -> None
         assert len(set(found)) == needed
         assert all(eligible[row] for row in found)
         assert np.allclose(everything[found], expected, atol=1e-12)
-    assert widened < 20  # most requests are certain at the first size
+    assert widened <= 5  # only requests with dislikes may need a second search
 
 
-def test_best_score_ranking_is_not_certain_when_dislikes_cover_the_liked_neighbourhood() -> None:
-    liked = [ROW["9"]]
-    similarity = MATRIX @ MATRIX[ROW["9"]]
-    disliked = [int(r) for r in np.argsort(-similarity)[1:6]]  # the Transformers books
+def test_best_score_ranking_is_not_certain_when_every_candidate_is_nearer_a_dislike() -> None:
+    """Books 316 and 911 share a description: liking one and disliking the other puts every
+    book on the disliked side, where the nearest are the worst; only the whole catalogue can
+    say which books are farthest from it."""
+    liked, disliked = [ROW["316"]], [ROW["911"]]
     eligible = np.ones(len(IDS), dtype=bool)
     eligible[liked + disliked] = False
-    rows, lists = nearest_lists(liked, eligible, 5)
-    narrow = best_score_ranking(MATRIX[rows], MATRIX[liked], MATRIX[disliked], lists, 5)
-    assert not narrow.certain
+    rows, lists = nearest_lists(liked, eligible, 50)
+    assert not best_score_ranking(MATRIX[rows], MATRIX[liked], MATRIX[disliked], lists, 5).certain
+    rows, lists = nearest_lists(liked, eligible, len(IDS))
+    whole = best_score_ranking(MATRIX[rows], MATRIX[liked], MATRIX[disliked], lists, 5)
+    assert whole.certain
+    farthest = np.argsort(MATRIX[rows] @ MATRIX[ROW["911"]], kind="stable")[:5]
+    assert sorted(whole.order[:5]) == sorted(int(r) for r in farthest)
+
+
+def test_without_dislikes_the_first_lists_are_always_enough() -> None:
+    for seed in range(30):
+        liked, _ = examples(300 + seed, 1 + seed % 6, 0)
+        eligible = np.ones(len(IDS), dtype=bool)
+        eligible[liked] = False
+        rows, lists = nearest_lists(liked, eligible, 10)
+        assert best_score_ranking(MATRIX[rows], MATRIX[liked], MATRIX[[]], lists, 10).certain
 
 
 def test_a_list_that_came_back_short_holds_everything() -> None:
-    assert NeighbourList(asked=50, returned=12, last_similarity=0.1).complete
-    assert not NeighbourList(asked=50, returned=50, last_similarity=0.1).complete
+    assert NeighbourList(asked=50, rows=tuple(range(12))).complete
+    assert not NeighbourList(asked=50, rows=tuple(range(50))).complete
 
 
 # --- diversity ------------------------------------------------------------------------------
