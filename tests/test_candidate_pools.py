@@ -23,6 +23,7 @@ from lookalike.services.book_index import VECTOR_FIELD, vector_bytes
 from lookalike.services.diversity import Diversity, pick, wider
 from lookalike.services.recommendations import (
     NeighbourList,
+    best_score_list_size,
     best_score_ranking,
     best_scores,
 )
@@ -185,7 +186,7 @@ def best_score_from_redis(
     the examples left out), widened until the ranking is certain."""
     vectors = unit_rows(SHIPPED.matrix([EMBEDDED[ROW[i]] for i in liked + disliked]))
     liked_rows, disliked_rows = vectors[: len(liked)], vectors[len(liked) :]
-    size, rounds = needed, 0
+    size, rounds = best_score_list_size(needed, len(disliked)), 0
     while True:
         rounds += 1
         leave_out = excluding(set(liked) | set(disliked))
