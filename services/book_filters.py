@@ -13,11 +13,13 @@ filter of such a value would have failed inside Redis.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
 
 from redisvl.query.filter import FilterExpression, Num, Tag
 
+from lookalike.services.book_index import BOOK_ID_TAG
 from lookalike.services.errors import BadUserInput, check_range, check_text
 
 MAX_VALUES = 50
@@ -104,3 +106,10 @@ def _escape(value: str) -> str:
 
 
 NO_FILTER = BookFilter()
+
+
+def excluding(book_ids: Collection[str]) -> FilterExpression | None:
+    """Every book but these, as one TAG negation (``-@book_id:{1|2|...}``); None for none."""
+    if not book_ids:
+        return None
+    return Tag(BOOK_ID_TAG) != sorted(book_ids)

