@@ -15,6 +15,7 @@ from lookalike.services.book_records import Book, BookFields, is_book_id
 from lookalike.services.book_requests import (
     PageRequest,
     RadiusRequest,
+    RecommendRequest,
     SearchRequest,
     SimilarRequest,
 )
@@ -44,6 +45,10 @@ def within_radius(ctx: Context, source: Book, request: RadiusRequest) -> Awaitab
 
 async def search(ctx: Context, request: SearchRequest) -> list[Match]:
     return await ctx.loaders.search.load(request)
+
+
+async def recommend(ctx: Context, request: RecommendRequest) -> list[Match]:
+    return await ctx.loaders.recommend.load(request)
 
 
 async def genres(ctx: Context) -> list[tuple[str, int]]:

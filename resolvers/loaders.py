@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from strawberry.dataloader import DataLoader
 
 from lookalike.services.book_records import Book, BookFields
-from lookalike.services.book_requests import RadiusRequest, SearchRequest, SimilarRequest
+from lookalike.services.book_requests import (
+    RadiusRequest,
+    RecommendRequest,
+    SearchRequest,
+    SimilarRequest,
+)
 from lookalike.services.catalogue import Catalogue, Match, RadiusPage
+from lookalike.services.errors import BookNotFound
 from lookalike.services.face_store import FaceStore, Person
 from lookalike.services.query_embeddings import QueryEmbeddings
 
@@ -37,6 +43,7 @@ class Loaders:
         self.similar = DataLoader[SimilarRequest, list[Match]](load_fn=self._load_similar)
         self.radius = DataLoader[RadiusRequest, RadiusPage](load_fn=self._load_radius)
         self.search = DataLoader[SearchRequest, list[Match]](load_fn=self._load_search)
+        self.recommend = DataLoader[RecommendRequest, list[Match]](load_fn=self._load_recommend)
         self.people = DataLoader[str, Person | None](load_fn=faces.get_many)
 
     def remember(self, books: Sequence[Book]) -> None:
@@ -73,6 +80,16 @@ class Loaders:
             self.remember([book for book in found if book is not None])
         return self.seen
 
+    async def _with_vectors(self, book_ids: Sequence[str]) -> dict[str, Book]:
+        """These books with their vectors: those this request read with them as they are,
+        the rest in one pipeline (an unknown id is missing from the answer)."""
+        wanted = list(dict.fromkeys(book_ids))
+        unread = [i for i in wanted if i not in self.seen or not self.seen[i].fields.vector]
+        if unread:
+            found = await self.catalogue.read(unread, BookFields(frozenset(), vector=True))
+            self.remember([book for book in found if book is not None])
+        return {i: self.seen[i] for i in wanted if i in self.seen and self.seen[i].fields.vector}
+
     async def _load_similar(self, requests: Sequence[SimilarRequest]) -> list[list[Match]]:
         """Every similar() of a level in one pipeline."""
         sources = await self._sources([request.book_id for request in requests])
@@ -93,3 +110,19 @@ class Loaders:
         found = await self.catalogue.search(requests, vectors)
         self.remember([match.book for matches in found for match in matches])
         return found
+
+    async def _load_recommend(
+        self, requests: Sequence[RecommendRequest]
+    ) -> list[list[Match] | BaseException]:
+        """Every recommend of the request: one read of the liked and disliked books' vectors
+        (none for those already read with them), one KNN pipeline. A request naming an
+        unknown book is BOOK_NOT_FOUND and searches nothing; the others still run."""
+        examples = await self._with_vectors([i for r in requests for i in r.examples()])
+        unknown = {r: next((i for i in r.examples() if i not in examples), None) for r in requests}
+        runnable = [r for r in requests if unknown[r] is None]
+        found = dict(zip(runnable, await self.catalogue.recommend(runnable, examples), strict=True))
+        self.remember([match.book for matches in found.values() for match in matches])
+        return [
+            found[r] if (missing := unknown[r]) is None else BookNotFound.for_id(missing)
+            for r in requests
+        ]

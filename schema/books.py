@@ -10,7 +10,7 @@ which of a book's fields the selection will show.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -23,12 +23,44 @@ from lookalike.services.book_records import Book as BookRecord
 from lookalike.services.book_requests import (
     PageRequest,
     RadiusRequest,
+    RecommendRequest,
+    SearchMode,
     SearchRequest,
     SimilarRequest,
 )
 from lookalike.services.catalogue import Match, RadiusPage
+from lookalike.services.diversity import Diversity
+from lookalike.services.recommendations import RecommendStrategy
 
 Info = strawberry.Info[Context, None]
+
+strawberry.enum(
+    SearchMode,
+    description="How searchBooks matches the text. SEMANTIC: by meaning (the text's embedding "
+    "against the descriptions'). KEYWORD: by its words (BM25 over title, author and "
+    "description, the title weighted highest). HYBRID: both, ranked by similarity + 0.5 x "
+    "(word match with the title or author)^3, so a typed title comes first and a description "
+    "keeps its meaning.",
+)
+strawberry.enum(
+    RecommendStrategy,
+    description="Qdrant's recommend strategies. AVERAGE_VECTOR: the books nearest to "
+    "avg(liked), or avg(liked) + (avg(liked) - avg(disliked)). BEST_SCORE: each book scored "
+    "by its best similarity to a liked book when that beats its best similarity to a disliked "
+    "one, else by -(best disliked similarity)^2.",
+)
+
+NO_IDS: list[strawberry.ID] = []  # the default of the id-list arguments (never mutated)
+
+EXCLUDE = (
+    "Books never returned (already seen): k books still come back when k others match. At "
+    "most 500 ids; an id that names no book is ignored."
+)
+DIVERSITY = (
+    "0 to 1: maximal marginal relevance with lambda = 1 - diversity over the max(50, 5k) best "
+    "candidates (after filter and exclusions); the first book is the best. 0: no re-ranking."
+)
+MAX_PER_AUTHOR = "At most this many books by one author (1 to 100; authors compared ignoring case)."
 
 
 @strawberry.type(description="One physical copy of a book and what it is doing now.")
@@ -52,6 +84,14 @@ class BookFilter:
         default=None,
         description="true: at least one copy is available now; false: none is.",
     )
+
+
+def _choice(diversity: float | None, max_per_author: int | None) -> Diversity:
+    return Diversity(diversity or 0.0, max_per_author)
+
+
+def _ids(given: list[strawberry.ID] | None) -> tuple[str, ...]:
+    return tuple(str(i) for i in given or ())
 
 
 def _facets(given: BookFilter | None) -> facets_module.BookFilter:
@@ -86,8 +126,9 @@ class Book:
 
     @strawberry.field(
         description="The k nearest other books by description (cosine distance), nearest "
-        "first, among those the filter lets through. Exactly k unless fewer books match; "
-        "never this book itself.",
+        "first, among those the filter lets through and not excluded. Exactly k unless fewer "
+        "books match; never this book itself. With diversity or maxPerAuthor, picked from the "
+        "nearest in that order (each with its own distance).",
         graphql_type=list["BookMatch"],
     )
     def similar(
@@ -96,8 +137,22 @@ class Book:
         info: Info,
         k: int = 5,
         filter: BookFilter | None = None,
+        exclude: Annotated[
+            list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)
+        ] = NO_IDS,
+        diversity: Annotated[float | None, strawberry.argument(description=DIVERSITY)] = 0.0,
+        max_per_author: Annotated[
+            int | None, strawberry.argument(description=MAX_PER_AUTHOR)
+        ] = None,
     ) -> Awaitable[list[Match]]:
-        request = SimilarRequest(parent.id, k, _facets(filter), book_fields(info, "book"))
+        request = SimilarRequest(
+            parent.id,
+            k,
+            _facets(filter),
+            book_fields(info, "book"),
+            _ids(exclude),
+            _choice(diversity, max_per_author),
+        )
         return books.similar(info.context, parent, request)
 
     @strawberry.field(
@@ -147,15 +202,73 @@ class BookQuery:
         return await books.book(info.context, str(id), book_fields(info))
 
     @strawberry.field(
-        description="The k books whose descriptions are nearest in meaning to the text "
-        "(1 to 2,000 characters), embedded with the catalogue's model.",
+        description="The k books that best answer the text (1 to 2,000 characters): by "
+        "meaning, by its words, or both (mode). Each match carries the book's cosine distance "
+        "to the text's embedding, in the order the mode ranks (SEMANTIC: nearest first; "
+        "KEYWORD and HYBRID: best first, so distances need not grow).",
         graphql_type=list[BookMatch],
     )
     async def search_books(
-        self, info: Info, text: str, k: int = 10, filter: BookFilter | None = None
+        self,
+        info: Info,
+        text: str,
+        k: int = 10,
+        filter: BookFilter | None = None,
+        mode: SearchMode = SearchMode.HYBRID,
+        exclude: Annotated[
+            list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)
+        ] = NO_IDS,
+        diversity: Annotated[float | None, strawberry.argument(description=DIVERSITY)] = 0.0,
+        max_per_author: Annotated[
+            int | None, strawberry.argument(description=MAX_PER_AUTHOR)
+        ] = None,
     ) -> list[Match]:
-        request = SearchRequest(text, k, _facets(filter), book_fields(info, "book"))
+        request = SearchRequest(
+            text,
+            k,
+            _facets(filter),
+            book_fields(info, "book"),
+            mode,
+            _ids(exclude),
+            _choice(diversity, max_per_author),
+        )
         return await books.search(info.context, request)
+
+    @strawberry.field(
+        description="The k books most like the liked ones and unlike the disliked ones "
+        "(RecommendStrategy), among those the filter lets through. Never a liked, disliked or "
+        "excluded book. 1 to 50 liked, 0 to 50 disliked: an id that names no book is "
+        "BOOK_NOT_FOUND. Distance: to the query vector (AVERAGE_VECTOR), or 1 - the best score "
+        "(BEST_SCORE: 0 for a copy of a liked book, 1 to 2 for a book nearer a disliked one).",
+        graphql_type=list[BookMatch],
+    )
+    async def recommend(
+        self,
+        info: Info,
+        liked: list[strawberry.ID],
+        disliked: list[strawberry.ID] | None = NO_IDS,
+        k: int = 10,
+        strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
+        filter: BookFilter | None = None,
+        exclude: Annotated[
+            list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)
+        ] = NO_IDS,
+        diversity: Annotated[float | None, strawberry.argument(description=DIVERSITY)] = 0.0,
+        max_per_author: Annotated[
+            int | None, strawberry.argument(description=MAX_PER_AUTHOR)
+        ] = None,
+    ) -> list[Match]:
+        request = RecommendRequest(
+            _ids(liked),
+            _ids(disliked),
+            k,
+            strategy,
+            _facets(filter),
+            book_fields(info, "book"),
+            _ids(exclude),
+            _choice(diversity, max_per_author),
+        )
+        return await books.recommend(info.context, request)
 
     @strawberry.field(description="Every genre with its number of books, most books first.")
     async def genres(self, info: Info) -> list[GenreCount]:

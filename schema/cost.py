@@ -3,10 +3,14 @@
 The unit is one item returned. Each field that does work costs, per parent:
 
 - the items it returns (``k``, ``first``; a ``first: null`` costs the 20 it will return);
-- ``SEARCH`` per Redis search it runs: a search and the resolver around it cost about as much
-  CPU as ten returned books, so ``withinRadius(first: 0)`` is not free;
+- ``SEARCH`` per Redis search it may run: a search and the resolver around it cost about as
+  much CPU as ten returned books, so ``withinRadius(first: 0)`` is not free;
+- the candidates it searches beyond the items it returns: ``diversity`` and ``maxPerAuthor``
+  pick k from the max(50, 5k) nearest (and the cap may search four times that again),
+  HYBRID ranks the 50 nearest and the 50 best by BM25, BEST_SCORE searches a list around
+  every liked book (``services/search_budget.py`` mirrors what the searches ask for);
 - one per filter value it sends (a filter of a hundred long names is parsed by Redis and
-  checked by the server every time it runs);
+  checked by the server every time it runs), and one per excluded, liked or disliked id;
 - the model: ``MODEL_RUN`` per photo a face field embeds, and half a unit per character of a
   search text (the sentence model's time grows with the text).
 
@@ -38,6 +42,14 @@ from graphql import (
 from graphql.execution import VariableValues
 
 from lookalike.schema.field_groups import grouped_fields, sub_selections
+from lookalike.services.book_requests import SearchMode
+from lookalike.services.recommendations import RecommendStrategy
+from lookalike.services.search_budget import (
+    Budget,
+    nearest_budget,
+    recommend_budget,
+    search_budget,
+)
 
 SEARCH = 10
 MODEL_RUN = 5_000
@@ -72,9 +84,43 @@ def _search(size: str, default: int) -> Callable[[Mapping[str, Any]], Work]:
     return lambda args: Work(_count(args, size, default), SEARCH + _filter_values(args))
 
 
+def _ids(args: Mapping[str, Any], name: str) -> int:
+    return len(args.get(name) or ())
+
+
+def _picking(args: Mapping[str, Any]) -> tuple[float, bool]:
+    """diversity and whether a cap per author is asked for, as the field will read them."""
+    diversity = args.get("diversity")
+    return (float(diversity) if diversity else 0.0), args.get("maxPerAuthor") is not None
+
+
+def _searching(items: int, budget: Budget, args: Mapping[str, Any]) -> Work:
+    """``items`` returned, after the searches and candidates of ``budget``, the filter's
+    values and the excluded ids."""
+    extra = SEARCH * budget.searches + max(0, budget.candidates - items)
+    return Work(items, extra + _filter_values(args) + _ids(args, "exclude"))
+
+
+def _similar(args: Mapping[str, Any]) -> Work:
+    k = _count(args, "k", 5)
+    return _searching(k, nearest_budget(k, *_picking(args)), args)
+
+
 def _text_search(args: Mapping[str, Any]) -> Work:
-    text = args.get("text") or ""
-    return Work(_count(args, "k", 10), SEARCH + _filter_values(args) + len(text) // 2)
+    k = _count(args, "k", 10)
+    mode = args.get("mode")
+    budget = search_budget(k, *_picking(args), mode if mode is not None else SearchMode.HYBRID)
+    found = _searching(k, budget, args)
+    return Work(found.items, found.extra + len(args.get("text") or "") // 2)
+
+
+def _recommend(args: Mapping[str, Any]) -> Work:
+    k = _count(args, "k", 10)
+    liked, disliked = _ids(args, "liked"), _ids(args, "disliked")
+    strategy = args.get("strategy") or RecommendStrategy.AVERAGE_VECTOR
+    budget = recommend_budget(k, liked, disliked, strategy, *_picking(args))
+    found = _searching(k, budget, args)
+    return Work(found.items, found.extra + liked + disliked)  # the examples' vectors: reads
 
 
 # "Type.field" -> its work, from the arguments it will run with. Fields not listed cost nothing
@@ -83,10 +129,11 @@ FIELD_WORK: dict[str, Callable[[Mapping[str, Any]], Work]] = {
     "Query.book": lambda args: Work(1),  # a read by key, batched with its siblings
     "Query.books": _search("first", 20),
     "Query.searchBooks": _text_search,
+    "Query.recommend": _recommend,
     "Query.genres": lambda args: Work(300, 300 * SEARCH),  # a count per genre
     "Query.person": lambda args: Work(1),
     "Query.people": lambda args: Work(_count(args, "first", 20), SEARCH),
-    "Book.similar": _search("k", 5),
+    "Book.similar": _similar,
     "Book.withinRadius": _search("first", 10),
     "Mutation.identifyFace": lambda args: Work(_count(args, "k", 3), MODEL_RUN + SEARCH),
     "Mutation.verifyFace": lambda args: Work(1, MODEL_RUN + SEARCH),

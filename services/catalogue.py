@@ -1,8 +1,10 @@
-"""Reading the book catalogue: books by id, nearest neighbours, neighbours within a radius.
+"""Reading the book catalogue: books by id, nearest neighbours, neighbours within a radius,
+text search, recommendations.
 
-Every method takes a whole batch and spends one Redis round trip on it, whatever its size:
-the GraphQL dataloaders hand over everything one nesting level asks for, the command line
-hands over one item. A book is one Hash (``book_index``): reading books is one HMGET each in
+Every method takes a whole batch and spends one Redis round trip on it, whatever its size
+(a second only when a search must widen its candidates: ``search_jobs``): the GraphQL
+dataloaders hand over everything one nesting level asks for, the command line hands over
+one item. A book is one Hash (``book_index``): reading books is one HMGET each in
 a pipeline, their vector blob among the fields, and a vector query RETURNs its hits' fields,
 so the books it finds need no read of their own. Reads go to a healthy replica when there
 are replicas (``Reads``); on a cluster a pipeline is split by shard and sent to all at once.
@@ -15,34 +17,41 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
-from redisvl.query import FilterQuery, VectorQuery, VectorRangeQuery
+from redisvl.query import FilterQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
 from lookalike.services.book_filters import BookFilter
-from lookalike.services.book_index import book_schema, vector_bytes
+from lookalike.services.book_index import book_schema
+from lookalike.services.book_queries import BookQueries, Match
 from lookalike.services.book_records import VECTOR_FIELD, Book, BookFields
 from lookalike.services.book_requests import (
     PageRequest,
     RadiusRequest,
+    RecommendRequest,
+    SearchMode,
     SearchRequest,
     SimilarRequest,
 )
+from lookalike.services.diversity import NO_DIVERSITY, Diversity
 from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.recommendations import RecommendStrategy, average_vector_query
 from lookalike.services.redis_connection import Redis, redis_errors
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.search_indexes import index_info
-from lookalike.services.search_pipeline import Reply, SearchPipeline
+from lookalike.services.search_jobs import (
+    BestScoreJob,
+    HybridJob,
+    KeywordJob,
+    NearestJob,
+    SearchJob,
+)
+from lookalike.services.search_pipeline import SearchPipeline
 from lookalike.services.settings import Settings
+from lookalike.services.vector_math import from_blobs
 
 EXISTS = "id_number"  # every book has it: a read of it tells a book from no book
 
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A book found by a vector query and its cosine distance (0 identical, 2 opposite)."""
-
-    book: Book
-    distance: float
+__all__ = ["BookPage", "Catalogue", "IndexStatus", "Match", "RadiusPage", "VectorSearch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +69,15 @@ class BookPage:
 
 @dataclass(frozen=True, slots=True)
 class VectorSearch:
-    """A KNN from a vector (a book's, a search text's): what the catalogue runs."""
+    """A KNN from a vector (a book's, a search text's, a recommendation's): what the
+    catalogue runs."""
 
     vector: bytes | None  # None: a book with no embedding, which has no neighbours
     k: int
     facets: BookFilter
     fields: BookFields
-    exclude: str | None = None  # a book id left out of the answer (the book itself)
+    leave_out: frozenset[str] = frozenset()  # never returned (the book itself, exclusions)
+    choice: Diversity = NO_DIVERSITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +96,10 @@ class Catalogue:
         self._prefix = settings.key_prefix + ":"
         self.loading = False  # a (re)load is writing books: not ready, answers may be partial
         self._searches = SearchPipeline(self.reads, settings.index_name)
+        self.queries = BookQueries(settings)
 
     def doc_key(self, book_id: str) -> str:
         return self._prefix + book_id
-
-    def _book_id(self, key: str) -> str:
-        return key.removeprefix(self._prefix)
 
     async def read(self, book_ids: Sequence[str], fields: BookFields) -> list[Book | None]:
         """Books in the order asked, with these fields; None where there is no such book."""
@@ -114,16 +123,13 @@ class Catalogue:
     async def similar(
         self, requests: Sequence[SimilarRequest], sources: Mapping[str, Book]
     ) -> list[list[Match]]:
-        """The k nearest other books of each book (that pass its filter), nearest first.
-
-        The book itself is left out inside the query, so Redis returns exactly k others: no
-        over-fetching and trimming in Python. The books' vectors come with them (a level's
-        query asks for the vectors of the books the next level searches from).
-        """
+        """The k nearest other books of each book (that pass its filter and are not
+        excluded), nearest first, or picked for diversity. The books' vectors come with them
+        (a level's query asks for the vectors of the books the next level searches from)."""
         vectors = await self.vectors_of([r.book_id for r in requests], sources)
         return await self.nearest(
             [
-                VectorSearch(vector, r.k, r.facets, r.fields, exclude=r.book_id)
+                VectorSearch(vector, r.k, r.facets, r.fields, r.leave_out(), r.choice)
                 for r, vector in zip(requests, vectors, strict=True)
             ]
         )
@@ -131,13 +137,42 @@ class Catalogue:
     async def search(
         self, requests: Sequence[SearchRequest], vectors: Sequence[bytes]
     ) -> list[list[Match]]:
-        """searchBooks: the k books nearest to each text's vector."""
-        return await self.nearest(
-            [
-                VectorSearch(vector, r.k, r.facets, r.fields)
-                for r, vector in zip(requests, vectors, strict=True)
-            ]
-        )
+        """searchBooks: each text's k books by meaning, by words, or both (its ``mode``), all
+        in one pipeline (HYBRID sends both of its queries in it)."""
+        jobs: list[SearchJob] = []
+        for r, vector in zip(requests, vectors, strict=True):
+            if r.mode is SearchMode.SEMANTIC:
+                search = VectorSearch(vector, r.k, r.facets, r.fields, r.leave_out(), r.choice)
+                jobs.append(self._nearest_job(search))
+                continue
+            kind = KeywordJob if r.mode is SearchMode.KEYWORD else HybridJob
+            jobs.append(kind(r.text, vector, r.k, r.facets, r.fields, r.leave_out(), r.choice))
+        return await self.run(jobs)
+
+    async def recommend(
+        self, requests: Sequence[RecommendRequest], examples: Mapping[str, Book]
+    ) -> list[list[Match]]:
+        """Each request's k books by Qdrant's AVERAGE_VECTOR or BEST_SCORE, from the vectors
+        of its liked and disliked books (``examples``: read with their vectors; every id is
+        there, the caller has made sure). A liked or disliked book with no description has
+        no vector and counts for nothing; with no liked vector at all there is no answer."""
+        jobs: list[SearchJob] = []
+        for r in requests:
+            liked = [v for v in (examples[i].vector for i in r.liked) if v is not None]
+            disliked = [v for v in (examples[i].vector for i in r.disliked) if v is not None]
+            if r.strategy is RecommendStrategy.BEST_SCORE:
+                jobs.append(
+                    BestScoreJob(liked, disliked, r.k, r.facets, r.fields, r.leave_out(), r.choice)
+                )
+                continue
+            query = (
+                average_vector_query(from_blobs(liked), from_blobs(disliked)).tobytes()
+                if liked
+                else None
+            )
+            search = VectorSearch(query, r.k, r.facets, r.fields, r.leave_out(), r.choice)
+            jobs.append(self._nearest_job(search))
+        return await self.run(jobs)
 
     async def vectors_of(
         self, book_ids: Sequence[str], books: Mapping[str, Book]
@@ -168,40 +203,32 @@ class Catalogue:
     async def nearest(self, requests: Sequence[VectorSearch]) -> list[list[Match]]:
         """KNN for each request, all in one pipeline.
 
-        The book a search starts from is left out by asking for one neighbour more and
-        dropping it here, not by a filter in the query: a filter that excludes one id makes
-        RediSearch's hybrid search walk far more of the index (measured: 182 microseconds a
-        query against 88 without, so half of a nested level's Redis time). The answer is the
-        same: exactly k others, nearest first.
+        The books left out (the book a search starts from, those excluded) are asked for and
+        dropped here when they are few, by one TAG filter when they are many (``leave_out``):
+        a filter makes RediSearch's hybrid search walk far more of the index (measured: 182
+        microseconds a query against 88 without, for the book itself), while every book asked
+        for is a hit to return and read. The answer is the same: exactly k others, nearest
+        first.
         """
-        runnable = [r.vector is not None and not r.facets.matches_nothing() for r in requests]
-        queries = [
-            VectorQuery(
-                vector=self._as_indexed(r.vector),
-                vector_field_name=VECTOR_FIELD,
-                return_fields=r.fields.returned(),
-                filter_expression=r.facets.expression(),
-                num_results=r.k + (r.exclude is not None),
-                ef_runtime=max(self.settings.hnsw_ef_runtime, r.k + 1),
-                dtype=self.settings.vector_type,
-            )
-            for r, ok in zip(requests, runnable, strict=True)
-            if ok and r.vector is not None
-        ]
-        replies = iter(await self._searches.run(queries))
-        found: list[list[Match]] = []
-        for request, ok in zip(requests, runnable, strict=True):
-            if not ok:
-                found.append([])
-                continue
-            matches = self._matches(next(replies), request.fields)
-            others = [m for m in matches if m.book.id != request.exclude]
-            found.append(others[: request.k])
-        return found
+        return await self.run([self._nearest_job(r) for r in requests])
 
-    def _as_indexed(self, vector: bytes) -> bytes:
-        """A query vector in the index's type (search texts are embedded as FLOAT32)."""
-        return vector_bytes(vector, self.settings.vector_type)
+    @staticmethod
+    def _nearest_job(search: VectorSearch) -> NearestJob:
+        return NearestJob(
+            search.vector, search.k, search.facets, search.fields, search.leave_out, search.choice
+        )
+
+    async def run(self, jobs: Sequence[SearchJob]) -> list[list[Match]]:
+        """Every job's queries in one pipeline a round, until every job has its answer (at
+        most ``search_jobs.MAX_ROUNDS`` rounds)."""
+        pending = [job for job in jobs if not job.done]
+        while pending:
+            asked = [(job, job.queries(self.queries)) for job in pending]
+            replies = iter(await self._searches.run([q for _, found in asked for q in found]))
+            for job, found in asked:
+                job.take(self.queries, [next(replies) for _ in found])
+            pending = [job for job in pending if not job.done]
+        return [job.answer for job in jobs]
 
     async def within_radius(
         self, requests: Sequence[RadiusRequest], sources: Mapping[str, Book]
@@ -221,7 +248,7 @@ class Catalogue:
             if not ok or vector is None:
                 continue
             query = VectorRangeQuery(
-                vector=self._as_indexed(vector),
+                vector=self.queries.as_indexed(vector),
                 vector_field_name=VECTOR_FIELD,
                 return_fields=request.fields.returned(),
                 filter_expression=_combine(request.facets, request.book_id),
@@ -239,7 +266,7 @@ class Catalogue:
                 pages.append(RadiusPage(total_count=0, matches=[]))
                 continue
             reply = next(replies)
-            pages.append(RadiusPage(reply.total, self._matches(reply, request.fields)))
+            pages.append(RadiusPage(reply.total, self.queries.matches(reply, request.fields)))
         return pages
 
     async def page(self, request: PageRequest) -> BookPage:
@@ -254,23 +281,10 @@ class Catalogue:
         )
         everything = FilterQuery(filter_expression="*", return_fields=[]).paging(0, 0)
         found, count = await self._searches.run([window, everything])
-        books = [self._book(key, fields, request.fields) for key, fields in found.hits]
+        books = [self.queries.book(key, fields, request.fields) for key, fields in found.hits]
         return BookPage(
             books=books[: request.first], total=count.total, has_next=len(books) > request.first
         )
-
-    def _book(self, key: str, values: Mapping[bytes, Any], fields: BookFields) -> Book:
-        return Book(self._book_id(key), fields, {k.decode(): v for k, v in values.items()})
-
-    def _matches(self, reply: Reply, fields: BookFields) -> list[Match]:
-        """The hits as matches: the query RETURNed each book's fields (and vector when
-        asked), so the books found need no read of their own."""
-        matches = []
-        for key, values in reply.hits:
-            # FLOAT16 rounding puts an identical vector at about -0.00005: that is 0
-            distance = max(0.0, float(values.get(b"vector_distance", 0)))
-            matches.append(Match(self._book(key, values, fields), distance))
-        return matches
 
     async def genre_counts(self) -> list[tuple[str, int]]:
         """Every genre with its number of books, most books first (then by name).

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.services.errors import check_range
+from lookalike.services.leave_out import MAX_RESULTS
 from lookalike.services.vector_math import Matrix
 
 MIN_POOL = 50
@@ -53,15 +54,21 @@ class Diversity:
 
     def pool_size(self, k: int) -> int:
         """Candidates to search for k answers: k itself when nothing is re-picked."""
-        return max(MIN_POOL, POOL_PER_RESULT * k) if self.changes_order else k
+        return pool_size(k, self.changes_order)
 
 
 NO_DIVERSITY = Diversity()
 
 
+def pool_size(k: int, picked: bool) -> int:
+    """The max(50, 5k) nearest when the answer is picked from them, else k."""
+    return max(MIN_POOL, POOL_PER_RESULT * k) if picked else k
+
+
 def wider(pool: int) -> int:
-    """The next pool to try when a cap per author left too few picks."""
-    return pool * 4
+    """The next pool to try when a cap per author left too few picks (at most what one Redis
+    search may return)."""
+    return min(pool * 4, MAX_RESULTS)
 
 
 @dataclass(frozen=True, slots=True)

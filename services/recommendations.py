@@ -8,15 +8,16 @@ it, with cosine similarity s(a, b) = 1 - cosine distance:
   ``avg(liked) + (avg(liked) - avg(disliked))``; then an ordinary nearest-neighbour search
   (Redis normalises the query, as Qdrant does for a cosine collection). The distance reported
   is the cosine distance to that query vector.
-- **BEST_SCORE**: each candidate c is compared with every example;
-  ``p = max s(c, liked)``, ``n = max s(c, disliked)`` (minus infinity with none), and
-  ``score = sigmoid(p) if p > n else -sigmoid(n)`` with Qdrant's scaled fast sigmoid
-  ``sigmoid(x) = 0.5 * (1 + x / (1 + |x|))``. So a book nearer a liked book than any disliked
-  one ranks by its best similarity to a liked book (scores in (0, 1)), above every book nearer
-  a disliked one, which rank by their distance from it (scores in (-1, 0)). Qdrant's first
-  version negated the square of ``n``, which stopped inverting the order once similarities are
-  negative; Qdrant changed it to the sigmoid (qdrant pull request 2904). The distance
-  reported is ``1 - score``: 0.25 to 0.75 for the first kind, 1.25 to 1.75 for the second.
+- **BEST_SCORE**, as Qdrant's documentation wrote it from 1.6 ("Best score strategy"):
+  each candidate c is compared with every example; ``p = max s(c, liked)``,
+  ``n = max s(c, disliked)`` (minus infinity with none), and
+  ``score = p if p > n else -(n * n)``. A book nearer a liked book than any disliked one
+  ranks by its best similarity to a liked book, above every book nearer a disliked one,
+  which gets a negative score: the nearer that book, the lower (for n >= 0; squaring ranks
+  a book whose best disliked similarity is negative as if it were positive, which is why
+  Qdrant's code moved to a sigmoid of both branches in pull request 2904, and its
+  documentation followed in 2025). The distance reported is ``1 - score``: 0 for a book
+  identical to a liked one, 1 to 2 for a book nearer a disliked one.
 
 Redis cannot rank by BEST_SCORE, so the candidates come from a nearest-neighbour search around
 each liked book and are scored here exactly. That is exact only if no book outside those
@@ -59,26 +60,17 @@ def average_vector_query(liked: npt.ArrayLike, disliked: npt.ArrayLike) -> npt.N
     return found
 
 
-def scaled_fast_sigmoid(x: npt.ArrayLike) -> Scores:
-    """Qdrant's sigmoid: monotone, 0.5 at 0, in (0, 1)."""
-    values = np.asarray(x, dtype=np.float64)
-    found: Scores = 0.5 * (1.0 + values / (1.0 + np.abs(values)))
-    return found
-
-
 def best_scores(candidates: Matrix, liked: npt.ArrayLike, disliked: npt.ArrayLike) -> Scores:
     """Qdrant's BEST_SCORE of each candidate row (unit rows; examples normalised here)."""
     return _best_scores(candidates @ unit_rows(liked).T, candidates, unit_rows(disliked))
 
 
 def _best_scores(to_liked: Matrix, candidates: Matrix, disliked: Matrix) -> Scores:
-    positive = to_liked.max(axis=1)
+    positive: Scores = to_liked.max(axis=1)
     if not np.size(disliked):
-        return scaled_fast_sigmoid(positive)
+        return positive
     negative = (candidates @ disliked.T).max(axis=1)
-    found: Scores = np.where(
-        positive > negative, scaled_fast_sigmoid(positive), -scaled_fast_sigmoid(negative)
-    )
+    found: Scores = np.where(positive > negative, positive, -(negative * negative))
     return found
 
 
@@ -93,16 +85,12 @@ def best_score_list_size(needed: int, disliked: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class NeighbourList:
-    """What one nearest-neighbour search around a liked book found: how many it asked for,
-    and the candidate rows of the books that came back."""
+    """What one nearest-neighbour search around a liked book found: the candidate rows of the
+    books that came back (those left out dropped), and whether fewer came back than were
+    asked, so that every book the filter lets through is in it."""
 
-    asked: int
     rows: tuple[int, ...]
-
-    @property
-    def complete(self) -> bool:
-        """Fewer came back than were asked: every book the filter lets through is in it."""
-        return len(self.rows) < self.asked
+    complete: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +111,15 @@ def best_score_ranking(
     liked book, in the same order) by BEST_SCORE, and whether their first ``needed`` are the
     catalogue's first ``needed``.
 
-    Let T be, over the lists that came back full, the lowest similarity of a listed book to
-    the list's liked book, and then the highest of those. A book missing from every list is
-    no nearer any liked book than T, so its score is at most sigmoid(T) (a score from the
-    disliked side is negative, and sigmoid is positive). If the ``needed``-th candidate
-    scores at least sigmoid(T), nothing outside can displace it (at most tie it). With
-    nothing disliked that always holds: the list that reaches T holds ``needed`` books at
-    least as similar as T. If any list came back short, it holds every book the filter lets
-    through, so the candidates are all there is. (Similarities are computed here, from the
-    vectors, for the scores and for T alike.)
+    Let T be, over the lists, the lowest similarity of a listed book to the list's liked book,
+    and then the highest of those. A book missing from every list is no nearer any liked book
+    than T, so its score is at most T when it is nearer a liked book than a disliked one, and
+    at most 0 otherwise (``-(n * n)``): at most T without dislikes, max(T, 0) with them. If the
+    ``needed``-th candidate scores at least that, nothing outside can displace it (at most tie
+    it). With nothing disliked that always holds: the list that reaches T holds ``needed``
+    books at least as similar as T. If any list came back short, it holds every book the
+    filter lets through, so the candidates are all there is. (Similarities are computed here,
+    from the vectors, for the scores and for T alike.)
     """
     to_liked = candidates @ unit_rows(liked).T
     scores = _best_scores(to_liked, candidates, unit_rows(disliked))
@@ -139,6 +127,6 @@ def best_score_ranking(
     if any(found.complete for found in lists):
         return BestScoreRanking(order, scores, certain=True)
     floor = max(float(to_liked[list(found.rows), n].min()) for n, found in enumerate(lists))
-    bound = float(scaled_fast_sigmoid(floor))
+    bound = max(floor, 0.0) if np.size(disliked) else floor
     certain = len(order) >= needed and float(scores[order[needed - 1]]) >= bound
     return BestScoreRanking(order, scores, certain=certain)

@@ -22,10 +22,12 @@ from lookalike.services.redis_replicas import Reads
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One FT.SEARCH reply: the number of matches, and each returned hit's key and fields."""
+    """One FT.SEARCH reply: the number of matches, each returned hit's key and fields, and
+    each hit's score (a full-text query WITHSCORES; 0 otherwise)."""
 
     total: int
     hits: list[tuple[str, dict[bytes, Any]]]
+    scores: list[float]
 
     def texts(self, name: bytes) -> list[str]:
         """One returned field of every hit, as text."""
@@ -67,5 +69,7 @@ class SearchPipeline:
 
 
 def _read(reply: dict[bytes, Any]) -> Reply:
-    hits = [(hit[b"id"].decode(), hit.get(b"extra_attributes", {})) for hit in reply[b"results"]]
-    return Reply(total=int(reply[b"total_results"]), hits=hits)
+    results = reply[b"results"]
+    hits = [(hit[b"id"].decode(), hit.get(b"extra_attributes", {})) for hit in results]
+    scores = [float(hit.get(b"score", 0.0)) for hit in results]
+    return Reply(total=int(reply[b"total_results"]), hits=hits, scores=scores)

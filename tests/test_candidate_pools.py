@@ -19,7 +19,8 @@ from redisvl.query.filter import FilterExpression
 from starlette.testclient import TestClient
 
 from lookalike.services.book_filters import BookFilter, excluding
-from lookalike.services.book_index import VECTOR_FIELD, vector_bytes
+from lookalike.services.book_index import vector_bytes
+from lookalike.services.book_records import VECTOR_FIELD
 from lookalike.services.diversity import Diversity, pick, wider
 from lookalike.services.recommendations import (
     NeighbourList,
@@ -201,7 +202,10 @@ def best_score_from_redis(
             from_blobs([h.vector for h in candidates]),
             liked_rows,
             disliked_rows,
-            [NeighbourList(size, tuple(at[h.book_id] for h in found)) for found in lists],
+            [
+                NeighbourList(tuple(at[h.book_id] for h in found), len(found) < size)
+                for found in lists
+            ],
             needed,
         )
         if ranking.certain:

@@ -17,7 +17,6 @@ from lookalike.services.recommendations import (
     average_vector_query,
     best_score_ranking,
     best_scores,
-    scaled_fast_sigmoid,
 )
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.vector_math import Matrix, unit_rows
@@ -31,19 +30,24 @@ ROW = {book_id: row for row, book_id in enumerate(IDS)}
 
 
 def qdrant_best_score(candidate: int, liked: Sequence[int], disliked: Sequence[int]) -> float:
-    """Qdrant's pseudocode ("Best score strategy"), one book at a time, in Python floats."""
+    """The pseudocode of Qdrant's documentation ("Best score strategy"), one book at a time,
+    in Python floats:
+
+        let score = if best_positive_score > best_negative_score {
+            best_positive_score
+        } else {
+            -(best_negative_score * best_negative_score)
+        };
+    """
 
     def similarity(a: int, b: int) -> float:
         return sum(float(x) * float(y) for x, y in zip(MATRIX[a], MATRIX[b], strict=True))
 
-    def sigmoid(x: float) -> float:
-        return 0.5 * (1.0 + x / (1.0 + abs(x)))
-
     best_positive = max(similarity(candidate, row) for row in liked)
     best_negative = max((similarity(candidate, row) for row in disliked), default=-math.inf)
     if best_positive > best_negative:
-        return sigmoid(best_positive)
-    return -sigmoid(best_negative)
+        return best_positive
+    return -(best_negative * best_negative)
 
 
 def examples(seed: int, liked: int, disliked: int) -> tuple[list[int], list[int]]:
@@ -74,10 +78,11 @@ def test_best_score_is_qdrants_definition_for_every_book(
         assert found[row] == pytest.approx(expected, abs=1e-9)
 
 
-def test_best_score_keeps_qdrants_three_orderings() -> None:
-    """Qdrant's reasons for the sigmoid (pull request 2904): books nearer a liked book keep
-    their order, books nearer a disliked one are inverted, and the first kind all rank above
-    the second."""
+def test_best_score_orders_as_the_documentation_says() -> None:
+    """Books nearer a liked book rank by that similarity; books nearer a disliked one rank
+    below them, the nearer to it (when that similarity is positive) the lower. (A book whose
+    best disliked similarity is negative is where the documented formula stops inverting,
+    Qdrant pull request 2904: it ranks by the square.)"""
     liked, disliked = examples(5, 2, 2)
     scores = best_scores(MATRIX, MATRIX[liked], MATRIX[disliked])
     positive = (MATRIX @ MATRIX[liked].T).max(axis=1)
@@ -85,13 +90,15 @@ def test_best_score_keeps_qdrants_three_orderings() -> None:
     near_liked = positive > negative
     assert near_liked.any()
     assert (~near_liked).any()
-    assert scores[near_liked].min() > 0 > scores[~near_liked].max()
-    by_score = np.argsort(-scores[near_liked], kind="stable")
-    assert np.all(np.diff(positive[near_liked][by_score]) <= 1e-12)
-    by_score = np.argsort(-scores[~near_liked], kind="stable")
-    assert np.all(np.diff(negative[~near_liked][by_score]) >= -1e-12)
-    assert scaled_fast_sigmoid(0.0) == 0.5
-    assert scaled_fast_sigmoid(1.0) == 0.75
+    assert np.allclose(scores[near_liked], positive[near_liked], atol=1e-12)
+    assert np.allclose(scores[~near_liked], -(negative[~near_liked] ** 2), atol=1e-12)
+    # above every book nearer a dislike whenever the liked similarity is positive
+    assert scores[near_liked & (positive > 0)].min() > scores[~near_liked].max()
+    near_disliked = ~near_liked & (negative >= 0)
+    by_score = np.argsort(-scores[near_disliked], kind="stable")
+    assert np.all(np.diff(negative[near_disliked][by_score]) >= -1e-12)
+    # a copy of a liked book scores 1: distance 0
+    assert best_scores(MATRIX[liked[:1]], MATRIX[liked], MATRIX[disliked])[0] == pytest.approx(1)
 
 
 def nearest_lists(
@@ -104,7 +111,8 @@ def nearest_lists(
         found.append([int(r) for r in np.argsort(-similarity, kind="stable") if eligible[r]][:size])
     union = list(dict.fromkeys(r for ranked in found for r in ranked))
     at = {r: n for n, r in enumerate(union)}
-    return union, [NeighbourList(size, tuple(at[r] for r in ranked)) for ranked in found]
+    lists = [NeighbourList(tuple(at[r] for r in ranked), len(ranked) < size) for ranked in found]
+    return union, lists
 
 
 @pytest.mark.parametrize("needed", [5, 10, 50])
@@ -137,8 +145,9 @@ def test_best_score_ranking_is_exact_whenever_it_says_it_is(needed: int) -> None
 
 def test_best_score_ranking_is_not_certain_when_every_candidate_is_nearer_a_dislike() -> None:
     """Books 316 and 911 share a description: liking one and disliking the other puts every
-    book on the disliked side, where the nearest are the worst; only the whole catalogue can
-    say which books are farthest from it."""
+    book on the disliked side, where the nearest are the worst and the best are those least
+    related to it (similarity nearest 0, by the square); only the whole catalogue can say
+    which those are."""
     liked, disliked = [ROW["316"]], [ROW["911"]]
     eligible = np.ones(len(IDS), dtype=bool)
     eligible[liked + disliked] = False
@@ -147,8 +156,8 @@ def test_best_score_ranking_is_not_certain_when_every_candidate_is_nearer_a_disl
     rows, lists = nearest_lists(liked, eligible, len(IDS))
     whole = best_score_ranking(MATRIX[rows], MATRIX[liked], MATRIX[disliked], lists, 5)
     assert whole.certain
-    farthest = np.argsort(MATRIX[rows] @ MATRIX[ROW["911"]], kind="stable")[:5]
-    assert sorted(whole.order[:5]) == sorted(int(r) for r in farthest)
+    unrelated = np.argsort(np.abs(MATRIX[rows] @ MATRIX[ROW["911"]]), kind="stable")[:5]
+    assert sorted(whole.order[:5]) == sorted(int(r) for r in unrelated)
 
 
 def test_without_dislikes_the_first_lists_are_always_enough() -> None:
@@ -161,8 +170,19 @@ def test_without_dislikes_the_first_lists_are_always_enough() -> None:
 
 
 def test_a_list_that_came_back_short_holds_everything() -> None:
-    assert NeighbourList(asked=50, rows=tuple(range(12))).complete
-    assert not NeighbourList(asked=50, rows=tuple(range(50))).complete
+    """A filter that lets through 12 books: the list of 50 around a liked book holds them
+    all, so the ranking is certain whatever the dislikes."""
+    liked, disliked = [ROW["316"]], [ROW["911"]]
+    eligible = np.zeros(len(IDS), dtype=bool)
+    eligible[np.random.default_rng(9).choice(len(IDS), 12, replace=False)] = True
+    eligible[liked + disliked] = False
+    rows, lists = nearest_lists(liked, eligible, 50)
+    assert lists[0].complete
+    ranking = best_score_ranking(MATRIX[rows], MATRIX[liked], MATRIX[disliked], lists, 5)
+    assert ranking.certain
+    everything = best_scores(MATRIX, MATRIX[liked], MATRIX[disliked])
+    expected = np.sort(everything[eligible])[::-1][:5]
+    assert np.allclose(ranking.scores[ranking.order[:5]], expected, atol=1e-12)
 
 
 # --- diversity ------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from redisvl.query import VectorQuery
 
-from lookalike.services.book_index import VECTOR_FIELD, vector_bytes
+from lookalike.services.book_index import vector_bytes
+from lookalike.services.book_records import VECTOR_FIELD
 from lookalike.services.hybrid_ranking import Candidate, rank_hybrid
 from lookalike.services.keyword_query import keyword_search
 from lookalike.services.redis_connection import Redis

@@ -1,0 +1,110 @@
+"""The RediSearch queries the catalogue sends for books, and their hits read back as books.
+
+A vector query (KNN) and a keyword query (BM25) RETURN the fields a request shows of each
+book (and its vector when a deeper level searches from it, or when the server ranks by it),
+so the books found need no read of their own. Every KNN sends EF_RUNTIME of at least the
+number of hits it asks for: the search then keeps at least that many candidates, and the
+answers equal exact search on the shipped catalogue (tests/test_candidate_pools.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redisvl.query import FilterQuery, VectorQuery
+from redisvl.query.filter import FilterExpression
+
+from lookalike.services.book_index import vector_bytes
+from lookalike.services.book_records import VECTOR_FIELD, Book, BookFields
+from lookalike.services.keyword_query import keyword_search
+from lookalike.services.search_pipeline import Reply
+from lookalike.services.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A book found and its cosine distance to what was searched (0 identical, 2 opposite);
+    for BEST_SCORE, 1 - its score."""
+
+    book: Book
+    distance: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One book a query returned: its cosine distance (a KNN hit; NaN for a keyword hit) and
+    its BM25 score (a keyword hit; 0 for a KNN hit)."""
+
+    book: Book
+    distance: float
+    score: float
+
+
+def combined(filters: Sequence[FilterExpression | None]) -> FilterExpression | None:
+    parts = [f for f in filters if f is not None]
+    if not parts:
+        return None
+    found = parts[0]
+    for part in parts[1:]:
+        found = found & part
+    return found
+
+
+class BookQueries:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._prefix = settings.key_prefix + ":"
+
+    def as_indexed(self, vector: bytes) -> bytes:
+        """A query vector in the index's type (search texts are embedded as FLOAT32)."""
+        return vector_bytes(vector, self.settings.vector_type)
+
+    def knn(
+        self,
+        vector: bytes,
+        count: int,
+        filters: Sequence[FilterExpression | None],
+        fields: BookFields,
+    ) -> VectorQuery:
+        return VectorQuery(
+            vector=self.as_indexed(vector),
+            vector_field_name=VECTOR_FIELD,
+            return_fields=fields.returned(),
+            filter_expression=combined(filters),
+            num_results=count,
+            ef_runtime=max(self.settings.hnsw_ef_runtime, count),
+            dtype=self.settings.vector_type,
+        )
+
+    def keyword(
+        self,
+        text: str,
+        count: int,
+        filters: Sequence[FilterExpression | None],
+        fields: BookFields,
+    ) -> FilterQuery | None:
+        """BM25 over title, author and description; None when the text has no word to search
+        (only stopwords and punctuation)."""
+        return keyword_search(text, filters, count, fields.returned())
+
+    def book_id(self, key: str) -> str:
+        return key.removeprefix(self._prefix)
+
+    def book(self, key: str, values: Mapping[bytes, Any], fields: BookFields) -> Book:
+        return Book(self.book_id(key), fields, {k.decode(): v for k, v in values.items()})
+
+    def hits(self, reply: Reply, fields: BookFields) -> list[Hit]:
+        """The hits as books: the query RETURNed each book's fields (and vector when asked)."""
+        found = []
+        for (key, values), score in zip(reply.hits, reply.scores, strict=True):
+            given = values.get(b"vector_distance")
+            # FLOAT16 rounding puts an identical vector at about -0.00005: that is 0
+            distance = max(0.0, float(given)) if given is not None else math.nan
+            found.append(Hit(self.book(key, values, fields), distance, score))
+        return found
+
+    def matches(self, reply: Reply, fields: BookFields) -> list[Match]:
+        return [Match(hit.book, hit.distance) for hit in self.hits(reply, fields)]
