@@ -78,6 +78,7 @@ class VectorSearch:
     fields: BookFields
     leave_out: frozenset[str] = frozenset()  # never returned (the book itself, exclusions)
     choice: Diversity = NO_DIVERSITY
+    mixed: bool = False  # a vector that is no book's or text's (AVERAGE_VECTOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,9 @@ class Catalogue:
                 if liked
                 else None
             )
-            search = VectorSearch(query, r.k, r.facets, r.fields, r.leave_out(), r.choice)
+            search = VectorSearch(
+                query, r.k, r.facets, r.fields, r.leave_out(), r.choice, mixed=True
+            )
             jobs.append(self._nearest_job(search))
         return await self.run(jobs)
 
@@ -215,7 +218,13 @@ class Catalogue:
     @staticmethod
     def _nearest_job(search: VectorSearch) -> NearestJob:
         return NearestJob(
-            search.vector, search.k, search.facets, search.fields, search.leave_out, search.choice
+            search.vector,
+            search.k,
+            search.facets,
+            search.fields,
+            search.leave_out,
+            search.choice,
+            mixed=search.mixed,
         )
 
     async def run(self, jobs: Sequence[SearchJob]) -> list[list[Match]]:

@@ -119,18 +119,24 @@ class NearestJob(SearchJob):
         fields: BookFields,
         leave_out: frozenset[str],
         choice: Diversity,
+        *,
+        mixed: bool = False,
     ) -> None:
+        """``mixed``: the vector is no book's or text's (AVERAGE_VECTOR), so searched
+        thoroughly (``book_queries``), as a pool picked from is."""
         super().__init__(k, facets, leave_out, choice)
         self.vector = vector
         self.fields = fields | picking(choice)
         self.pool = choice.pool_size(k)
+        self.thorough = mixed or choice.changes_order
         self.done = self.done or vector is None  # a book with no embedding has no neighbours
 
     def queries(self, queries: BookQueries) -> list[BaseQuery]:
         assert self.vector is not None
         self.plan = LeaveOut(self.leave_out, self.pool)
         filters = [self.facets.expression(), self.plan.expression()]
-        return [queries.knn(self.vector, self.plan.num_results, filters, self.fields)]
+        count = self.plan.num_results
+        return [queries.knn(self.vector, count, filters, self.fields, thorough=self.thorough)]
 
     def take(self, queries: BookQueries, replies: Sequence[Reply]) -> None:
         (reply,) = replies
@@ -234,7 +240,9 @@ class HybridJob(SearchJob):
         self.plan = LeaveOut(self.leave_out, hybrid_candidates(self.pool))
         count = self.plan.num_results
         filters = [self.facets.expression(), self.plan.expression()]
-        found: list[BaseQuery] = [queries.knn(self.vector, count, filters, self.nearest_fields)]
+        found: list[BaseQuery] = [
+            queries.knn(self.vector, count, filters, self.nearest_fields, thorough=True)
+        ]
         if self.has_words:
             keyword = queries.keyword(self.text, count, filters, self.keyword_fields)
             assert keyword is not None
@@ -304,7 +312,9 @@ class BestScoreJob(SearchJob):
         self.plan = LeaveOut(self.leave_out, self.size)
         filters = [self.facets.expression(), self.plan.expression()]
         count = self.plan.num_results
-        return [queries.knn(vector, count, filters, self.fields) for vector in self.liked]
+        return [
+            queries.knn(vector, count, filters, self.fields, thorough=True) for vector in self.liked
+        ]
 
     def take(self, queries: BookQueries, replies: Sequence[Reply]) -> None:
         books: dict[str, int] = {}

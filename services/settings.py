@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(default=16, ge=2, le=512)
     hnsw_ef_construction: int = Field(default=200, ge=1, le=4096)
     hnsw_ef_runtime: int = Field(default=100, ge=1, le=4096)
+    hnsw_ef_candidates: int = Field(
+        default=400,
+        ge=1,
+        le=10_000,
+        description="EF_RUNTIME (at least, and 4x the hits asked) of the searches whose "
+        "candidates lookalike ranks itself: recommend, diversity and author-cap pools, HYBRID.",
+    )
     hnsw_epsilon: float = Field(
         default=0.3, gt=0, le=10, description="How far past r a range search explores."
     )

@@ -1,9 +1,6 @@
 """The title-search harness: 200 titles sampled from the catalogue (fixed seed) and a set of
-descriptive texts, searched SEMANTIC, KEYWORD and HYBRID against a real Redis holding the
-books index, with the services' own query builders and ranking.
-
-For each text one pipeline carries both candidate searches (the N nearest by meaning, the N
-best by BM25), as HYBRID sends them; SEMANTIC and KEYWORD read their own half.
+descriptive texts, searched SEMANTIC, KEYWORD and HYBRID through the API (GraphQL against
+the real app, model and Redis), ten texts a request, each in the three modes.
 """
 
 from __future__ import annotations
@@ -11,27 +8,17 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from redisvl.query import VectorQuery
+from starlette.testclient import TestClient
 
-from lookalike.services.book_index import vector_bytes
-from lookalike.services.book_records import VECTOR_FIELD
-from lookalike.services.hybrid_ranking import Candidate, rank_hybrid
-from lookalike.services.keyword_query import keyword_search
-from lookalike.services.redis_connection import Redis
-from lookalike.services.redis_replicas import Reads
-from lookalike.services.search_pipeline import Reply, SearchPipeline
-from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import ShippedCatalogue
-from lookalike.services.text_embedding import Vectors
-from lookalike.services.vector_math import from_blobs
+from tests.conftest import gql
 
 SAMPLE_SIZE = 200
 SAMPLE_SEED = 14
-CANDIDATES = 50
 MODES = ("SEMANTIC", "KEYWORD", "HYBRID")
+TEXTS_A_REQUEST = 10  # x 3 modes: 30 aliased fields, the alias limit
 
 ROBOTS = "giant robots that transform into cars fight an ancient war"  # the README's query
 DESCRIPTIVE = (
@@ -62,59 +49,27 @@ class Ranked:
     by_mode: dict[str, list[str]]
 
 
-def _candidates(reply: Reply, prefix: str, query: Vectors, knn: bool) -> list[Candidate]:
-    found = []
-    blobs = [fields.get(VECTOR_FIELD.encode()) for _, fields in reply.hits]
-    similarity = from_blobs(blobs) @ (query / np.linalg.norm(query))
-    for n, (key, fields) in enumerate(reply.hits):
-        # a KNN hit: the distance Redis reports; a keyword hit: from its own vector (none,
-        # similarity 0, for a book with no description)
-        value = 1.0 - float(fields[b"vector_distance"]) if knn else float(similarity[n])
-        found.append(
-            Candidate(
-                book_id=key.removeprefix(prefix),
-                similarity=value,
-                title=_text(fields.get(b"title")),
-                author=_text(fields.get(b"author")),
-            )
+def rank_texts(api: TestClient, texts: Sequence[str], k: int = 5) -> list[Ranked]:
+    ranked: list[Ranked] = []
+    for start in range(0, len(texts), TEXTS_A_REQUEST):
+        chunk = texts[start : start + TEXTS_A_REQUEST]
+        names = ", ".join(f"$t{n}: String!" for n in range(len(chunk)))
+        fields = " ".join(
+            f"{mode.lower()}{n}: searchBooks(text: $t{n}, k: {k}, mode: {mode}) {{ book {{ id }} }}"
+            for n in range(len(chunk))
+            for mode in MODES
         )
-    return found
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
-async def rank_texts(
-    client: Redis, settings: Settings, texts: Sequence[str], vectors: Vectors, k: int = 5
-) -> list[Ranked]:
-    pipeline = SearchPipeline(Reads(client), settings.index_name)
-    prefix = settings.key_prefix + ":"
-    ranked = []
-    for text, vector in zip(texts, vectors, strict=True):
-        nearest = VectorQuery(
-            vector=vector_bytes(vector, settings.vector_type),
-            vector_field_name=VECTOR_FIELD,
-            return_fields=["title", "author"],
-            num_results=CANDIDATES,
-            ef_runtime=max(settings.hnsw_ef_runtime, CANDIDATES),
-            dtype=settings.vector_type,
+        body = gql(
+            api, f"query({names}) {{ {fields} }}", **{f"t{n}": t for n, t in enumerate(chunk)}
         )
-        best_words = keyword_search(text, [], CANDIDATES, ["title", "author", VECTOR_FIELD])
-        queries = [nearest] if best_words is None else [nearest, best_words]
-        replies = await pipeline.run(queries)
-        knn = _candidates(replies[0], prefix, vector, knn=True)
-        words = _candidates(replies[1], prefix, vector, knn=False) if best_words else []
-        hybrid = [s.candidate.book_id for s in rank_hybrid(text, [*knn, *words])]
-        ranked.append(
+        assert "errors" not in body, body["errors"]
+        found = body["data"]
+        ranked.extend(
             Ranked(
                 text,
-                {
-                    "SEMANTIC": [c.book_id for c in knn][:k],
-                    "KEYWORD": [c.book_id for c in words][:k],
-                    "HYBRID": hybrid[:k],
-                },
+                {mode: [m["book"]["id"] for m in found[f"{mode.lower()}{n}"]] for mode in MODES},
             )
+            for n, text in enumerate(chunk)
         )
     return ranked
 
