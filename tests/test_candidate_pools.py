@@ -2,8 +2,9 @@
 exact numpy search gives over the vectors the index holds: pools of 10 to 500 nearest with
 exclusions and filters, BEST_SCORE from the lists around each liked book, MMR over a pool.
 
-HNSW stays exact here because every KNN query sends EF_RUNTIME = max(the setting, K): the
-search keeps at least K candidates in its beam. The figures are printed (pytest -s)."""
+The queries are the catalogue's own thorough KNN (``BookQueries.knn(thorough=True)``: an
+EF_RUNTIME of at least LOOKALIKE_HNSW_EF_CANDIDATES and 4 x K, which exact search needs; see
+services/book_queries.py). The figures are printed (pytest -s)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
-from redisvl.query import VectorQuery
 from redisvl.query.filter import FilterExpression
 from starlette.testclient import TestClient
 
 from lookalike.services.book_filters import BookFilter, excluding
-from lookalike.services.book_index import vector_bytes
-from lookalike.services.book_records import VECTOR_FIELD
+from lookalike.services.book_queries import BookQueries
+from lookalike.services.book_records import VECTOR_FIELD, BookFields
 from lookalike.services.diversity import Diversity, pick, wider
 from lookalike.services.recommendations import (
     NeighbourList,
@@ -41,6 +41,7 @@ EMBEDDED = [r for r in SHIPPED.records if r["description"].strip()]
 IDS = [r["id"] for r in EMBEDDED]
 ROW = {book_id: row for row, book_id in enumerate(IDS)}
 AUTHORS = [r["author"] for r in EMBEDDED]
+POOL_FIELDS = BookFields(frozenset({"author"}), vector=True)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +59,8 @@ class Hit:
 
 
 def knn(vector: np.ndarray, k: int, settings: Settings, *filters: FilterExpression | None) -> Any:
-    parts = [f for f in filters if f is not None]
-    combined = None
-    for part in parts:
-        combined = part if combined is None else combined & part
-    return VectorQuery(
-        vector=vector_bytes(vector.astype(np.float32), settings.vector_type),
-        vector_field_name=VECTOR_FIELD,
-        return_fields=["author", VECTOR_FIELD],
-        filter_expression=combined,
-        num_results=k,
-        ef_runtime=max(settings.hnsw_ef_runtime, k),
-        dtype=settings.vector_type,
+    return BookQueries(settings).knn(
+        vector.astype(np.float32).tobytes(), k, filters, POOL_FIELDS, thorough=True
     )
 
 
