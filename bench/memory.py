@@ -104,7 +104,7 @@ async def load_variant(settings: Settings, variant: Variant, data: ScaleCatalogu
 
 def measure(
     variant: Variant, data: ScaleCatalogue, recall_books: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, tuple[float, float]]:
     """Bytes of used_memory per book after loading ``data`` into an empty Redis, seconds
     until every book was indexed, and the recall@10 of ``similar`` (0 when not asked for)."""
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lookalike-memory-")))
@@ -137,7 +137,7 @@ def measure(
         assert int(info["hash_indexing_failures"]) == 0
         used = int(raw.info("memory")["used_memory"]) - before
         raw.close()
-        found = 0.0
+        found = (0.0, 0.0)
         if recall_books and variant.product:
             found = asyncio.run(recall(settings, data, recall_books, seed=3))
         return used / len(data.records), seconds, found
@@ -159,14 +159,14 @@ def main() -> None:
         "into an empty Redis 8.2 (search 2.10), once indexed; HNSW M "
         f"{hnsw.hnsw_m}, EF_CONSTRUCTION {hnsw.hnsw_ef_construction}"
     )
-    recall_title = f"{'recall@10':>10}" if args.recall else ""
+    recall_title = f"{'recall@10':>10} {'strict':>7}" if args.recall else ""
     print(f"  {'layout':<48} {'bytes/book':>10} {'vs before':>10} {'load s':>7} {recall_title}")
     first: float | None = None
     for variant in chosen:
         size, seconds, found = measure(variant, data, args.recall)
         first = first if first is not None else (size if variant.json else None)
         ratio = f"{size / first:9.2f}x" if first else ""
-        shown = f"{found:10.4f}" if args.recall and variant.product else ""
+        shown = f"{found[0]:10.4f} {found[1]:7.4f}" if args.recall and variant.product else ""
         print(f"  {variant.label:<48} {size:10,.0f} {ratio:>10} {seconds:7.1f} {shown}", flush=True)
 
 
