@@ -107,7 +107,7 @@ async def load_variant(settings: Settings, variant: Variant, data: ScaleCatalogu
 class Measure:
     bytes_per_book: float
     load_seconds: float
-    recall: tuple[float, float] = (0.0, 0.0)  # ann-benchmarks, strict; 0 when not asked
+    recall: tuple[float, float, float] = (0.0, 0.0, 0.0)  # ann-benchmarks, strict, KNN s
     restart_seconds: float = 0.0  # 0 when not asked
 
 
@@ -151,7 +151,7 @@ def measure(variant: Variant, data: ScaleCatalogue, recall_books: int, restart: 
         assert int(info["hash_indexing_failures"]) == 0
         used = int(raw.info("memory")["used_memory"]) - before
         raw.close()
-        found = (0.0, 0.0)
+        found = (0.0, 0.0, 0.0)
         if recall_books and variant.product:
             found = asyncio.run(recall(settings, data, recall_books, seed=3))
         again = 0.0
