@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import redis
 from redisvl.schema import IndexSchema
@@ -102,16 +103,33 @@ async def load_variant(settings: Settings, variant: Variant, data: ScaleCatalogu
         await client.aclose()
 
 
-def measure(
-    variant: Variant, data: ScaleCatalogue, recall_books: int
-) -> tuple[float, float, float]:
+@dataclass(frozen=True)
+class Measure:
+    bytes_per_book: float
+    load_seconds: float
+    recall: tuple[float, float, float] = (0.0, 0.0, 0.0)  # ann-benchmarks, strict, KNN s
+    restart_seconds: float = 0.0  # 0 when not asked
+
+
+def indexed(raw: redis.Redis) -> dict[str, Any]:
+    """FT.INFO once every book is indexed."""
+    while True:
+        info: dict[str, Any] = raw.ft(NAME).info()  # type: ignore[no-untyped-call]
+        if float(info["percent_indexed"]) >= 1 and not int(info["indexing"]):
+            return info
+        time.sleep(0.2)
+
+
+def measure(variant: Variant, data: ScaleCatalogue, recall_books: int, restart: bool) -> Measure:
     """Bytes of used_memory per book after loading ``data`` into an empty Redis, seconds
-    until every book was indexed, and the recall@10 of ``similar`` (0 when not asked for)."""
+    until every book was indexed, the recall@10 of ``similar``, and how long the Redis takes
+    to start again from its append-only file until every book is indexed again."""
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lookalike-memory-")))
     url = server.start()
     try:
         raw = redis.Redis.from_url(url, socket_timeout=600)
-        raw.config_set("appendonly", "no")
+        if not restart:
+            raw.config_set("appendonly", "no")
         if not variant.listpack:
             raw.config_set("hash-max-listpack-value", 64)
         before = int(raw.info("memory")["used_memory"])
@@ -127,20 +145,28 @@ def measure(
             write_json_catalogue(raw, NAME, data)
         else:
             asyncio.run(load_variant(settings, variant, data))
-        while True:
-            info = raw.ft(NAME).info()  # type: ignore[no-untyped-call]
-            if float(info["percent_indexed"]) >= 1 and not int(info["indexing"]):
-                break
-            time.sleep(0.2)
+        info = indexed(raw)
         seconds = time.perf_counter() - started
         assert int(info["num_docs"]) == len(data.records), info["num_docs"]
         assert int(info["hash_indexing_failures"]) == 0
         used = int(raw.info("memory")["used_memory"]) - before
         raw.close()
-        found = 0.0
+        found = (0.0, 0.0, 0.0)
         if recall_books and variant.product:
             found = asyncio.run(recall(settings, data, recall_books, seed=3))
-        return used / len(data.records), seconds, found
+        again = 0.0
+        if restart:
+            raw.bgrewriteaof()  # what a long-running Redis has: a compact AOF
+            while int(raw.info("persistence")["aof_rewrite_in_progress"]):
+                time.sleep(0.2)
+            server.stop()
+            started = time.perf_counter()
+            server.start()  # returns once Redis answers: the AOF is loaded
+            raw = redis.Redis.from_url(url, socket_timeout=600)
+            indexed(raw)
+            again = time.perf_counter() - started
+            raw.close()
+        return Measure(used / len(data.records), seconds, found, again)
     finally:
         server.stop()
 
@@ -150,6 +176,7 @@ def main() -> None:
     parser.add_argument("--books", type=int, default=1486)
     parser.add_argument("--only", nargs="+", choices=[v.key for v in VARIANTS])
     parser.add_argument("--recall", type=int, default=0, help="books to measure recall on")
+    parser.add_argument("--restart", action="store_true", help="time a restart from the AOF")
     args = parser.parse_args()
     data = shipped_scale() if args.books <= 1486 else generate(args.books)
     chosen = [v for v in VARIANTS if not args.only or v.key in args.only]
@@ -159,15 +186,25 @@ def main() -> None:
         "into an empty Redis 8.2 (search 2.10), once indexed; HNSW M "
         f"{hnsw.hnsw_m}, EF_CONSTRUCTION {hnsw.hnsw_ef_construction}"
     )
-    recall_title = f"{'recall@10':>10}" if args.recall else ""
-    print(f"  {'layout':<48} {'bytes/book':>10} {'vs before':>10} {'load s':>7} {recall_title}")
+    titles = f"{'recall@10':>10} {'strict':>7}" if args.recall else ""
+    titles += f" {'restart s':>9}" if args.restart else ""
+    print(f"  {'layout':<48} {'bytes/book':>10} {'vs before':>10} {'load s':>7} {titles}")
     first: float | None = None
     for variant in chosen:
-        size, seconds, found = measure(variant, data, args.recall)
+        m = measure(variant, data, args.recall, args.restart)
+        size = m.bytes_per_book
         first = first if first is not None else (size if variant.json else None)
         ratio = f"{size / first:9.2f}x" if first else ""
-        shown = f"{found:10.4f}" if args.recall and variant.product else ""
-        print(f"  {variant.label:<48} {size:10,.0f} {ratio:>10} {seconds:7.1f} {shown}", flush=True)
+        shown = ""
+        if args.recall:
+            product = variant.product
+            shown += f"{m.recall[0]:10.4f} {m.recall[1]:7.4f}" if product else " " * 18
+        if args.restart:
+            shown += f" {m.restart_seconds:9.1f}"
+        print(
+            f"  {variant.label:<48} {size:10,.0f} {ratio:>10} {m.load_seconds:7.1f} {shown}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

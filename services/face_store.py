@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 from redisvl.index import AsyncSearchIndex
 from redisvl.query import VectorQuery
@@ -45,7 +46,7 @@ from redisvl.schema import IndexSchema
 
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_model import DIMENSIONS
-from lookalike.services.redis_connection import Pipe, Redis, redis_errors
+from lookalike.services.redis_connection import Redis, redis_errors, transaction_client
 from lookalike.services.redis_lock import held_lock
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.request_usage import note_write
@@ -257,14 +258,16 @@ class FaceStore:
                 await pipe.execute()
 
     async def _watched(
-        self, keys: Sequence[str], change: Callable[[Pipe], Awaitable[bool]]
+        self, keys: Sequence[str], change: Callable[[Pipeline], Awaitable[bool]]
     ) -> bool:
         """Run ``change`` as an optimistic transaction on one person's keys (WATCH, read,
-        MULTI, write), again if another client changed them meanwhile."""
+        MULTI, write), again if another client changed them meanwhile. On a cluster it runs
+        on the shard that holds the person's slot (``CountingCluster.node_client``)."""
+        client = transaction_client(self.redis, keys[0])
         async with redis_errors():
             for _ in range(5):
                 try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
+                    async with client.pipeline(transaction=True) as pipe:
                         await pipe.watch(*keys)
                         result = await change(pipe)
                         await pipe.execute()
@@ -359,7 +362,7 @@ class HashFaceStore(FaceStore):
         face_key = self.face_key(person_id, image_hash)
         person_key = self.person_key(person_id)
 
-        async def change(pipe: Pipe) -> bool:
+        async def change(pipe: Pipeline) -> bool:
             new = not await pipe.exists(face_key)
             pipe.multi()  # type: ignore[no-untyped-call]
             if new:
@@ -384,7 +387,7 @@ class HashFaceStore(FaceStore):
     async def delete(self, person_id: str) -> bool:
         person_key = self.person_key(person_id)
 
-        async def change(pipe: Pipe) -> bool:
+        async def change(pipe: Pipeline) -> bool:
             fields = [_text(f) for f in await pipe.hkeys(person_key)]
             faces = [
                 self.face_key(person_id, f[len(FACE_FIELD) :])
@@ -458,7 +461,7 @@ class JsonFaceStore(FaceStore):
         key = self.person_key(person_id)
         floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
 
-        async def change(pipe: Pipe) -> bool:
+        async def change(pipe: Pipeline) -> bool:
             raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
             hashes = json.loads(raw)[0] if raw else None
             pipe.multi()  # type: ignore[no-untyped-call]

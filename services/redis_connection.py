@@ -22,10 +22,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 import redis.asyncio as aredis
-from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
@@ -47,7 +47,6 @@ from lookalike.services.request_usage import count_round_trip, one_round_trip
 from lookalike.services.settings import Settings
 
 Redis = aredis.Redis | RedisCluster
-Pipe = Pipeline | ClusterPipeline
 log = logging.getLogger("lookalike.redis")
 
 # Redis 8 carries these built in; Redis Stack 7.2+ loads them as modules.
@@ -124,6 +123,34 @@ class _CountingClusterPipeline(ClusterPipeline):
 class CountingCluster(RedisCluster):
     """redis-py's cluster client, counting a command or a whole pipeline as one round trip."""
 
+    url = ""  # the node URL it was made from (credentials, TLS) and its timeout
+    timeout = 2.0
+    _node_clients: dict[str, aredis.Redis]
+
+    def node_client(self, key: str) -> aredis.Redis:
+        """A plain client to the primary that holds ``key``'s slot.
+
+        For an optimistic transaction (WATCH, reads, MULTI/EXEC) on keys of one slot:
+        redis-py 8.1's async cluster pipeline runs the reads between WATCH and MULTI on
+        another thread's event loop and hands back an unawaited coroutine instead of the
+        reply, so a transaction that reads first cannot run through it.
+        """
+        node = self.get_node_from_key(key)
+        if node is None:
+            raise SlotNotCoveredError(f"no shard holds the slot of {key!r}")
+        clients: dict[str, aredis.Redis] = self.__dict__.setdefault("_node_clients", {})
+        if node.name not in clients:
+            parts = urlsplit(self.url)
+            credentials = parts.netloc.rpartition("@")[0]
+            netloc = f"{credentials}@{node.host}:{node.port}" if credentials else node.name
+            clients[node.name] = connect(urlunsplit(parts._replace(netloc=netloc)), self.timeout)
+        return clients[node.name]
+
+    async def aclose(self) -> None:
+        for client in self.__dict__.pop("_node_clients", {}).values():
+            await client.aclose()
+        await super().aclose()
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         with one_round_trip():
             return await super().execute_command(*args, **kwargs)
@@ -136,9 +163,9 @@ class CountingCluster(RedisCluster):
         return _CountingClusterPipeline(self, transaction)  # type: ignore[abstract]
 
 
-def connect_cluster(url: str, timeout: float) -> RedisCluster:
+def connect_cluster(url: str, timeout: float) -> CountingCluster:
     """A cluster client from any node's URL (RESP3, fail fast, round trips counted)."""
-    return CountingCluster.from_url(
+    cluster = CountingCluster.from_url(
         url,
         protocol=3,
         socket_timeout=timeout,
@@ -147,6 +174,19 @@ def connect_cluster(url: str, timeout: float) -> RedisCluster:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         max_connections=64,
     )
+    assert isinstance(cluster, CountingCluster)
+    cluster.url, cluster.timeout = url, timeout
+    return cluster
+
+
+def transaction_client(client: Redis, key: str) -> aredis.Redis:
+    """The client to run an optimistic transaction (WATCH, reads, MULTI/EXEC) on ``key``'s
+    slot with: the client itself, or on a cluster a plain client to the slot's primary."""
+    if isinstance(client, CountingCluster):
+        return client.node_client(key)
+    if isinstance(client, RedisCluster):
+        raise TypeError("a cluster client made by connect_cluster is needed")
+    return client
 
 
 async def open_client(url: str, socket_timeout: float) -> Redis:
@@ -209,6 +249,7 @@ def is_cluster(client: Redis) -> bool:
     return isinstance(client, RedisCluster)
 
 
+HASH_VALUE_FOR_BOOKS = 2048  # a FLOAT32 vector and most descriptions fit
 FLOAT16_SEARCH = 21000  # FLOAT16 vectors: the query engine of Redis Stack 7.4 / Redis 8
 
 
@@ -266,6 +307,25 @@ async def warn_on_eviction_policy(client: Redis, url: str) -> None:
         )
 
 
+async def note_hash_encoding(client: Redis, url: str) -> None:
+    """Say at start-up when Redis keeps book hashes as hash tables: with a value limit under a
+    book's longest field (its vector, its description), each book takes about 600 bytes more
+    than as a listpack (README, Data). Managed Redis may refuse CONFIG: nothing to say then."""
+    try:
+        reply = await client.config_get("hash-max-listpack-value")
+        limit = int(_text(next(iter(reply.values()), b"0"))) if reply else 0
+    except (RedisError, ValueError):
+        return
+    if 0 < limit < HASH_VALUE_FOR_BOOKS:
+        log.info(
+            "Redis at %s keeps hashes with values over %d bytes as hash tables: books take "
+            "about 600 bytes each more than with hash-max-listpack-value %d",
+            redact(url),
+            limit,
+            HASH_VALUE_FOR_BOOKS,
+        )
+
+
 @contextlib.asynccontextmanager
 async def redis_errors() -> AsyncIterator[None]:
     """Turn 'Redis is not there' into the one error the API and CLI report for it."""
@@ -312,6 +372,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
         if isinstance(client, RedisCluster):
             await search_knows_every_shard(client)
         await warn_on_eviction_policy(client, url)
+        await note_hash_encoding(client, url)
         yield client, url
     finally:
         if supervisor is not None:

@@ -1,4 +1,5 @@
-"""What one request cost: Redis round trips and seconds spent in an embedding model.
+"""What one request cost: Redis round trips and seconds spent in an embedding model; and
+whether it wrote, so that what it reads next comes from the primary, not a replica.
 
 Counted where it happens (the Redis connection, the model calls) into a per-task context
 variable, so one GraphQL request sees only its own usage even while others run beside it.

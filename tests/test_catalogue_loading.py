@@ -1,4 +1,5 @@
-"""Loading books: idempotent, re-embeds only what changed, vectors match the real model."""
+"""Loading books: idempotent, re-embeds only what changed, vectors match the real model; on one
+Redis and on a cluster (where a changed book is replaced by a script on its key's shard)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from lookalike.services.book_records import BookFields, read_source_dir
 from lookalike.services.catalogue import Catalogue, VectorSearch
 from lookalike.services.catalogue_loader import LoadSummary, load_books
 from lookalike.services.errors import CatalogueError
-from lookalike.services.redis_connection import connect
+from lookalike.services.redis_connection import open_client
 from lookalike.services.search_indexes import drop_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped, shipped_dir
 from lookalike.services.text_embedding import MODEL_NAME, text_embedder
+from tests.conftest import both_backends
 
 ID_ONLY = BookFields(frozenset())  # a query that returns the ids alone
 
@@ -35,7 +37,7 @@ def scratch_settings(settings: Settings, request: pytest.FixtureRequest) -> Iter
     yield scratch
 
     async def drop() -> None:
-        client = connect(scratch.redis_url or "", 5)
+        client = await open_client(scratch.redis_url or "", 5)
         await drop_index(client, Catalogue(client, scratch).schema, documents=True)
         await client.aclose()
 
@@ -44,7 +46,7 @@ def scratch_settings(settings: Settings, request: pytest.FixtureRequest) -> Iter
 
 def load(settings: Settings, records: list[dict[str, Any]]) -> tuple[LoadSummary, Catalogue]:
     async def run() -> tuple[LoadSummary, Catalogue]:
-        client = connect(settings.redis_url or "", 5)
+        client = await open_client(settings.redis_url or "", 5)
         catalogue = Catalogue(client, settings)
         shipped = read_shipped()
         summary = await load_books(catalogue, records, shipped=shipped, embedder=text_embedder)
@@ -58,7 +60,7 @@ def stored_vector(settings: Settings, book_id: str) -> np.ndarray | None:
     """A book's vector as stored (in the configured type), as FLOAT32 numbers."""
 
     async def run() -> bytes | None:
-        client = connect(settings.redis_url or "", 5)
+        client = await open_client(settings.redis_url or "", 5)
         blob = await client.hget(f"{settings.key_prefix}:{book_id}", "embedding")
         await client.aclose()
         assert blob is None or isinstance(blob, bytes)
@@ -74,7 +76,7 @@ def dump(settings: Settings) -> dict[bytes, Any]:
     """Every key of the scratch catalogue with its value: to prove a reload changed nothing."""
 
     async def run() -> dict[bytes, Any]:
-        client = connect(settings.redis_url or "", 5)
+        client = await open_client(settings.redis_url or "", 5)
         keys = [k async for k in client.scan_iter(match=f"{settings.key_prefix}*")]
         values: dict[bytes, Any] = {key: await client.hgetall(key) for key in keys}
         await client.aclose()
@@ -86,6 +88,7 @@ def dump(settings: Settings) -> dict[bytes, Any]:
 SAMPLE = [r for r in read_shipped().records if r["id"] in {"9", "15", "1070", "26415", "942"}]
 
 
+@both_backends
 def test_loading_twice_changes_nothing(scratch_settings: Settings) -> None:
     first, _ = load(scratch_settings, SAMPLE)
     before = dump(scratch_settings)
@@ -95,6 +98,7 @@ def test_loading_twice_changes_nothing(scratch_settings: Settings) -> None:
     assert dump(scratch_settings) == before
 
 
+@both_backends
 def test_only_a_changed_description_is_embedded_again(scratch_settings: Settings) -> None:
     load(scratch_settings, SAMPLE)
     original_9 = stored_vector(scratch_settings, "9")
@@ -114,6 +118,7 @@ def test_only_a_changed_description_is_embedded_again(scratch_settings: Settings
     assert float(stored_vector(scratch_settings, "15") @ expected) > 0.9999
 
 
+@both_backends
 def test_a_new_book_is_embedded_with_the_real_model(scratch_settings: Settings) -> None:
     book = dict(SAMPLE[0], id="900001", description="Robots from space fight over Earth.")
     summary, _ = load(scratch_settings, [book])
@@ -159,6 +164,7 @@ def test_a_source_folder_with_a_bad_record_is_refused(tmp_path: Path) -> None:
         list(read_source_dir(tmp_path / "empty"))
 
 
+@both_backends
 def test_a_field_a_changed_record_no_longer_has_is_gone_from_the_stored_book(
     scratch_settings: Settings,
 ) -> None:
@@ -171,7 +177,7 @@ def test_a_field_a_changed_record_no_longer_has_is_gone_from_the_stored_book(
     assert (summary.updated, summary.unchanged) == (1, 4)
 
     async def read() -> tuple[dict[Any, Any], list[str]]:
-        client = connect(scratch_settings.redis_url or "", 5)
+        client = await open_client(scratch_settings.redis_url or "", 5)
         stored = await client.hgetall(f"{scratch_settings.key_prefix}:9")
         vector = stored[b"embedding"]
         assert isinstance(vector, bytes)

@@ -14,14 +14,20 @@ import signal
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
+from redis.asyncio.cluster import RedisCluster as RedisCluster_
 from redis.cluster import RedisCluster
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from lookalike.schema.app import create_app
 from lookalike.schema.cli import app as cli
+from lookalike.services.book_records import ALL_FIELDS
+from lookalike.services.catalogue import Catalogue
+from lookalike.services.redis_connection import open_client
+from lookalike.services.request_usage import track_usage
 from lookalike.services.settings import Settings, get_settings
 from tests.conftest import error_codes, gql, wait_ready
 from tests.redis_cluster import node_pids
@@ -102,3 +108,30 @@ def test_the_command_line_works_on_a_cluster(
     ranked = re.findall(r"^│ (\d+) │ (\d+)\s", similar.stdout, re.MULTILINE)
     assert ranked == [("1", "15"), ("2", "3"), ("3", "110")]
     get_settings.cache_clear()
+
+
+def test_a_pipeline_over_every_shard_costs_one_round_trip(
+    api: TestClient, settings: Settings
+) -> None:
+    """The books asked for live on three shards: the pipeline goes to the three at once, one
+    wait, so it counts one round trip, as on one Redis; a single command counts one too."""
+    ids = ["9", "26415", "15", "0", "3", "2"]  # keys in the slots of all three shards
+
+    async def scenario() -> tuple[int, int, set[str]]:
+        client = await open_client(settings.redis_url or "", 2.0)
+        try:
+            assert isinstance(client, RedisCluster_)
+            nodes = [client.get_node_from_key(f"book:{i}") for i in ids]
+            shards = {node.name for node in nodes if node is not None}
+            usage = track_usage()
+            books = await Catalogue(client, settings).read(ids, ALL_FIELDS)
+            assert all(b is not None for b in books)
+            pipelined = usage.round_trips
+            await client.get("index-definition:books")
+            return pipelined, usage.round_trips - pipelined, shards
+        finally:
+            await client.aclose()
+
+    pipelined, single, shards = anyio.run(scenario)
+    assert len(shards) == 3
+    assert (pipelined, single) == (1, 1)

@@ -1,11 +1,13 @@
 """identifyFace, enrollFace, deletePerson, person and people over GraphQL, on both layouts.
 
-A real Redis per layout, the real model on a handful of ORL faces (s1..s4 enrolled with
-images 1-3; other images and people are the queries).
+A real Redis per layout, and a real 3-shard cluster per layout (each person's keys share a
+hash slot, people are spread over the shards); the real model on a handful of ORL faces
+(s1..s4 enrolled with images 1-3; other images and people are the queries).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -14,15 +16,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 from PIL import Image
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
+from lookalike.services.face_store import Layout
 from lookalike.services.settings import Settings
-from tests.conftest import API_KEY, error_codes, gql, redis_dump
+from tests.conftest import API_KEY, error_codes, gql, redis_dump, sync_client
 from tests.photos import (
     ENROLL,
     IDENTIFY,
@@ -36,6 +38,7 @@ from tests.photos import (
     phone_photo,
     send,
 )
+from tests.redis_cluster import running_cluster
 
 ENROLLED = ("s1", "s2", "s3", "s4")
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -50,14 +53,30 @@ def identify(api: TestClient, image: bytes, k: int = 3) -> dict[str, Any]:
     return result
 
 
-@pytest.fixture(scope="module", params=["hash", "json"])
+@pytest.fixture(
+    scope="module",
+    params=[("hash", "redis"), ("json", "redis"), ("hash", "cluster"), ("json", "cluster")],
+    ids=lambda param: "-".join(param),
+)
 def face_api(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, str]]:
-    layout = request.param
-    server = EmbeddedRedis(tmp_path_factory.mktemp(f"faces-{layout}"))
+    layout, backend = request.param
+    with contextlib.ExitStack() as stack:
+        if backend == "cluster":
+            url = stack.enter_context(running_cluster(tmp_path_factory.mktemp("faces-cluster")))
+        else:
+            server = EmbeddedRedis(tmp_path_factory.mktemp(f"faces-{layout}"))
+            url = server.start()
+            stack.callback(server.stop)
+        yield from _face_api(layout, url, tmp_path_factory)
+
+
+def _face_api(
+    layout: Layout, url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, str]]:
     settings = Settings(
-        redis_url=server.start(),
+        redis_url=url,
         data_dir=tmp_path_factory.mktemp("data"),
         face_layout=layout,
         max_upload_bytes=MAX_UPLOAD,
@@ -65,18 +84,13 @@ def face_api(
         api_keys=[SecretStr(API_KEY)],
         identify_keys=[SecretStr(IDENTIFY_KEY)],
     )
-    try:
-        headers = {"Authorization": f"Bearer {API_KEY}"}
-        with TestClient(create_app(settings), headers=headers) as api:
-            for person in ENROLLED:
-                for number in (1, 2, 3):
-                    body = send(
-                        api, ENROLL, orl(person, number), id=person, name=f"Person {person}"
-                    )
-                    assert "errors" not in body.json(), body.json()
-            yield api, settings.redis_url or ""
-    finally:
-        server.stop()
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(create_app(settings), headers=headers) as api:
+        for person in ENROLLED:
+            for number in (1, 2, 3):
+                body = send(api, ENROLL, orl(person, number), id=person, name=f"Person {person}")
+                assert "errors" not in body.json(), body.json()
+        yield api, settings.redis_url or ""
 
 
 def test_identifies_an_enrolled_person_from_another_photo(face_api: tuple[TestClient, str]) -> None:
@@ -452,7 +466,7 @@ def test_listing_tolerates_a_registry_left_behind_by_a_crash(
     an id listed with no person (listing skips it), or a person not listed (still found by
     id and by photo, and listed again at the next enrolment)."""
     api, redis_url = face_api
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     page = "{ people(first: 10) { edges { node { id faceCount } } } }"
     try:
         client.zadd("faces:people", {"ghost": 0})

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import redis
+from redis.commands.search.field import TextField
 from redis.commands.search.query import Query
 from redisvl.schema import IndexSchema
 
 from lookalike.services.redis_connection import connect
-from lookalike.services.search_indexes import IndexChange, drop_index, ensure_index
+from lookalike.services.search_indexes import (
+    NO_EXTRAS,
+    IndexChange,
+    IndexExtras,
+    drop_index,
+    ensure_index,
+)
 from lookalike.services.settings import Settings
 
 
@@ -75,3 +83,38 @@ def test_processes_racing_to_create_an_index_create_it_once(settings: Settings) 
                 await client.aclose()
 
     assert asyncio.run(scenario()) == ["created"] + ["unchanged"] * 5
+
+
+def _vector_schema(name: str, **vector: Any) -> IndexSchema:
+    attrs = {"algorithm": "hnsw", "dims": 4, "distance_metric": "cosine", "datatype": "float32"}
+    return IndexSchema.from_dict(
+        {
+            "index": {"name": name, "prefix": f"{name}:", "storage_type": "hash"},
+            "fields": [{"name": "v", "type": "vector", "attrs": {**attrs, **vector}}],
+        }
+    )
+
+
+def test_only_what_ft_create_keeps_rebuilds_an_index(settings: Settings) -> None:
+    """EF_RUNTIME and EPSILON are sent with every query: changing their defaults must not
+    rebuild an index of a million vectors. M, a field's name, an extra field do."""
+    name = f"vec{uuid.uuid4().hex[:8]}"
+    extra = IndexExtras(fields=(TextField("v", as_name="v_text"),))
+
+    async def scenario() -> list[IndexChange]:
+        client = connect(settings.redis_url or "", 2.0)
+        try:
+            changes = [await ensure_index(client, _vector_schema(name, ef_runtime=10))]
+            for schema, extras in (
+                (_vector_schema(name, ef_runtime=400, epsilon=0.5), NO_EXTRAS),  # per query
+                (_vector_schema(name, m=32), NO_EXTRAS),  # the graph: rebuilt
+                (_vector_schema(name, m=32), extra),  # one more field: rebuilt
+                (_vector_schema(name, m=32, ef_runtime=50), extra),
+            ):
+                changes.append(await ensure_index(client, schema, extras=extras))
+            await drop_index(client, _vector_schema(name), documents=True)
+            return changes
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == ["created", "unchanged", "rebuilt", "rebuilt", "unchanged"]
