@@ -1,7 +1,7 @@
 """HYBRID search: the nearest books by meaning and the best by words, in one ranking.
 
 Only descriptions are embedded, so a reader who types a title gets books about what the title
-says (the right book first for 65 of 200 sampled titles). The candidates are therefore the N
+says (the right book first for 68 of 200 sampled titles). The candidates are therefore the N
 nearest books by meaning (KNN) and the N best by BM25 over title, author and description (the
 keyword query), both fetched in one pipeline, and each is scored
 

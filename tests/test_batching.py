@@ -61,6 +61,81 @@ def test_radius_and_similar_at_one_level_cost_one_round_trip_each(api: TestClien
     assert round_trips(api, query) == 3
 
 
+# --- issue 14's fields: several in one request share the level's pipeline ------------------
+
+RECOMMENDS = {
+    "plain": 'recommend(liked: ["9"], k: 5)',
+    "disliked": 'recommend(liked: ["9", "15"], disliked: ["26415"], k: 5)',
+    "best": 'recommend(liked: ["9", "15"], strategy: BEST_SCORE, k: 5)',
+    "bestDisliked": (
+        'recommend(liked: ["9", "15"], disliked: ["26415"], strategy: BEST_SCORE, k: 5)'
+    ),
+    "picked": 'recommend(liked: ["375"], k: 3, diversity: 0.5, maxPerAuthor: 1)',
+}
+
+
+def aliased(fields: dict[str, str], selection: str) -> str:
+    return "{ " + " ".join(f"{name}: {field} {selection}" for name, field in fields.items()) + " }"
+
+
+def test_several_recommend_fields_cost_the_round_trips_of_one(api: TestClient) -> None:
+    """Both strategies, with and without dislikes, picked or not: one read of every
+    example's vector, then one KNN pipeline for all of them."""
+    selection = "{ distance book { id } }"
+    every = aliased(RECOMMENDS, selection)
+    round_trips(api, every)  # warm the connection pool
+    one = round_trips(api, aliased({"plain": RECOMMENDS["plain"]}, selection))
+    body = gql(api, every)
+    assert "errors" not in body, body["errors"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == one == 2
+    # batched, each field still gets its own answer: the one it gets when asked alone
+    for name, field in RECOMMENDS.items():
+        alone = gql(api, aliased({name: field}, selection))["data"][name]
+        assert body["data"][name] == alone, name
+        assert alone, name
+
+
+PICKED_SIMILAR = """query($first: Int!) { books(first: $first) { edges { node {
+  diverse: similar(k: 3, diversity: 0.5) { book { id
+    similar(k: 2, maxPerAuthor: 1) { distance book { id } } } }
+  capped: similar(k: 3, maxPerAuthor: 1) { book { id } }
+  both: similar(k: 3, diversity: 0.3, maxPerAuthor: 2) { distance } } } } }"""
+
+
+def test_similar_picked_for_diversity_or_by_author_costs_a_round_trip_a_level(
+    api: TestClient,
+) -> None:
+    round_trips(api, PICKED_SIMILAR, first=10)  # warm the connection pool
+    narrow = round_trips(api, PICKED_SIMILAR, first=1)
+    wide = round_trips(api, PICKED_SIMILAR, first=10)  # 30 picked fields, then 30 more
+    assert wide == narrow
+    # the page, the first level's three fields of every book, the second level's
+    assert wide == 3
+    shallow = PICKED_SIMILAR.replace("similar(k: 2, maxPerAuthor: 1) { distance book { id } }", "")
+    assert round_trips(api, shallow, first=10) == 2
+
+
+SEARCHES = {
+    "title": 'searchBooks(text: "Dune", k: 3)',
+    "robots": ('searchBooks(text: "giant robots that transform into cars", k: 3, mode: HYBRID)'),
+    "haunted": 'searchBooks(text: "a haunted house", k: 3, diversity: 0.5, maxPerAuthor: 1)',
+    "filtered": (
+        'searchBooks(text: "a haunted house", k: 3, filter: { genres: ["horror"] }, '
+        'exclude: ["26415"])'
+    ),
+}
+
+
+def test_several_hybrid_searches_cost_the_round_trips_of_one(api: TestClient) -> None:
+    """HYBRID sends a KNN and a BM25 query for each field, all in one pipeline (the texts'
+    vectors are cached by the first request, in this process and in Redis)."""
+    selection = "{ distance book { id } }"
+    every = aliased(SEARCHES, selection)
+    round_trips(api, every)  # embeds the texts and warms the connection pool
+    one = round_trips(api, aliased({"title": SEARCHES["title"]}, selection))
+    assert round_trips(api, every) == one == 1
+
+
 class RecordingCatalogue(Catalogue):
     """The real catalogue, noting what each batch asks Redis for."""
 

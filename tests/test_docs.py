@@ -1,14 +1,17 @@
-"""The README's configuration table and command list keep up with the code."""
+"""The README's configuration table, command list and GraphQL examples keep up with the code."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 import typer
+from starlette.testclient import TestClient
 
 from lookalike.schema import cli
 from lookalike.services.settings import Settings
+from tests.conftest import error_codes, gql
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -28,3 +31,40 @@ def test_every_command_is_in_the_command_list() -> None:
         subcommands = getattr(command, "commands", None)
         for full in [f"{name} {sub}" for sub in subcommands] if subcommands else [name]:
             assert f"lookalike {full}" in README, f"`lookalike {full}` is not in the README"
+
+
+API_SECTION = README.split("## The GraphQL API", 1)[1].split("\n## ", 1)[0]
+EXAMPLES = [
+    block
+    for block in re.findall(r"^```graphql\n(.*?)^```", API_SECTION, re.MULTILINE | re.DOTALL)
+    if not re.match(r"\s*(type|input|enum) ", block)  # the schema's outline, not a query
+]
+
+
+def test_the_api_section_has_examples_of_every_argument() -> None:
+    shown = "\n".join(EXAMPLES)
+    for used in (
+        "recommend(",
+        "disliked:",
+        "strategy: BEST_SCORE",
+        "mode: SEMANTIC",
+        "mode: KEYWORD",
+        "mode: HYBRID",
+        "exclude:",
+        "diversity:",
+        "maxPerAuthor:",
+    ):
+        assert used in shown, f"no GraphQL example in the README's API section uses {used}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[f"example{n}" for n in range(len(EXAMPLES))])
+def test_every_graphql_example_in_the_api_section_runs(api: TestClient, example: str) -> None:
+    """An example answers without errors, or with the code its first line names
+    (``# BAD_USER_INPUT ...``)."""
+    expected = re.match(r"# ([A-Z_]+)\b", example)
+    body = gql(api, example)
+    if expected is None:
+        assert "errors" not in body, body["errors"]
+        assert body["data"]
+    else:
+        assert error_codes(body) == [expected.group(1)], body

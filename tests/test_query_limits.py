@@ -14,6 +14,7 @@ from lookalike.schema.app import create_app
 from lookalike.schema.cost import SEARCH
 from lookalike.services.settings import Settings
 from tests.conftest import API_KEY, error_codes, gql, metric
+from tests.exact_search import IDS
 from tests.photos import IDENTIFY, PREFLIGHT, orl, send
 
 NESTED_620 = """{ books(first: 20) { edges { node {
@@ -288,3 +289,146 @@ def test_each_photo_a_request_embeds_counts(api: TestClient) -> None:
         "errors"
         not in send(api, "mutation($image: Upload!) { " + three + " }", orl("s1", 1)).json()
     )
+
+
+# --- the candidates a field searches count, not only the items it returns ------------------
+
+# similar(k: 50, maxPerAuthor: 1) returns 50 books but picks them from the max(50, 5k) = 250
+# nearest, and when the cap leaves fewer than 50 it searches 4 x 250 = 1,000 again: two
+# searches, 1,250 hits, of which 1,200 beyond the 50 returned.
+CAPPED = 50 + 2 * SEARCH + (250 + 1000 - 50)
+PICKED = 'liked: ["9"], k: 50, diversity: 0.5, maxPerAuthor: 1'  # AVERAGE_VECTOR: the same
+PICKED_COST = CAPPED + 1  # and the liked book's vector read
+
+
+def recommends(arguments: str, count: int, spread: str = "") -> str:
+    """``count`` aliased recommend fields with these arguments."""
+    return " ".join(f"r{n}: recommend({arguments}) {{ distance {spread} }}" for n in range(count))
+
+
+PICKED_VARIABLES = "$liked: [ID!]!, $k: Int!, $d: Float, $cap: Int"
+PICKED_FROM_VARIABLES = "liked: $liked, k: $k, diversity: $d, maxPerAuthor: $cap"
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ " + recommends(PICKED, 16) + " }", {}),
+        (
+            f"query({PICKED_VARIABLES}) {{ {recommends(PICKED_FROM_VARIABLES, 16)} }}",
+            {"liked": ["9"], "k": 50, "d": 0.5, "cap": 1},
+        ),
+        (
+            'query($liked: [ID!]! = ["9"], $k: Int! = 50, $d: Float = 0.9, $cap: Int = 1) '
+            f"{{ {recommends(PICKED_FROM_VARIABLES, 16)} }}",
+            {},
+        ),
+        (
+            "query($d: Float = 0.9) { ...Picks } fragment Picks on Query { "
+            + recommends('liked: ["9"], k: 50, diversity: $d, maxPerAuthor: 1', 16)
+            + " }",
+            {},
+        ),
+        (
+            'query($one: ID! = "9", $cap: Int = 1) { ... on Query { '
+            + recommends("liked: [$one], k: 50, diversity: 0.5, maxPerAuthor: $cap", 16)
+            + " } }",
+            {},
+        ),
+        (
+            # a sent value beats a cheaper default
+            f"query($liked: [ID!]!, $k: Int! = 1, $d: Float = 0, $cap: Int) "
+            f"{{ {recommends(PICKED_FROM_VARIABLES, 16)} }}",
+            {"liked": "9", "k": 50, "d": 0.5, "cap": 1},  # one ID coerces to a list of one
+        ),
+    ],
+)
+def test_candidates_searched_are_refused_however_the_arguments_arrive(
+    api: TestClient, query: str, variables: dict[str, object]
+) -> None:
+    """Sixteen recommend fields return 800 books, well under the limit, but search 20,000
+    candidates: refused with the same cost each way, before any Redis command."""
+    assert 16 * 50 < 20_000
+    body = gql(api, query, **variables)
+    assert "data" not in body  # a request error: nothing ran
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert body["errors"][0]["extensions"]["cost"] == 16 * PICKED_COST
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+def test_fifteen_picked_recommendations_are_under_the_limit_and_run(api: TestClient) -> None:
+    assert 15 * PICKED_COST < 20_000 < 16 * PICKED_COST
+    body = gql(api, "{ " + recommends(PICKED, 15, "book { author }") + " }")
+    assert "errors" not in body, body["errors"]
+    picked = body["data"]["r0"]
+    assert len(picked) == 50
+    assert len({m["book"]["author"].casefold() for m in picked}) == 50  # the cap held
+
+
+SIMILAR_PAGE = """query($first: Int!, $k: Int! = 50, $cap: Int = 1) { books(first: $first) {
+  edges { node { similar(k: $k, maxPerAuthor: $cap) { distance } } } } }"""
+
+
+def test_a_capped_similar_on_every_book_of_a_page_counts_its_candidates(api: TestClient) -> None:
+    """A page of 16 books with 50 neighbours each returns 816 books, and searches 20,000."""
+    body = gql(api, SIMILAR_PAGE, first=16)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert body["errors"][0]["extensions"]["cost"] == 16 + SEARCH + 16 * CAPPED
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+    fragment = """query($first: Int!) { books(first: $first) { edges { node { ...Capped } } } }
+      fragment Capped on Book { shown: similar(k: 50, maxPerAuthor: 1) { distance } }"""
+    same = gql(api, fragment, first=16)
+    assert same["errors"][0]["extensions"]["cost"] == 16 + SEARCH + 16 * CAPPED
+    # without the cap the same page returns the same 816 books and searches only those
+    assert "errors" not in gql(api, SIMILAR_PAGE, first=16, cap=None)
+    runs = gql(api, SIMILAR_PAGE, first=15)
+    assert "errors" not in runs, runs["errors"]
+    assert all(len(e["node"]["similar"]) == 50 for e in runs["data"]["books"]["edges"])
+
+
+def test_best_score_counts_a_list_around_every_liked_book(api: TestClient) -> None:
+    """BEST_SCORE with a dislike and diversity searches 2 x 250 books around each liked
+    book, and 4 x that again if the ranking cannot prove itself: 5,000 hits for 50 books."""
+    field = (
+        'recommend(liked: ["9", "15"], disliked: ["26415"], k: 50, strategy: BEST_SCORE, '
+        "diversity: 0.5)"
+    )
+    each = 50 + 2 * 2 * SEARCH + (2 * (500 + 2000) - 50) + 3  # + the three examples' reads
+
+    def aliased(count: int) -> str:
+        return "{ " + " ".join(f"r{n}: {field} {{ distance }}" for n in range(count)) + " }"
+
+    body = gql(api, aliased(4))
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert body["errors"][0]["extensions"]["cost"] == 4 * each
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+    three = gql(api, aliased(3))
+    assert "errors" not in three, three["errors"]
+    assert len(three["data"]["r0"]) == 50
+
+
+LISTS = """query($liked: [ID!]!, $disliked: [ID!], $seen: [ID!]) { REPEATED }"""
+
+
+def test_liked_disliked_and_excluded_ids_count_one_each(api: TestClient) -> None:
+    """Fifteen picked recommendations run; the same fields excluding 500 books each, or liking
+    50 and disliking 50, are refused, dearer by exactly one a listed id."""
+    fields = recommends(
+        "liked: $liked, disliked: $disliked, exclude: $seen, k: 50, diversity: 0.5, "
+        "maxPerAuthor: 1",
+        15,
+    )
+    query = LISTS.replace("REPEATED", fields)
+    assert "errors" not in gql(api, query, liked=["9"], disliked=[], seen=[])
+
+    seen = [str(n) for n in range(100_000, 100_500)]  # ids of no book: still costed
+    body = gql(api, query, liked=["9"], disliked=[], seen=seen)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + 500)
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+    liked, disliked = IDS[:50], IDS[50:100]
+    body = gql(api, query, liked=liked, disliked=disliked, seen=None)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + 49 + 50)
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
