@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lookalike.services.keyword_query import words
 
@@ -39,22 +40,34 @@ MATCH_WEIGHT = 0.5
 MATCH_POWER = 3
 
 
-def word_overlap(first: Sequence[str], second: Sequence[str]) -> float:
-    """Dice overlap of two word multisets: 1 for the same words, 0 for none in common."""
-    size = len(first) + len(second)
-    if not size:
+def _dice(counts: Counter[str], size: int, other: Sequence[str]) -> float:
+    """Dice overlap of the text's word multiset (``counts``, ``size`` words) with ``other``:
+    1 for the same words, 0 for none in common."""
+    total = size + len(other)
+    if not total:
         return 0.0
-    shared = sum((Counter(first) & Counter(second)).values())
-    return 2 * shared / size
+    shared = sum(min(n, counts[w]) for w, n in Counter(other).items() if w in counts)
+    return 2 * shared / total
 
 
-def word_match(text_words: Sequence[str], title: str, author: str) -> float:
+@lru_cache(maxsize=8192)
+def _field_words(value: str) -> tuple[str, ...]:
+    """A title's or author's words, split once: the same few thousand strings come back
+    search after search."""
+    return tuple(words(value))
+
+
+def _match(counts: Counter[str], size: int, title: str, author: str) -> float:
     """How far the text is the book's title, its author, or both ("dune frank herbert")."""
-    title_words, author_words = words(title), words(author)
+    title_words, author_words = _field_words(title), _field_words(author)
+    if counts.keys().isdisjoint(title_words) and counts.keys().isdisjoint(author_words):
+        # Most candidates share no word with the text; counting their multisets was most of
+        # a cached HYBRID search's time (8.2 ms against 2 ms for SEMANTIC, cProfile).
+        return 0.0
     return max(
-        word_overlap(text_words, title_words),
-        word_overlap(text_words, author_words),
-        word_overlap(text_words, title_words + author_words),
+        _dice(counts, size, title_words),
+        _dice(counts, size, author_words),
+        _dice(counts, size, (*title_words, *author_words)),
     )
 
 
@@ -79,9 +92,10 @@ class Scored:
 def rank_hybrid(text: str, candidates: Iterable[Candidate]) -> list[Scored]:
     """Every distinct candidate, best score first (ties: more similar, then lower id)."""
     text_words = words(text)
+    counts, size = Counter(text_words), len(text_words)
     distinct = {candidate.book_id: candidate for candidate in candidates}
     scored = [
-        Scored(c, hybrid_score(c.similarity, word_match(text_words, c.title, c.author)))
+        Scored(c, hybrid_score(c.similarity, _match(counts, size, c.title, c.author)))
         for c in distinct.values()
     ]
     scored.sort(key=lambda s: (-s.score, -s.candidate.similarity, int(s.candidate.book_id)))
