@@ -240,13 +240,17 @@ def books_pack(
     ),
 ) -> None:
     """Embed a catalogue with the model and write the files data/ ships (maintainers)."""
+    import os
+
     from lookalike.services.book_records import read_source_dir
     from lookalike.services.shipped_catalogue import write_shipped
-    from lookalike.services.text_embedding import text_embedder
+    from lookalike.services.text_embedding import TextEmbedder
 
     async def work() -> int:
         records = list(read_source_dir(source))
-        return write_shipped(records, text_embedder(), out_dir, progress=sys.stderr.isatty())
+        # a batch job on an idle machine: every core helps
+        embedder = TextEmbedder(threads=os.cpu_count() or 1)
+        return write_shipped(records, embedder, out_dir, progress=sys.stderr.isatty())
 
     count = _run(work)
     out.print(f"wrote {count} vectors to {out_dir}", highlight=False)

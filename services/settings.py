@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         description="Nearest-face cosine distance below which a face is identified.",
     )
     face_workers: int = Field(default=1, ge=1, le=16, description="Face model processes.")
+    text_model_threads: int = Field(
+        default=1, ge=1, le=64, description="CPU threads the text model runs on."
+    )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="JSON request bodies.")
     max_image_pixels: int = Field(default=50_000_000, ge=10_000)
