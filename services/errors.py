@@ -98,7 +98,7 @@ def check_range(name: str, value: float, low: float, high: float) -> None:
     """Refuse an argument outside [low, high] with a message that names the bounds."""
     if not low <= value <= high:
         raise BadUserInput(
-            f"{name} must be between {low:g} and {high:g}, got {value:g}",
+            f"{name} must be between {low:g} and {high:g}, got {value!r}",  # unrounded
             argument=name,
             min=low,
             max=high,

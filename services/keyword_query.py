@@ -41,9 +41,13 @@ from redisvl.query import FilterQuery
 from redisvl.query.filter import FilterExpression
 
 # What RediSearch's tokenizer splits indexed text at: its default separators are the ASCII
-# punctuation characters, and whitespace.
-SEPARATORS = frozenset(string.punctuation + string.whitespace)
-_SPLIT = re.compile("[" + re.escape(string.punctuation + string.whitespace) + "]+")
+# punctuation characters, and whitespace. A reader's text is also split at the spaces that
+# are not ASCII (a no-break space, a line separator: Python's \s) and at the invisible ones a
+# paste brings (the zero-width space, a byte-order mark), which would otherwise glue two words
+# into one the index does not hold. Joiners stay: in Persian or Hindi they are inside words.
+INVISIBLE = "\u200b\ufeff"
+SEPARATORS = frozenset(string.punctuation + string.whitespace + INVISIBLE)
+_SPLIT = re.compile("[" + re.escape(string.punctuation) + "\\s" + INVISIBLE + "]+")
 
 # RediSearch's default stopword list: the books index is created without STOPWORDS.
 STOPWORDS = frozenset(

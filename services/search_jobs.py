@@ -338,14 +338,19 @@ class BestScoreJob(SearchJob):
         )
         top = ranking.order[: self.needed]
         scores = ranking.scores[top]
+        # The pool is everything the filter lets through only when a list came back short
+        # and no candidate was cut from the pool.
+        everything = any(found.complete for found in lists) and len(top) == len(ranking.order)
         answer, short = choose(
             [candidates[row] for row in top],
             [max(0.0, 1.0 - float(score)) for score in scores],
             scores,
             self.k,
             self.choice,
-            any(found.complete for found in lists),
+            everything,
         )
         self.certain = ranking.certain
         if self.finish(answer, again=short or not ranking.certain):
+            if short:  # the cap left too few: pick from a pool four times as large
+                self.needed = wider(self.needed)
             self.size = wider(self.size)

@@ -29,7 +29,7 @@ from lookalike.services.keyword_query import (
 from lookalike.services.search_pipeline import search_arguments
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
-from tests.conftest import sync_client
+from tests.conftest import gql, sync_client
 
 RECORDS = read_shipped().records
 
@@ -132,6 +132,17 @@ def test_no_user_text_becomes_query_syntax(client: Client, settings: Settings, t
     assert int(reply[b"total_results"]) >= 0
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["haunted\u00a0house", "haunted\u2028house", "haunted\u200bhouse", "\ufeffhaunted house"],
+)
+def test_spaces_a_paste_brings_split_words(text: str) -> None:
+    """A no-break space, a line separator, a zero-width space or a byte-order mark between
+    two words would glue them into one word no book holds."""
+    assert words(text) == ["haunted", "house"]
+    assert search_terms(text) == ["haunted", "house"]
+
+
 def test_the_title_with_two_stopwords_first_is_found_and_redis_survives(
     client: Client, settings: Settings
 ) -> None:
@@ -195,3 +206,18 @@ def test_any_text_is_a_valid_query_of_plain_terms(
     assert search is not None
     reply = command(client, "FT.SEARCH", *search_arguments(settings.index_name, search))
     assert int(reply[b"total_results"]) >= 0
+
+
+def test_a_pasted_no_break_space_finds_what_a_space_finds(api: TestClient) -> None:
+    query = """query($text: String!) {
+      searchBooks(text: $text, k: 5, mode: KEYWORD) { book { id } } }"""
+
+    def found(text: str) -> list[str]:
+        body = gql(api, query, text=text)
+        assert "errors" not in body, body
+        return [m["book"]["id"] for m in body["data"]["searchBooks"]]
+
+    plain = found("haunted house")
+    assert plain  # the catalogue has haunted houses
+    assert found("haunted\u00a0house") == plain
+    assert found("haunted\u200bhouse") == plain

@@ -168,6 +168,40 @@ def test_max_per_author_is_the_best_books_that_keep_the_cap(
     assert_same_ranking(found, capped(ranking, 10, 1), distance_tolerance(settings))
 
 
+PROLIFIC = [  # twelve authors with many books each: 181 books in the shipped catalogue
+    "terry pratchett", "mary pope osborne", "brandon sanderson", "margaret peterson haddix",
+    "jodi taylor", "stephen king", "brian k. vaughan", "isaac asimov", "philip k. dick",
+    "robert kirkman", "james dashner", "neil gaiman",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize(("liked", "disliked"), [(["1372", "9"], []), (["1372", "9"], ["1436"])])
+def test_a_cap_that_empties_the_first_pool_still_fills_k(
+    api: TestClient,
+    settings: Settings,
+    vectors: Matrix,
+    strategy: str,
+    liked: list[str],
+    disliked: list[str],
+) -> None:
+    """One book per author among twelve prolific authors: the first pool of best-scored books
+    holds fewer than twelve authors, so the second search must pick from a wider pool, and
+    all twelve come back (BEST_SCORE once kept picking from the first pool: 9 of 12)."""
+    authors = set(PROLIFIC)
+
+    def by_them(row: int) -> bool:
+        return AUTHORS[row].strip().casefold() in authors
+
+    found, _ = recommend(
+        api, liked=liked, disliked=disliked, strategy=strategy, k=12, cap=1,
+        filter={"authors": PROLIFIC},
+    )  # fmt: skip
+    ranking = exact(vectors, strategy, liked, disliked, keep=by_them)
+    assert len(found) == 12
+    assert_same_ranking(found, capped(ranking, 12, 1), distance_tolerance(settings))
+
+
 def test_no_diversity_is_the_answer_without_it(api: TestClient) -> None:
     for strategy in STRATEGIES:
         plain, _ = recommend(api, liked=["9", "26415"], disliked=["3"], strategy=strategy)
