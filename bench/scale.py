@@ -170,7 +170,7 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(3000):  # an index made over a full keyspace waits for Redis's scan of it
         try:
             if httpx.get(url + "/readyz").status_code == 200:
                 return process, url + "/graphql"
@@ -178,7 +178,11 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
             pass
         time.sleep(0.1)
     process.terminate()
-    raise SystemExit(f"lookalike serve on index {settings.index_name} did not become ready")
+    raise SystemExit(
+        f"lookalike serve on index {settings.index_name} did not become ready in 5 minutes "
+        "(for the shipped catalogue: run `lookalike serve` against this Redis once first, "
+        "it loads the catalogue; the bench's servers do not)"
+    )
 
 
 async def recall(
