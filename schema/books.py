@@ -62,6 +62,11 @@ DIVERSITY = (
 )
 MAX_PER_AUTHOR = "At most this many books by one author (1 to 100; authors compared ignoring case)."
 
+# The arguments similar, searchBooks and recommend share, typed and described once.
+Excluded = Annotated[list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)]
+DiversityArgument = Annotated[float | None, strawberry.argument(description=DIVERSITY)]
+MaxPerAuthor = Annotated[int | None, strawberry.argument(description=MAX_PER_AUTHOR)]
+
 
 @strawberry.type(description="One physical copy of a book and what it is doing now.")
 class InventoryItem:
@@ -137,13 +142,9 @@ class Book:
         info: Info,
         k: int = 5,
         filter: BookFilter | None = None,
-        exclude: Annotated[
-            list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)
-        ] = NO_IDS,
-        diversity: Annotated[float | None, strawberry.argument(description=DIVERSITY)] = 0.0,
-        max_per_author: Annotated[
-            int | None, strawberry.argument(description=MAX_PER_AUTHOR)
-        ] = None,
+        exclude: Excluded = NO_IDS,
+        diversity: DiversityArgument = 0.0,
+        max_per_author: MaxPerAuthor = None,
     ) -> Awaitable[list[Match]]:
         request = SimilarRequest(
             parent.id,
@@ -215,13 +216,9 @@ class BookQuery:
         k: int = 10,
         filter: BookFilter | None = None,
         mode: SearchMode = SearchMode.HYBRID,
-        exclude: Annotated[
-            list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)
-        ] = NO_IDS,
-        diversity: Annotated[float | None, strawberry.argument(description=DIVERSITY)] = 0.0,
-        max_per_author: Annotated[
-            int | None, strawberry.argument(description=MAX_PER_AUTHOR)
-        ] = None,
+        exclude: Excluded = NO_IDS,
+        diversity: DiversityArgument = 0.0,
+        max_per_author: MaxPerAuthor = None,
     ) -> list[Match]:
         request = SearchRequest(
             text,
@@ -250,13 +247,9 @@ class BookQuery:
         k: int = 10,
         strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
         filter: BookFilter | None = None,
-        exclude: Annotated[
-            list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)
-        ] = NO_IDS,
-        diversity: Annotated[float | None, strawberry.argument(description=DIVERSITY)] = 0.0,
-        max_per_author: Annotated[
-            int | None, strawberry.argument(description=MAX_PER_AUTHOR)
-        ] = None,
+        exclude: Excluded = NO_IDS,
+        diversity: DiversityArgument = 0.0,
+        max_per_author: MaxPerAuthor = None,
     ) -> list[Match]:
         request = RecommendRequest(
             _ids(liked),
