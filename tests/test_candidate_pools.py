@@ -8,7 +8,7 @@ services/book_queries.py). The figures are printed (pytest -s)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,22 +32,26 @@ from lookalike.services.redis_connection import open_client
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.search_pipeline import Reply, SearchPipeline
 from lookalike.services.settings import Settings
-from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.vector_math import Matrix, from_blobs, unit_rows
 from tests.conftest import distance_tolerance
+from tests.exact_search import (
+    EMBEDDED,
+    HORROR_2000S,
+    IDS,
+    ROW,
+    SHIPPED,
+    everywhere,
+    exact_nearest,
+    horror_2000s,
+)
+from tests.exact_search import index_vectors as exact_index_vectors
 
-SHIPPED = read_shipped()
-EMBEDDED = [r for r in SHIPPED.records if r["description"].strip()]
-IDS = [r["id"] for r in EMBEDDED]
-ROW = {book_id: row for row, book_id in enumerate(IDS)}
-AUTHORS = [r["author"] for r in EMBEDDED]
 POOL_FIELDS = BookFields(frozenset({"author"}), vector=True)
 
 
 @pytest.fixture(scope="module")
 def index_vectors(settings: Settings) -> Matrix:
-    """The vectors as the index holds them (FLOAT16 rounds them)."""
-    return unit_rows(SHIPPED.matrix(EMBEDDED).astype(settings.vector_type))
+    return exact_index_vectors(settings)
 
 
 @dataclass(frozen=True)
@@ -89,27 +93,6 @@ def search(settings: Settings, queries: Sequence[Any]) -> list[list[Hit]]:
     ]
 
 
-def everywhere(row: int) -> bool:
-    return True
-
-
-def exact_nearest(
-    vectors: Matrix,
-    query: np.ndarray,
-    k: int,
-    leave_out: Collection[str],
-    keep: Callable[[int], bool] = everywhere,
-) -> list[tuple[float, str]]:
-    """The k nearest books (numpy), but those left out and those ``keep`` refuses."""
-    distances = 1 - vectors @ unit_rows(query)[0]
-    ranked = sorted(
-        (float(distances[r]), IDS[r])
-        for r in range(len(IDS))
-        if IDS[r] not in leave_out and keep(r)
-    )
-    return ranked[:k]
-
-
 def assert_same_neighbours(
     found: Sequence[Hit], expected: Sequence[tuple[float, str]], tolerance: float
 ) -> None:
@@ -122,18 +105,6 @@ def assert_same_neighbours(
     assert firm <= {h.book_id for h in found}
 
 
-HORROR_2000S = BookFilter(genres=("horror", "fantasy"), year_from=2000, available=True)
-
-
-def horror_2000s(row: int) -> bool:
-    record = EMBEDDED[row]
-    return (
-        bool({"horror", "fantasy"} & set(record["genres"]))
-        and record["year_published"] >= 2000
-        and any(item["status"] == "available" for item in record["inventory"])
-    )
-
-
 @pytest.mark.parametrize("k", [10, 50, 250, 500])
 def test_knn_pools_are_the_exact_nearest_with_exclusions(
     api: TestClient, settings: Settings, index_vectors: Matrix, k: int
@@ -144,7 +115,7 @@ def test_knn_pools_are_the_exact_nearest_with_exclusions(
     queries = [knn(index_vectors[ROW[s]], k, settings, excluding(excluded | {s})) for s in sources]
     for source, found in zip(sources, search(settings, queries), strict=True):
         leave_out = excluded | {source}
-        expected = exact_nearest(index_vectors, index_vectors[ROW[source]], k, leave_out)
+        expected = exact_nearest(index_vectors, index_vectors[ROW[source]], leave_out)[:k]
         assert not leave_out & {h.book_id for h in found}
         assert_same_neighbours(found, expected, distance_tolerance(settings))
 
@@ -162,8 +133,8 @@ def test_knn_pools_with_filters_and_exclusions_are_exact(
     )
     (found,) = search(settings, [query])
     expected = exact_nearest(
-        index_vectors, index_vectors[ROW["26415"]], 50, excluded | {"26415"}, horror_2000s
-    )
+        index_vectors, index_vectors[ROW["26415"]], excluded | {"26415"}, horror_2000s
+    )[:50]
     assert_same_neighbours(found, expected, distance_tolerance(settings))
 
 
@@ -253,7 +224,7 @@ def test_mmr_over_a_redis_pool_is_exact_mmr(
             Diversity(diversity=diversity),
         ).rows
         chosen = [ROW[found[n].book_id] for n in picks]
-        exact = exact_nearest(index_vectors, index_vectors[ROW[source]], pool, {source})
+        exact = exact_nearest(index_vectors, index_vectors[ROW[source]], {source})[:pool]
         pool_rows = [ROW[i] for _, i in exact]
         exact_relevance = {ROW[i]: 1 - d for d, i in exact}
         assert set(chosen) <= set(pool_rows)
