@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import redis
 from redisvl.query import VectorQuery
 
-from bench.exclusion import load
+from bench.exclusion import loaded_redis
 from bench.scale import shipped_scale
 from lookalike.services.book_index import vector_bytes
 from lookalike.services.book_records import VECTOR_FIELD
-from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.recommendations import average_vector_query
 from lookalike.services.redis_connection import open_client
 from lookalike.services.redis_replicas import Reads
@@ -106,21 +103,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     data = shipped_scale()
-    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lookalike-candidates-")))
-    url = server.start()
-    try:
-        raw = redis.Redis.from_url(url, socket_timeout=600)
-        raw.config_set("appendonly", "no")
-        settings = Settings(redis_url=url, data_dir=server.data_dir)
-        load(settings, data, raw)
+    with loaded_redis(data, "candidates") as (settings, raw):
         vectors = unit_rows(data.vectors.astype(settings.vector_type))
         runs = [
             asyncio.run(measure(settings, raw, vectors, data.ids, args.requests))
             for _ in range(args.runs)
         ]
-        raw.close()
-    finally:
-        server.stop()
     print(
         f"{len(data.records):,} books, {args.requests} random requests a kind: requests where "
         "HNSW missed a book exact search ranks firmly in the first K; FT.SEARCH us a query "

@@ -32,7 +32,8 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,22 +151,36 @@ async def run_once(
     return {key: (statistics.median(walls[key]), statistics.median(redis_us[key])) for key in walls}
 
 
-def load(settings: Settings, data: ScaleCatalogue, raw: redis.Redis) -> None:
-    async def run() -> None:
-        client = await open_client(settings.redis_url or "", 600)
-        try:
-            await load_books(
-                Catalogue(client, settings), data.records, shipped=data, embedder=text_embedder
-            )
-        finally:
-            await client.aclose()
+@contextmanager
+def loaded_redis(data: ScaleCatalogue, name: str) -> Iterator[tuple[Settings, redis.Redis]]:
+    """A private embedded Redis (no persistence) with ``data`` loaded by the product's loader
+    and fully indexed: its settings and a plain client, until the block ends."""
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix=f"lookalike-{name}-")))
+    url = server.start()
+    try:
+        raw = redis.Redis.from_url(url, socket_timeout=600)
+        raw.config_set("appendonly", "no")
+        settings = Settings(redis_url=url, data_dir=server.data_dir)
 
-    asyncio.run(run())
-    while True:
-        info = raw.ft(settings.index_name).info()  # type: ignore[no-untyped-call]
-        if float(info["percent_indexed"]) >= 1 and not int(info["indexing"]):
-            return
-        time.sleep(0.2)
+        async def load() -> None:
+            client = await open_client(url, 600)
+            try:
+                await load_books(
+                    Catalogue(client, settings), data.records, shipped=data, embedder=text_embedder
+                )
+            finally:
+                await client.aclose()
+
+        asyncio.run(load())
+        while True:
+            info = raw.ft(settings.index_name).info()  # type: ignore[no-untyped-call]
+            if float(info["percent_indexed"]) >= 1 and not int(info["indexing"]):
+                break
+            time.sleep(0.2)
+        yield settings, raw
+        raw.close()
+    finally:
+        server.stop()
 
 
 def spread(values: list[float]) -> str:
@@ -180,19 +195,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = parser.parse_args()
     data = shipped_scale() if args.books <= 1486 else generate(args.books)
-    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lookalike-exclusion-")))
-    url = server.start()
-    try:
-        raw = redis.Redis.from_url(url, socket_timeout=600)
-        raw.config_set("appendonly", "no")
-        settings = Settings(redis_url=url, data_dir=server.data_dir)
-        load(settings, data, raw)
+    with loaded_redis(data, "exclusion") as (settings, raw):
         cases = [Case(k, e, f) for f in (False, True) for k in (10, 50) for e in args.sizes]
         runs = [run_once(settings, raw, data, cases, args.rounds) for _ in range(args.runs)]
         results = [asyncio.run(r) for r in runs]
-        raw.close()
-    finally:
-        server.stop()
     print(
         f"{len(data.records):,} books; {LEVEL} KNN queries a pipeline (title + vector "
         f"returned); {args.runs} runs of {args.rounds} interleaved rounds: min / median / max "
