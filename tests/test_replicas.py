@@ -140,14 +140,15 @@ def test_a_replica_behind_the_primary_or_unlinked_is_left_out(tmp_path: Path) ->
             await reads.check()
             seen.append((replicas[0].healthy, replicas[0].reason))
             seen.append((replicas[1].healthy, replicas[1].reason))
-            # 60 MB written at once: the replica is behind until it has them all
-            async with client.pipeline(transaction=False) as pipe:
-                for n in range(3):
-                    pipe.set(f"bulk:{n}", b"x" * 20_000_000)
-                await pipe.execute()
+            # The replica paused for writes holds its replication stream too: a megabyte
+            # written meanwhile leaves it behind for as long as the pause lasts (60 MB with
+            # no pause was a race on loopback: a quiet machine replicated it before the check).
+            await replicas[0].client.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+            await client.set("bulk", b"x" * 1_000_000)
             await reads.check()
             seen.append((replicas[0].healthy, replicas[0].reason))
             assert reads.pick() is None  # reads go to the primary meanwhile
+            await replicas[0].client.execute_command("CLIENT", "UNPAUSE")
             await anyio.to_thread.run_sync(wait_in_sync, primary, replica)
             await reads.check()
             seen.append((replicas[0].healthy, replicas[0].reason))
