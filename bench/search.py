@@ -12,23 +12,25 @@ Run it against a running server (``lookalike serve``):
 2. Book similar(k: 10) without a filter, with a broad filter (genres: fantasy) and with a
    selective one (a genre of ~10 books, in a year range): p50/p95 and ratios to no filter.
 
-Requests go through the standard library's http.client on one keep-alive connection: httpx
-adds about 0.6 ms a request on this machine, a fixed cost on both sides of the ratio that says
-nothing about the server.
+Requests go through bench/http_client (the lean keep-alive client bench.books uses) on one
+connection: httpx adds about 0.6 ms a request on this machine and the standard library's
+http.client about 0.5 ms, a fixed cost on both sides of a ratio that says nothing about the
+server.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import json
 import statistics
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
+
+from bench import http_client
 
 SEARCH = """query($text: String!, $mode: SearchMode!) {
   searchBooks(text: $text, k: 10, mode: $mode) { distance book { title } } }"""
@@ -49,19 +51,20 @@ def pct(samples: list[float], q: float) -> float:
 
 
 class Client:
-    """A keep-alive HTTP/1.1 connection posting GraphQL, as lean as the stdlib allows."""
+    """One keep-alive connection through bench/http_client, the lean client bench.books
+    times with: the standard library's http.client adds about half a millisecond a request
+    here, on both sides of a ratio, which blurs what the server spends."""
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.path = (parts.path.rstrip("/") or "") + "/graphql"
-        self.connection = http.client.HTTPConnection(
-            parts.hostname or "127.0.0.1", parts.port, timeout=120
-        )
+        self.url = url.rstrip("/") + "/graphql"
+        self.loop = asyncio.new_event_loop()
+        self.connection = self.loop.run_until_complete(http_client.Connection.open(self.url))
 
     def post(self, query: str, **variables: Any) -> dict[str, Any]:
-        payload = json.dumps({"query": query, "variables": variables})
-        self.connection.request("POST", self.path, payload, {"content-type": "application/json"})
-        body: dict[str, Any] = json.loads(self.connection.getresponse().read())
+        request = http_client.post(self.url, {"query": query, "variables": variables})
+        status, raw = self.loop.run_until_complete(self.connection.send(request))
+        body: dict[str, Any] = json.loads(raw)
+        assert status == 200, body
         assert "errors" not in body, body
         return body
 
