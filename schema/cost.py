@@ -21,11 +21,14 @@ kilobyte). Introspection costs a fixed amount per meta field: the whole schema, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from graphql import (
+    DirectiveNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -33,11 +36,15 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSkipDirective,
     InlineFragmentNode,
+    Node,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableNode,
+    Visitor,
     get_argument_values,
     get_directive_values,
     get_named_type,
+    visit,
 )
 from graphql.execution import VariableValues
 
@@ -125,21 +132,27 @@ def _recommend(args: Mapping[str, Any]) -> Work:
 
 # "Type.field" -> its work, from the arguments it will run with. Fields not listed cost nothing
 # and pass their parent's multiplier down (edges, node, book of a match...).
-FIELD_WORK: dict[str, Callable[[Mapping[str, Any]], Work]] = {
-    "Query.book": lambda args: Work(1),  # a read by key, batched with its siblings
+# A Work is the same whatever the arguments; a function computes it from them.
+FIELD_WORK: dict[str, Work | Callable[[Mapping[str, Any]], Work]] = {
+    "Query.book": Work(1),  # a read by key, batched with its siblings
     "Query.books": _search("first", 20),
     "Query.searchBooks": _text_search,
     "Query.recommend": _recommend,
-    "Query.genres": lambda args: Work(300, 300 * SEARCH),  # a count per genre
-    "Query.person": lambda args: Work(1),
+    "Query.genres": Work(300, 300 * SEARCH),  # a count per genre
+    "Query.person": Work(1),
     "Query.people": lambda args: Work(_count(args, "first", 20), SEARCH),
     "Book.similar": _similar,
     "Book.withinRadius": _search("first", 10),
     "Mutation.identifyFace": lambda args: Work(_count(args, "k", 3), MODEL_RUN + SEARCH),
-    "Mutation.verifyFace": lambda args: Work(1, MODEL_RUN + SEARCH),
-    "Mutation.enrollFace": lambda args: Work(1, MODEL_RUN),
-    "Mutation.deletePerson": lambda args: Work(1, SEARCH),
+    "Mutation.verifyFace": Work(1, MODEL_RUN + SEARCH),
+    "Mutation.enrollFace": Work(1, MODEL_RUN),
+    "Mutation.deletePerson": Work(1, SEARCH),
 }
+# The names of the fields whose cost their arguments change (whatever their type: a variable
+# in such a field's arguments is counted as an input of the cost, which is only ever safe).
+ARGUMENT_COSTED = frozenset(
+    coordinate.split(".")[1] for coordinate, work in FIELD_WORK.items() if callable(work)
+)
 # Book fields heavy enough to weigh on every book shown (a description is about a kilobyte).
 PAYLOAD = {"Book.description": 5, "Book.editions": 2, "Book.inventory": 2}
 META = {"__schema": SCHEMA_INTROSPECTION, "__type": TYPE_INTROSPECTION}
@@ -178,7 +191,11 @@ class _Costing:
         below = multiplier
         work_of = FIELD_WORK.get(coordinate)
         if work_of is not None:
-            work = work_of(get_argument_values(definition, nodes[0], self.variables))
+            work = (
+                work_of
+                if isinstance(work_of, Work)
+                else work_of(get_argument_values(definition, nodes[0], self.variables))
+            )
             total += multiplier * (work.items + work.extra)
             below = multiplier * work.items
         child = get_named_type(definition.type)
@@ -195,3 +212,104 @@ def operation_cost(
     variables: VariableValues,
 ) -> int:
     return _Costing(fragments, variables).cost([operation.selection_set], root, 1)
+
+
+def cost_inputs(
+    operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode]
+) -> frozenset[str]:
+    """The variables the operation's cost can depend on: those of ``@skip``/``@include`` and
+    those inside the arguments of fields whose work the arguments change. The others (a
+    book's id, a person's) never change it."""
+    found: set[str] = set()
+
+    class Inputs(Visitor):
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            if node.name.value in ARGUMENT_COSTED:
+                for argument in node.arguments or ():
+                    found.update(_variables(argument))
+
+        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
+            found.update(_variables(node))
+
+    for node in (operation, *fragments.values()):
+        visit(node, Inputs())
+    return frozenset(found)
+
+
+def _variables(node: Node) -> set[str]:
+    names: set[str] = set()
+
+    class Names(Visitor):
+        def enter_variable(self, variable: VariableNode, *_: Any) -> None:
+            names.add(variable.name.value)
+
+    visit(node, Names())
+    return names
+
+
+class OperationCosts:
+    """The cost of an operation for the values of its cost inputs, computed once: walking the
+    operation and coercing the arguments again is a twentieth of a single book query's time.
+    Keyed by the operation's identity (documents are parsed once and kept) and held for the
+    most recent ``size`` pairs."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._inputs: OrderedDict[int, tuple[OperationDefinitionNode, frozenset[str]]] = (
+            OrderedDict()
+        )
+        self._costs: OrderedDict[tuple[int, Hashable], tuple[OperationDefinitionNode, int]] = (
+            OrderedDict()
+        )
+
+    def cost(
+        self,
+        operation: OperationDefinitionNode,
+        root: GraphQLObjectType,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: VariableValues,
+    ) -> int:
+        names = self._remembered(self._inputs, id(operation), operation)
+        if names is None:
+            names = cost_inputs(operation, fragments)
+            self._keep(self._inputs, id(operation), (operation, names))
+        values = _frozen({name: variables.coerced.get(name) for name in sorted(names)})
+        if values is None:  # a value that cannot be a key: computed every time
+            return operation_cost(operation, root, fragments, variables)
+        key = (id(operation), values)
+        cost: int | None = self._remembered(self._costs, key, operation)
+        if cost is None:
+            cost = operation_cost(operation, root, fragments, variables)
+            self._keep(self._costs, key, (operation, cost))
+        return cost
+
+    @staticmethod
+    def _remembered(store: OrderedDict[Any, tuple[Any, Any]], key: Any, operation: Any) -> Any:
+        """What is kept for this operation (the same object, not one that had its id)."""
+        kept = store.get(key)
+        if kept is None or kept[0] is not operation:
+            return None
+        store.move_to_end(key)
+        return kept[1]
+
+    def _keep(self, store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        store[key] = value
+        while len(store) > self.size:
+            store.popitem(last=False)
+
+
+def _frozen(value: Any) -> Hashable | None:
+    """A hashable stand-in for coerced variable values (None: something that has none)."""
+    if isinstance(value, Mapping):
+        items = [(k, _frozen(v)) for k, v in value.items()]
+        if any(v is None and value[k] is not None for k, v in items):
+            return None
+        return ("{", tuple(items))
+    if isinstance(value, list | tuple):
+        frozen = [_frozen(v) for v in value]
+        if any(f is None and v is not None for f, v in zip(frozen, value, strict=True)):
+            return None
+        return ("[", tuple(frozen))
+    if value is None or isinstance(value, str | int | float | bool | Enum):
+        return ("=", type(value).__name__, value)
+    return None

@@ -44,7 +44,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
-from lookalike.schema.cost import operation_cost
+from lookalike.schema.cost import OperationCosts
 from lookalike.schema.limits import too_complex
 from lookalike.schema.selections import book_selections
 
@@ -152,6 +152,8 @@ def _constant(value: str) -> Plan:
 
 
 def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
+    costs = OperationCosts()
+
     class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         # both set as the operation starts; None: no plain path (resolve middleware)
         leaves: dict[tuple[str, str], PlainLeaf] | None = None
@@ -165,7 +167,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
             root = self.schema.get_root_type(self.operation.operation)
             if root is not None:
                 fragments = {name: f.definition for name, f in self.fragments.items()}
-                cost = operation_cost(self.operation, root, fragments, self.variable_values)
+                cost = costs.cost(self.operation, root, fragments, self.variable_values)
                 if cost > max_cost:
                     error = too_complex(
                         f"the query could cost {cost:,} (items returned, searches, model "

@@ -182,6 +182,36 @@ def test_what_skip_and_include_leave_out_costs_nothing(api: TestClient) -> None:
     assert "errors" not in gql(api, '{ book(id: "9") { title ' + skipped + " } }")
 
 
+def test_one_document_is_costed_anew_for_each_value_that_changes_its_cost(
+    api: TestClient,
+) -> None:
+    """The cost of an operation is kept for the values of its cost inputs: the same document
+    sent again with a bigger k, a filter with more values, or an @include turned on is costed
+    for those values, and a variable that cannot change it (the book's id) changes nothing."""
+    query = """query($id: ID!, $k: Int = 5, $deep: Boolean = false, $f: BookFilter) {
+      book(id: $id) { similar(k: $k) { book { title
+        similar(k: 100, filter: $f) @include(if: $deep) {
+          book { similar(k: 100) { distance } } } } } } }"""
+    many = {"genres": ["g" * 10] * 50, "authors": ["a" * 10] * 50}
+    deep_per_book = (100 + SEARCH) + 100 * (100 + SEARCH)  # the two included levels
+
+    def cost_of(**variables: object) -> int | None:
+        body = gql(api, query, **variables)
+        if "errors" not in body:
+            return None
+        assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+        cost: int = body["errors"][0]["extensions"]["cost"]
+        return cost
+
+    for _ in range(2):  # the second round finds every cost already computed
+        assert cost_of(id="9") is None
+        assert cost_of(id="10", k=100) is None
+        assert cost_of(id="9", deep=True) == 1 + 5 + SEARCH + 5 * deep_per_book
+        assert cost_of(id="10", deep=True) == 1 + 5 + SEARCH + 5 * deep_per_book
+        assert cost_of(id="9", k=3, deep=True) == 1 + 3 + SEARCH + 3 * deep_per_book
+        assert cost_of(id="9", k=2, deep=True, f=many) == 1 + 2 + SEARCH + 2 * (deep_per_book + 100)
+
+
 def test_a_field_asked_twice_runs_and_costs_once(api: TestClient) -> None:
     twice = '{ book(id: "9") { similar(k: 100) { distance } similar(k: 100) { book { id } } } }'
     body = gql(api, twice)
