@@ -28,7 +28,6 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
-    GraphQLField,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
@@ -69,34 +68,43 @@ class PlainLeaf(PlainField):
     nullable: bool
 
 
-def plain_field(field: GraphQLField) -> PlainField | None:
-    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if field.args or not isinstance(definition, StrawberryField) or not definition.is_basic_field:
-        return None
-    return PlainField(definition.python_name, definition.default_resolver)
+@dataclass(frozen=True, slots=True)
+class PlainFields:
+    """The schema's plain fields, found once per schema: (type name, field name) -> field."""
+
+    fields: dict[tuple[str, str], PlainField]
+    leaves: dict[tuple[str, str], PlainLeaf]  # those of a scalar or enum type
 
 
-_LEAVES: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], PlainLeaf]] = WeakKeyDictionary()
+_PLAIN: WeakKeyDictionary[GraphQLSchema, PlainFields] = WeakKeyDictionary()
 
 
-def plain_leaves(schema: GraphQLSchema) -> dict[tuple[str, str], PlainLeaf]:
-    """(type name, field name) -> how to serve it, for every plain leaf of the schema (once
-    per schema)."""
-    found = _LEAVES.get(schema)
+def plain_fields(schema: GraphQLSchema) -> PlainFields:
+    found = _PLAIN.get(schema)
     if found is not None:
         return found
-    found = {}
+    found = PlainFields({}, {})
     for type_ in schema.type_map.values():
         if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
             continue
         for name, field in type_.fields.items():
-            plain = plain_field(field)
+            definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if (
+                field.args
+                or not isinstance(definition, StrawberryField)
+                or not definition.is_basic_field
+            ):
+                continue
+            plain = PlainField(definition.python_name, definition.default_resolver)
+            found.fields[type_.name, name] = plain
             leaf_type = get_nullable_type(field.type)
-            if plain is not None and is_leaf_type(leaf_type):
+            if is_leaf_type(leaf_type):
                 coerce = leaf_type.coerce_output_value
                 nullable = not is_non_null_type(field.type)
-                found[type_.name, name] = PlainLeaf(plain.attribute, plain.read, coerce, nullable)
-    _LEAVES[schema] = found
+                found.leaves[type_.name, name] = PlainLeaf(
+                    plain.attribute, plain.read, coerce, nullable
+                )
+    _PLAIN[schema] = found
     return found
 
 
@@ -156,7 +164,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
 
     class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         # both set as the operation starts; None: no plain path (resolve middleware)
-        leaves: dict[tuple[str, str], PlainLeaf] | None = None
+        plain: PlainFields | None = None
         # (type, field details list) -> the list (kept alive, so that its id is not reused
         # while the operation runs, as graphql-core's own memo does) and its plan
         plans: dict[tuple[int, int], tuple[Any, Plan | None]] | None = None
@@ -182,7 +190,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
                     self.context_value.book_selections = selections
             manager = self.middleware_manager
             if manager is None or not manager.middlewares:  # middleware sees every field
-                self.leaves = plain_leaves(self.schema)
+                self.plain = plain_fields(self.schema)
                 self.plans = {}
             return super().execute_operation(serially)  # type: ignore[return-value]
 
@@ -194,9 +202,9 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
             path: Path,
             position_context: Any,
         ) -> AwaitableOrValue[Any] | UndefinedType:
-            leaves = self.leaves
+            plain = self.plain
             name = field_details_list[0].node.name.value
-            leaf = leaves.get((parent_type.name, name)) if leaves is not None else None
+            leaf = plain.leaves.get((parent_type.name, name)) if plain is not None else None
             if leaf is not None:
                 try:
                     value = leaf.read(source, leaf.attribute)
@@ -262,9 +270,8 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
                 if name == "__typename":
                     steps.append((response_name, None, _constant(type_.name)))
                     continue
-                field = type_.fields.get(name)
-                plain = plain_field(field) if field is not None else None
-                inner = self.plan(field.type, details) if plain is not None else None
+                plain = self.plain.fields.get((type_.name, name)) if self.plain else None
+                inner = self.plan(type_.fields[name].type, details) if plain else None
                 if plain is None or inner is None:
                     return None
                 steps.append((response_name, plain, inner))

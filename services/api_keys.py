@@ -13,6 +13,7 @@ which kind of key it matched. The key itself is never kept past the check nor lo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -61,6 +62,7 @@ class ApiKeys:
         return "valid" if full else "identify" if identify else "unknown"
 
 
+@functools.lru_cache(maxsize=1024)  # the same few client addresses, request after request
 def _is_loopback(host: str | None) -> bool:
     """127.0.0.0/8 and ::1, also as a dual-stack socket reports IPv4 (::ffff:127.0.0.1)."""
     try:

@@ -55,9 +55,8 @@ class QueryEmbeddings:
 
     async def vectors(self, texts: Sequence[str]) -> list[bytes]:
         """One FLOAT32 blob per text: cached ones in one round trip, the rest in one model
-        call (in a thread: torch releases the GIL, so other requests keep being served)."""
-        for text in texts:
-            validate_text(text)
+        call (in a thread: torch releases the GIL, so other requests keep being served).
+        The texts are SearchRequests', checked when the requests were made."""
         found = {t: v for t in texts if (v := self.local.get(t)) is not None}
         unknown = [t for t in dict.fromkeys(texts) if t not in found]
         if unknown:

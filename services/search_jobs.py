@@ -24,7 +24,7 @@ of its candidates (exact in every case the tests try; see README).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -64,19 +64,20 @@ def hybrid_candidates(pool: int) -> int:
 def choose(
     books: Sequence[Book],
     distances: Sequence[float],
-    relevance: npt.ArrayLike,
+    relevance: Callable[[], npt.ArrayLike],
     k: int,
     choice: Diversity,
     complete: bool,
 ) -> tuple[list[Match], bool]:
     """k of the candidates (most relevant first) by MMR and the author cap; and whether the
-    cap left fewer than k in a pool that may not hold every candidate."""
+    cap left fewer than k in a pool that may not hold every candidate. ``relevance`` is
+    worked out only when a choice needs it (most searches keep the order they found)."""
     if not choice.changes_order:
         return [Match(b, d) for b, d in zip(books[:k], distances[:k], strict=True)], False
     vectors = from_blobs([b.vector for b in books]) if choice.diversity > 0 else np.zeros((0, 0))
     capped = choice.max_per_author is not None
     authors = [b.author if capped else "" for b in books]
-    picks = pick(relevance, vectors, authors, k, choice, pool_is_everything=complete)
+    picks = pick(relevance(), vectors, authors, k, choice, pool_is_everything=complete)
     return [Match(books[r], distances[r]) for r in picks.rows], picks.short
 
 
@@ -147,7 +148,7 @@ class NearestJob(SearchJob):
         answer, short = choose(
             [hit.book for hit in pool],
             distances,
-            1.0 - np.asarray(distances, dtype=np.float64),
+            lambda: 1.0 - np.asarray(distances, dtype=np.float64),
             self.k,
             self.choice,
             complete,
@@ -198,9 +199,12 @@ class KeywordJob(SearchJob):
         (reply,) = replies
         hits = queries.hits(reply, self.fields)
         pool = self._kept(hits, self.plan)[: self.pool]
-        scores = np.asarray([hit.score for hit in pool], dtype=np.float64)
-        best = float(scores.max()) if len(scores) else 0.0
-        relevance = scores / best if best > 0 else np.zeros_like(scores)
+
+        def relevance() -> npt.NDArray[np.float64]:
+            scores = np.asarray([hit.score for hit in pool], dtype=np.float64)
+            best = float(scores.max()) if len(scores) else 0.0
+            return scores / best if best > 0 else np.zeros_like(scores)
+
         answer, short = choose(
             [hit.book for hit in pool],
             _distances(pool, queries.as_indexed(self.vector)),
@@ -275,7 +279,7 @@ class HybridJob(SearchJob):
         answer, short = choose(
             [books[s.candidate.book_id] for s in ranked],
             [distance[s.candidate.book_id] for s in ranked],
-            np.asarray([s.score for s in ranked], dtype=np.float64),
+            lambda: np.asarray([s.score for s in ranked], dtype=np.float64),
             self.k,
             self.choice,
             complete,
@@ -344,7 +348,7 @@ class BestScoreJob(SearchJob):
         answer, short = choose(
             [candidates[row] for row in top],
             [max(0.0, 1.0 - float(score)) for score in scores],
-            scores,
+            lambda: scores,
             self.k,
             self.choice,
             everything,
