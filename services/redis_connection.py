@@ -75,7 +75,12 @@ class _CountingConnection:
         client packs in Python, and one nested level sends a hundred FT.SEARCH commands."""
         if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET": two words on the wire
             args = (*args[0].split(), *args[1:])
-        return [hiredis.pack_command(tuple(_packable(a) for a in args))]
+        if not _CONVERTED.isdisjoint(map(type, args)):  # one pass in C: most commands
+            args = tuple(_packable(a) for a in args)
+        return [hiredis.pack_command(args)]
+
+
+_CONVERTED = frozenset({memoryview, bool})  # the argument types _packable changes
 
 
 def _packable(value: Any) -> Any:

@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 import redis
+from redis.exceptions import DataError
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
@@ -33,7 +34,7 @@ from lookalike.services.search_indexes import drop_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import text_embedder
-from tests.conftest import error_codes, gql
+from tests.conftest import both_backends, error_codes, gql
 from tests.photos import ENROLL, IDENTIFY, orl, send
 
 SIMILAR_9 = '{ book(id: "9") { similar(k: 5) { book { id } } } }'
@@ -276,3 +277,31 @@ def test_a_redis_that_comes_back_empty_gets_its_indexes_and_books_again(tmp_path
             assert found["data"]["identifyFace"]["person"] is None, found
     finally:
         server.stop()
+
+
+@both_backends
+def test_commands_are_packed_as_sent_and_a_boolean_is_refused(settings: Settings) -> None:
+    """Commands are packed by hiredis (services/redis_connection.py): a memoryview goes as its
+    bytes, numbers and texts as they are, and a boolean, which Redis would store as 1 or
+    True depending on the client, is refused before anything is sent (on one Redis and on
+    the cluster alike)."""
+
+    async def scenario() -> None:
+        async with open_redis(settings) as (client, _):
+            key = "{packing}:check"  # both keys in one slot on a cluster
+            try:
+                await client.set(key, memoryview(b"\x00blob\xff"))
+                assert await client.get(key) == b"\x00blob\xff"
+                await client.hset(key + ":h", mapping={"f": 1.5, "n": 7, "t": "é"})
+                assert await client.hgetall(key + ":h") == {
+                    b"f": b"1.5",
+                    b"n": b"7",
+                    b"t": "é".encode(),
+                }
+                with pytest.raises(DataError):  # ours, or redis-py's own on a cluster
+                    await client.set(key, True)
+                assert await client.get(key) == b"\x00blob\xff"  # unchanged
+            finally:
+                await client.delete(key, key + ":h")
+
+    anyio.run(scenario)
