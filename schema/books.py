@@ -29,7 +29,7 @@ from lookalike.services.book_requests import (
     SimilarRequest,
 )
 from lookalike.services.catalogue import Match, RadiusPage
-from lookalike.services.diversity import Diversity
+from lookalike.services.diversity import NO_DIVERSITY, Diversity
 from lookalike.services.recommendations import RecommendStrategy
 
 Info = strawberry.Info[Context, None]
@@ -92,6 +92,8 @@ class BookFilter:
 
 
 def _choice(diversity: float | None, max_per_author: int | None) -> Diversity:
+    if not diversity and max_per_author is None:
+        return NO_DIVERSITY  # the usual case: no object to make and check, field after field
     return Diversity(diversity or 0.0, max_per_author)
 
 
