@@ -287,22 +287,25 @@ def profile(requests: int) -> None:
     by_package: dict[str, float] = defaultdict(float)
     total = 0.0
     rows = stats.stats  # type: ignore[attr-defined]
-    for (filename, _, _), (_, _, own, _, _) in rows.items():
-        by_package[_package(filename)] += own
+    for (filename, _, function), (_, _, own, _, _) in rows.items():
+        by_package[_package(filename, function)] += own
         total += own
     print(f"Profile: {requests} nested requests in process, {1000 * total / requests:.1f} ms "
           "of CPU each (cProfile inflates it), by package:")  # fmt: skip
-    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {package:28} {100 * seconds / total:5.1f}%")
+    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:14]:
+        print(f"  {package:32} {100 * seconds / total:5.1f}%")
     print("Heaviest functions (own time):")
     stats.sort_stats("tottime").print_stats(15)
 
 
-def _package(filename: str) -> str:
+def _package(filename: str, function: str) -> str:
+    if filename == "~":  # C functions
+        return "waiting (epoll: Redis replies)" if "poll" in function else "C built-ins"
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1].split("/", 1)[0]
-    if "/lookalike/" in filename or "/work/" in filename:
-        return "lookalike"
+    for layer in ("schema", "resolvers", "services"):
+        if f"/lookalike/{layer}/" in filename or f"/work/main/{layer}/" in filename:
+            return f"lookalike.{layer}"
     if filename.startswith("<") or "/lib/python3" in filename:
         return "python (stdlib, asyncio)"
     return filename
