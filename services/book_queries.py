@@ -24,6 +24,7 @@ of 200.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +35,11 @@ from redisvl.query.filter import FilterExpression
 from lookalike.services.book_index import vector_bytes
 from lookalike.services.book_records import VECTOR_FIELD, Book, BookFields
 from lookalike.services.keyword_query import keyword_search
-from lookalike.services.search_pipeline import Reply
+from lookalike.services.search_pipeline import PreparedSearch, Reply
 from lookalike.services.settings import Settings
 
 THOROUGH_PER_HIT = 4  # a thorough KNN's EF_RUNTIME is at least this many times its hits
+KNN_SHAPES = 256  # KNN query templates kept (BookQueries.knn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class BookQueries:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._prefix = settings.key_prefix + ":"
+        self._knn_shapes: OrderedDict[tuple[Any, ...], PreparedSearch] = OrderedDict()
 
     def as_indexed(self, vector: bytes) -> bytes:
         """A query vector in the index's type (search texts are embedded as FLOAT32)."""
@@ -86,18 +89,33 @@ class BookQueries:
         fields: BookFields,
         *,
         thorough: bool = False,
-    ) -> VectorQuery:
+    ) -> PreparedSearch:
         """The ``count`` nearest books; ``thorough`` for candidates ranked here or a vector
-        that is no book's (a wider EF_RUNTIME, see above)."""
-        return VectorQuery(
-            vector=self.as_indexed(vector),
+        that is no book's (a wider EF_RUNTIME, see above). RedisVL builds the query once per
+        shape (its count, EF_RUNTIME, fields and filter); each search puts its vector in."""
+        indexed = self.as_indexed(vector)
+        expression = combined(filters)
+        ef = self.ef_runtime(count, thorough=thorough)
+        returned = fields.returned()
+        shape = (count, ef, tuple(returned), None if expression is None else str(expression))
+        template = self._knn_shapes.get(shape)
+        if template is not None:
+            self._knn_shapes.move_to_end(shape)
+            return template.put(indexed)
+        query = VectorQuery(
+            vector=indexed,
             vector_field_name=VECTOR_FIELD,
-            return_fields=fields.returned(),
-            filter_expression=combined(filters),
+            return_fields=returned,
+            filter_expression=expression,
             num_results=count,
-            ef_runtime=self.ef_runtime(count, thorough=thorough),
+            ef_runtime=ef,
             dtype=self.settings.vector_type,
         )
+        prepared = PreparedSearch.of(query, "vector")
+        self._knn_shapes[shape] = prepared
+        if len(self._knn_shapes) > KNN_SHAPES:  # filters are the client's: keep a bounded few
+            self._knn_shapes.popitem(last=False)
+        return prepared
 
     def ef_runtime(self, count: int, *, thorough: bool) -> int:
         found = max(self.settings.hnsw_ef_runtime, count)

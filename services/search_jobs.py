@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from redisvl.query import BaseQuery
 
 from lookalike.services.book_filters import BookFilter
 from lookalike.services.book_queries import BookQueries, Hit, Match
@@ -42,7 +41,7 @@ from lookalike.services.recommendations import (
     best_score_list_size,
     best_score_ranking,
 )
-from lookalike.services.search_pipeline import Reply
+from lookalike.services.search_pipeline import Reply, Search
 from lookalike.services.vector_math import from_blobs
 
 MAX_ROUNDS = 2
@@ -94,7 +93,7 @@ class SearchJob(ABC):
         self.done = facets.matches_nothing()
 
     @abstractmethod
-    def queries(self, queries: BookQueries) -> list[BaseQuery]: ...
+    def queries(self, queries: BookQueries) -> list[Search]: ...
 
     @abstractmethod
     def take(self, queries: BookQueries, replies: Sequence[Reply]) -> None: ...
@@ -132,7 +131,7 @@ class NearestJob(SearchJob):
         self.thorough = mixed or choice.changes_order
         self.done = self.done or vector is None  # a book with no embedding has no neighbours
 
-    def queries(self, queries: BookQueries) -> list[BaseQuery]:
+    def queries(self, queries: BookQueries) -> list[Search]:
         assert self.vector is not None
         self.plan = LeaveOut(self.leave_out, self.pool)
         filters = [self.facets.expression(), self.plan.expression()]
@@ -188,7 +187,7 @@ class KeywordJob(SearchJob):
         self.pool = choice.pool_size(k)
         self.done = self.done or keyword_query(text) is None  # no word to search
 
-    def queries(self, queries: BookQueries) -> list[BaseQuery]:
+    def queries(self, queries: BookQueries) -> list[Search]:
         self.plan = LeaveOut(self.leave_out, self.pool)
         filters = [self.facets.expression(), self.plan.expression()]
         query = queries.keyword(self.text, self.plan.num_results, filters, self.fields)
@@ -240,11 +239,11 @@ class HybridJob(SearchJob):
         self.pool = choice.pool_size(k)
         self.has_words = keyword_query(text) is not None
 
-    def queries(self, queries: BookQueries) -> list[BaseQuery]:
+    def queries(self, queries: BookQueries) -> list[Search]:
         self.plan = LeaveOut(self.leave_out, hybrid_candidates(self.pool))
         count = self.plan.num_results
         filters = [self.facets.expression(), self.plan.expression()]
-        found: list[BaseQuery] = [
+        found: list[Search] = [
             queries.knn(self.vector, count, filters, self.nearest_fields, thorough=True)
         ]
         if self.has_words:
@@ -312,7 +311,7 @@ class BestScoreJob(SearchJob):
         self.done = self.done or not self.liked
         self.certain = True
 
-    def queries(self, queries: BookQueries) -> list[BaseQuery]:
+    def queries(self, queries: BookQueries) -> list[Search]:
         self.plan = LeaveOut(self.leave_out, self.size)
         filters = [self.facets.expression(), self.plan.expression()]
         count = self.plan.num_results

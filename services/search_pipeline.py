@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from redisvl.query import BaseQuery
 
@@ -35,8 +35,41 @@ class Reply:
         return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def search_arguments(index_name: str, query: BaseQuery) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class PreparedSearch:
+    """The FT.SEARCH arguments (after the index name) of a RedisVL query built once, with one
+    parameter's value put in at ``slot``: a KNN's vector. Building and reading back a
+    VectorQuery takes about 14 microseconds; a nested level sends a hundred KNNs of one
+    shape (``BookQueries.knn`` keeps a template per shape)."""
+
+    template: tuple[Any, ...]
+    slot: int
+    value: bytes
+
+    @classmethod
+    def of(cls, query: BaseQuery, parameter: str) -> PreparedSearch:
+        """The query's arguments, with the place of ``parameter``'s value in them."""
+        arguments = search_arguments("", query)[1:]
+        names = arguments.index("PARAMS") + 2  # PARAMS, its count, then name, value, ...
+        slot = names + arguments[names::2].index(parameter) * 2 + 1
+        return cls(tuple(arguments), slot, arguments[slot])
+
+    def put(self, value: bytes) -> PreparedSearch:
+        return PreparedSearch(self.template, self.slot, value)
+
+    def arguments(self) -> list[Any]:
+        found = list(self.template)
+        found[self.slot] = self.value
+        return found
+
+
+Search: TypeAlias = BaseQuery | PreparedSearch  # what SearchPipeline sends
+
+
+def search_arguments(index_name: str, query: Search) -> list[Any]:
     """FT.SEARCH's arguments for a RedisVL (redis-py) query: its own, then its parameters."""
+    if isinstance(query, PreparedSearch):
+        return [index_name, *query.arguments()]
     arguments: list[Any] = [index_name, *query.get_args()]
     if query.params:
         arguments += ["PARAMS", len(query.params) * 2]
@@ -50,7 +83,7 @@ class SearchPipeline:
         self.reads = reads
         self.index_name = index_name
 
-    async def run(self, queries: Sequence[BaseQuery], *, primary: bool = False) -> list[Reply]:
+    async def run(self, queries: Sequence[Search], *, primary: bool = False) -> list[Reply]:
         """All queries in one round trip; ``primary`` when the answer must include this
         request's own writes whatever was written before it (a delete finding what to delete)."""
         if not queries:

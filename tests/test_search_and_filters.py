@@ -13,12 +13,17 @@ import anyio
 import numpy as np
 import pytest
 import redis
+from redisvl.query import VectorQuery
+from redisvl.query.filter import Num, Tag
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
+from lookalike.services.book_queries import BookQueries
+from lookalike.services.book_records import VECTOR_FIELD, BookFields
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import open_client
+from lookalike.services.search_pipeline import search_arguments
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
 from lookalike.services.text_embedding import Vectors, text_embedder
@@ -267,3 +272,29 @@ def test_the_in_process_layer_is_bounded_and_falls_back_to_redis(settings: Setti
     kept, calls = anyio.run(scenario)
     assert len(kept) == 2
     assert calls == 1
+
+
+def test_a_knn_of_a_shape_seen_before_sends_what_redisvl_builds_for_its_own_vector(
+    settings: Settings,
+) -> None:
+    """BookQueries.knn keeps one RedisVL query per shape and puts each search's vector in:
+    the arguments sent must be those RedisVL builds for that vector, filter and fields."""
+    queries = BookQueries(settings)
+    rng = np.random.default_rng(7)
+    fields = BookFields(frozenset({"title"}), vector=True)
+    horror = Tag("genres") == "horror"
+    for expression in (None, horror, horror & (Num("year_published") >= 1990)):
+        for count in (6, 11):
+            for _ in range(3):  # the first builds the template, the others reuse it
+                vector = rng.random(384, dtype=np.float32).tobytes()
+                sent = search_arguments("books", queries.knn(vector, count, [expression], fields))
+                built = VectorQuery(
+                    vector=queries.as_indexed(vector),
+                    vector_field_name=VECTOR_FIELD,
+                    return_fields=fields.returned(),
+                    filter_expression=expression,
+                    num_results=count,
+                    ef_runtime=queries.ef_runtime(count, thorough=False),
+                    dtype=settings.vector_type,
+                )
+                assert sent == search_arguments("books", built)
