@@ -138,7 +138,7 @@ class BookQueries:
         return key.removeprefix(self._prefix)
 
     def book(self, key: str, values: Mapping[bytes, Any], fields: BookFields) -> Book:
-        return Book(self.book_id(key), fields, {k.decode(): v for k, v in values.items()})
+        return Book(self.book_id(key), fields, values)
 
     def hits(self, reply: Reply, fields: BookFields) -> list[Hit]:
         """The hits as books: the query RETURNed each book's fields (and vector when asked)."""

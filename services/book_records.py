@@ -90,6 +90,8 @@ DECODERS: dict[str, Callable[[bytes | None], Any]] = {
     "rating_votes": _int,
 }
 assert tuple(DECODERS) == BOOK_FIELDS
+FIELD_KEYS = {name: name.encode() for name in BOOK_FIELDS}  # as replies name them
+VECTOR_KEY = VECTOR_FIELD.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +150,15 @@ class Book:
     rating_votes: int | None
 
     def __init__(
-        self, book_id: str, fields: BookFields, values: Mapping[str, bytes | None]
+        self, book_id: str, fields: BookFields, values: Mapping[bytes, bytes | None]
     ) -> None:
-        """From the hash fields a read returned (absent ones missing or None)."""
+        """From the hash fields a read or a search returned, by their names as bytes, as
+        Redis replies (absent ones missing or None): no reply is copied to be read."""
         self.id = book_id
         self.fields = fields
-        self.vector = values.get(VECTOR_FIELD) if fields.vector else None
+        self.vector = values.get(VECTOR_KEY) if fields.vector else None
         for name in fields.names:
-            setattr(self, name, DECODERS[name](values.get(name)))
+            setattr(self, name, DECODERS[name](values.get(FIELD_KEYS[name])))
 
     @property
     def embedded(self) -> bool:

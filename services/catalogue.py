@@ -107,6 +107,7 @@ class Catalogue:
         if not book_ids:
             return []
         names = [EXISTS, *fields.returned()]
+        keys = [name.encode() for name in names]
 
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
@@ -117,7 +118,7 @@ class Catalogue:
         async with redis_errors():
             rows = await self.reads.run(read)
         return [
-            Book(book_id, fields, dict(zip(names, row, strict=True))) if row[0] else None
+            Book(book_id, fields, dict(zip(keys, row, strict=True))) if row[0] else None
             for book_id, row in zip(book_ids, rows, strict=True)
         ]
 
