@@ -47,10 +47,13 @@ from lookalike.services.vector_math import from_blobs
 MAX_ROUNDS = 2
 HYBRID_CANDIDATES = 50  # the nearest and the best by BM25, each, at least
 RANKING = BookFields(frozenset({"title", "author"}))  # what HYBRID's match reads
+NOTHING = BookFields(frozenset())
 
 
 def picking(choice: Diversity) -> BookFields:
     """What picking reads of each candidate: authors for the cap, vectors for MMR."""
+    if not choice.changes_order:
+        return NOTHING
     names = frozenset({"author"}) if choice.max_per_author is not None else frozenset()
     return BookFields(names, vector=choice.diversity > 0)
 
