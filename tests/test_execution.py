@@ -9,10 +9,14 @@ lookalike's, and the answers (data, error messages, paths) must be the same.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 import strawberry
+from strawberry.dataloader import DataLoader
 
 from lookalike.schema.execution import planned
 
@@ -114,3 +118,90 @@ def test_the_answers_compared_hold_values_nulls_and_errors() -> None:
     }
     for document in DOCUMENTS[1:4]:
         assert (PLANNED.execute_sync(document)).errors, document
+
+
+# Fields with resolvers inside a planned value: called for a whole level, awaited together.
+
+
+@dataclass
+class Loads:
+    batches: list[list[tuple[int, int]]] = field(default_factory=list)
+
+
+def _children(node_id: int, k: int) -> list[Tree] | ValueError:
+    if (node_id, k) == (21, 2):  # one key whose load fails
+        return ValueError(f"no children for {node_id}")
+    return [Tree(id=node_id * 10 + n, name=f"n{node_id * 10 + n}") for n in range(1, k + 1)]
+
+
+@strawberry.type
+class Tree:
+    id: int
+    name: str
+
+    @strawberry.field(graphql_type=list["Tree"])
+    def children(self, info: strawberry.Info, k: int = 2) -> Awaitable[list[Tree]]:
+        if k < 0:
+            raise ValueError("k must not be negative")
+        loader: DataLoader[tuple[int, int], list[Tree]] = info.context["loader"]
+        return loader.load((self.id, k))
+
+
+@strawberry.type
+class TreeQuery:
+    @strawberry.field
+    def roots(self) -> list[Tree]:
+        return [Tree(id=n, name=f"n{n}") for n in (1, 2, 3)]
+
+
+TREE_STANDARD = strawberry.Schema(query=TreeQuery)
+TREE_PLANNED = strawberry.Schema(query=TreeQuery, execution_context_class=planned(10**9))
+
+TREE_DOCUMENTS = [
+    "{ roots { id children(k: 2) { name children(k: 3) { id name } } } }",
+    "{ roots { a: children(k: 1) { id } b: children(k: 2) { id __typename } } }",
+    "{ roots { children { id children { id children { name } } } } }",  # n21 fails, deep
+    "{ roots { id children(k: -1) { id } } }",  # a resolver that raises
+    "query($k: Int!) { roots { ...F } } fragment F on Tree { children(k: $k) { id } }",
+]
+
+
+async def _run_tree(schema: strawberry.Schema, document: str) -> tuple[Any, Loads]:
+    loads = Loads()
+
+    async def load(keys: list[tuple[int, int]]) -> list[list[Tree] | ValueError]:
+        loads.batches.append(list(keys))
+        return [_children(node_id, k) for node_id, k in keys]
+
+    loader = DataLoader(load_fn=load)
+    result = await schema.execute(
+        document, variable_values={"k": 2}, context_value={"loader": loader}
+    )
+    return result, loads
+
+
+@pytest.mark.parametrize("document", TREE_DOCUMENTS)
+def test_resolvers_in_a_plan_answer_as_graphql_core_does_with_the_same_batches(
+    document: str,
+) -> None:
+    async def both() -> tuple[tuple[Any, Loads], tuple[Any, Loads]]:
+        return await _run_tree(TREE_STANDARD, document), await _run_tree(TREE_PLANNED, document)
+
+    (standard, standard_loads), (planned_answer, planned_loads) = anyio.run(both)
+    assert _answer(planned_answer) == _answer(standard)
+    # the same keys loaded, none twice (a value completed again finds its loads cached) ...
+    assert sorted(k for b in planned_loads.batches for k in b) == sorted(
+        k for b in standard_loads.batches for k in b
+    )
+    if not standard.errors:  # ... and, when nothing fails, one batch a level, as graphql-core
+        assert planned_loads.batches == standard_loads.batches
+
+
+def test_the_tree_documents_hold_levels_failures_and_errors() -> None:
+    first, loads = anyio.run(_run_tree, TREE_PLANNED, TREE_DOCUMENTS[0])
+    assert not first.errors
+    assert len(loads.batches) == 2  # two levels of children: two batches
+    assert first.data["roots"][0]["children"][1]["children"][2] == {"id": 123, "name": "n123"}
+    for document in TREE_DOCUMENTS[2:4]:
+        failed, _ = anyio.run(_run_tree, TREE_PLANNED, document)
+        assert failed.errors, document

@@ -34,6 +34,12 @@ CHROMIUM_ARGS = [
 ]
 LOCAL = {"127.0.0.1", "localhost", "::1", "[::1]"}
 QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"
+
+
+def _spaced(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
 RESPONSE = ".graphiql-response"
 EDITOR_TEXT = "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()"
 # Collects what the Content-Security-Policy blocked, from before the page's first script.
@@ -90,10 +96,20 @@ class Offline:
         assert self.errors == []
 
     def type_into(self, editor: str, text: str) -> None:
-        self.page.locator(editor).click()
-        self.page.keyboard.press("Control+A")
-        self.page.keyboard.press("Delete")
-        self.page.keyboard.type(text)
+        """Type as a person would, and see the editor hold the text once GraphiQL has taken
+        the edit in: on a busy machine an edit can land while GraphiQL is still writing the
+        previous one back into the editor (seen once in five runs: the keystrokes out of
+        order), which a person would see and type again; so does this, at most twice more."""
+        value = f"document.querySelector({json.dumps(editor)}).CodeMirror.getValue()"
+        for _ in range(3):
+            self.page.locator(editor).click()
+            self.page.keyboard.press("Control+A")
+            self.page.keyboard.press("Delete")
+            self.page.keyboard.type(text)
+            self.page.wait_for_timeout(400)  # GraphiQL's debounce of an edit is 300 ms
+            if _spaced(self.page.evaluate(value)) == _spaced(text):
+                return
+        raise AssertionError(f"the editor does not hold {text!r}")
 
     def run(self) -> dict[str, Any]:
         """Run the query in the editor; the answer GraphiQL shows, as JSON."""
