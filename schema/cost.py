@@ -247,20 +247,27 @@ def _variables(node: Node) -> set[str]:
     return names
 
 
+@dataclass
+class _Kept:
+    operation: OperationDefinitionNode  # held, so that its id is not another's
+    inputs: tuple[str, ...]  # the variables the cost depends on, sorted
+    chars: int  # the document's text, which the operation's locations keep alive
+    costs: OrderedDict[Hashable, int]
+
+
 class OperationCosts:
     """The cost of an operation for the values of its cost inputs, computed once: walking the
     operation and coercing the arguments again is a twentieth of a single book query's time.
-    Keyed by the operation's identity (documents are parsed once and kept) and held for the
-    most recent ``size`` pairs."""
+    Keyed by the operation's identity (documents are parsed once and kept), bounded like the
+    parse cache: at most ``size`` operations whose documents hold at most ``budget``
+    characters in all (an operation keeps its whole document alive), and ``per_operation``
+    sets of values each. A variable sent as null and one not sent are different values (only
+    the first is refused where an argument is non-null)."""
 
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._inputs: OrderedDict[int, tuple[OperationDefinitionNode, frozenset[str]]] = (
-            OrderedDict()
-        )
-        self._costs: OrderedDict[tuple[int, Hashable], tuple[OperationDefinitionNode, int]] = (
-            OrderedDict()
-        )
+    def __init__(self, size: int = 512, budget: int = 512 * 1024, per_operation: int = 64):
+        self.size, self.budget, self.per_operation = size, budget, per_operation
+        self._kept: OrderedDict[int, _Kept] = OrderedDict()
+        self._chars = 0
 
     def cost(
         self,
@@ -269,33 +276,47 @@ class OperationCosts:
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: VariableValues,
     ) -> int:
-        names = self._remembered(self._inputs, id(operation), operation)
-        if names is None:
-            names = cost_inputs(operation, fragments)
-            self._keep(self._inputs, id(operation), (operation, names))
-        values = _frozen({name: variables.coerced.get(name) for name in sorted(names)})
+        kept = self._operation(operation, fragments)
+        given = variables.coerced
+        values = _frozen(tuple((name, given[name]) for name in kept.inputs if name in given))
         if values is None:  # a value that cannot be a key: computed every time
             return operation_cost(operation, root, fragments, variables)
-        key = (id(operation), values)
-        cost: int | None = self._remembered(self._costs, key, operation)
+        cost = kept.costs.get(values)
         if cost is None:
-            cost = operation_cost(operation, root, fragments, variables)
-            self._keep(self._costs, key, (operation, cost))
+            cost = kept.costs[values] = operation_cost(operation, root, fragments, variables)
+            if len(kept.costs) > self.per_operation:
+                kept.costs.popitem(last=False)
+        else:
+            kept.costs.move_to_end(values)
         return cost
 
-    @staticmethod
-    def _remembered(store: OrderedDict[Any, tuple[Any, Any]], key: Any, operation: Any) -> Any:
-        """What is kept for this operation (the same object, not one that had its id)."""
-        kept = store.get(key)
-        if kept is None or kept[0] is not operation:
-            return None
-        store.move_to_end(key)
-        return kept[1]
+    def __len__(self) -> int:
+        return len(self._kept)
 
-    def _keep(self, store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
-        store[key] = value
-        while len(store) > self.size:
-            store.popitem(last=False)
+    @property
+    def chars(self) -> int:
+        """The characters of the documents the kept operations hold alive."""
+        return self._chars
+
+    def _operation(
+        self, operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode]
+    ) -> _Kept:
+        kept = self._kept.get(id(operation))
+        if kept is not None and kept.operation is operation:
+            self._kept.move_to_end(id(operation))
+            return kept
+        if kept is not None:  # another operation had this id: it is gone
+            self._forget(id(operation))
+        inputs = tuple(sorted(cost_inputs(operation, fragments)))
+        chars = len(operation.loc.source.body) if operation.loc else 0
+        kept = self._kept[id(operation)] = _Kept(operation, inputs, chars, OrderedDict())
+        self._chars += chars
+        while len(self._kept) > 1 and (len(self._kept) > self.size or self._chars > self.budget):
+            self._forget(next(iter(self._kept)))
+        return kept
+
+    def _forget(self, key: int) -> None:
+        self._chars -= self._kept.pop(key).chars
 
 
 def _frozen(value: Any) -> Hashable | None:

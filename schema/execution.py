@@ -21,7 +21,13 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from lookalike.schema.cost import OperationCosts
 from lookalike.schema.limits import too_complex
-from lookalike.schema.plans import UNPLANNED, PlainFields, Planner, plain_fields
+from lookalike.schema.plans import (
+    UNPLANNED,
+    PlainFields,
+    Planner,
+    plain_fields,
+    settled_leaf,
+)
 from lookalike.schema.selections import book_selections
 
 
@@ -76,7 +82,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
                     if value is None:
                         if leaf.nullable:
                             return None
-                    else:
+                    elif settled_leaf(value):
                         coerced = leaf.coerce(value)
                         if coerced is not None and coerced is not Undefined:
                             return coerced
@@ -99,6 +105,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
                 try:
                     done = self.planner.complete(return_type, field_details_list, path, result)
                 except Exception:  # graphql-core's own path will complete and report it
+                    self.planner = None  # for the rest of this request: see settled
                     done = UNPLANNED
                 if isinstance(done, Coroutine):  # resolvers below: a level at a time
                     return self.settled(
@@ -122,13 +129,17 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
             position_context: Any,
         ) -> Any:
             """The planned value, or graphql-core's completion of it when something below
-            went wrong (its resolvers answer from the loaders' caches)."""
+            went wrong (its resolvers answer from the loaders' caches). After a failure the
+            rest of the request is graphql-core's: its completion of the value calls
+            complete_value again for every level and item below, which would otherwise plan
+            (and fail) again at each."""
             try:
                 return await settling
-            except Exception:
-                completed = super().complete_value(
-                    return_type, field_details_list, info, path, result, position_context
-                )
-                return await completed if self.is_awaitable(completed) else completed
+            except Exception:  # reported by graphql-core's completion, without this context
+                self.planner = None
+            completed = super().complete_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+            return await completed if self.is_awaitable(completed) else completed
 
     return PlannedExecutor

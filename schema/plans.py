@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from inspect import isawaitable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -180,8 +181,12 @@ class Planner:
             failed = next((r for r in results if isinstance(r, BaseException)), None)
             if failed is not None:  # before the next level is asked for: nothing wasted
                 raise NotPlain from failed
-            for waiting, result in zip(level, results, strict=True):
-                waiting.answer[waiting.key] = waiting.plan(result, waiting.path, pending)
+            try:
+                for waiting, result in zip(level, results, strict=True):
+                    waiting.answer[waiting.key] = waiting.plan(result, waiting.path, pending)
+            except Exception:
+                _discard(pending)  # the next level's coroutines will not be awaited here
+                raise
         return answer
 
     def make(self, type_: GraphQLOutputType, field_details_list: Any) -> Made | None:
@@ -347,10 +352,21 @@ def _listed(inner: Made) -> Plan:
     return items_with_paths
 
 
+# What a leaf usually holds; anything else is first checked for an awaitable (graphql-core
+# awaits one; a String's coercion would write it out as text).
+SCALAR_VALUES = frozenset({str, int, float, bool})
+
+
+def settled_leaf(value: Any) -> bool:
+    return type(value) in SCALAR_VALUES or not isawaitable(value)
+
+
 def _leaf(coerce: Callable[[Any], Any]) -> Plan:
     def complete(value: Any, path: Path | None, pending: Pending) -> Any:
         if value is None:
             return None
+        if not settled_leaf(value):
+            raise NotPlain
         done = coerce(value)
         if done is None or done is Undefined:
             raise NotPlain

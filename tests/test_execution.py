@@ -9,7 +9,7 @@ lookalike's, and the answers (data, error messages, paths) must be the same.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +126,7 @@ def test_the_answers_compared_hold_values_nulls_and_errors() -> None:
 @dataclass
 class Loads:
     batches: list[list[tuple[int, int]]] = field(default_factory=list)
+    calls: int = 0  # resolver calls
 
 
 def _children(node_id: int, k: int) -> list[Tree] | ValueError:
@@ -143,6 +144,7 @@ class Tree:
     def children(self, info: strawberry.Info, k: int = 2) -> Awaitable[list[Tree]]:
         if k < 0:
             raise ValueError("k must not be negative")
+        info.context["calls"] += 1
         loader: DataLoader[tuple[int, int], list[Tree]] = info.context["loader"]
         return loader.load((self.id, k))
 
@@ -168,15 +170,15 @@ TREE_DOCUMENTS = [
 
 async def _run_tree(schema: strawberry.Schema, document: str) -> tuple[Any, Loads]:
     loads = Loads()
+    context: dict[str, Any] = {"calls": 0}
 
     async def load(keys: list[tuple[int, int]]) -> list[list[Tree] | ValueError]:
         loads.batches.append(list(keys))
         return [_children(node_id, k) for node_id, k in keys]
 
-    loader = DataLoader(load_fn=load)
-    result = await schema.execute(
-        document, variable_values={"k": 2}, context_value={"loader": loader}
-    )
+    context["loader"] = DataLoader(load_fn=load)
+    result = await schema.execute(document, variable_values={"k": 2}, context_value=context)
+    loads.calls = context["calls"]
     return result, loads
 
 
@@ -195,6 +197,9 @@ def test_resolvers_in_a_plan_answer_as_graphql_core_does_with_the_same_batches(
     )
     if not standard.errors:  # ... and, when nothing fails, one batch a level, as graphql-core
         assert planned_loads.batches == standard_loads.batches
+        assert planned_loads.calls == standard_loads.calls
+    else:  # a failure is planned once, then completed by graphql-core: at most twice the calls
+        assert planned_loads.calls <= 2 * standard_loads.calls
 
 
 def test_the_tree_documents_hold_levels_failures_and_errors() -> None:
@@ -205,3 +210,42 @@ def test_the_tree_documents_hold_levels_failures_and_errors() -> None:
     for document in TREE_DOCUMENTS[2:4]:
         failed, _ = anyio.run(_run_tree, TREE_PLANNED, document)
         assert failed.errors, document
+
+
+class Later:
+    """An awaitable held in a plain attribute: graphql-core awaits such a value."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[None, None, str]:
+        yield from ()  # a generator that is done at once
+        return self.value
+
+
+@strawberry.type
+class Slow:
+    name: str  # holds a Later here
+
+    @strawberry.field
+    def tags(self) -> list[str]:
+        return [Later("a"), "b"]  # type: ignore[list-item]
+
+
+@strawberry.type
+class SlowQuery:
+    @strawberry.field
+    def slow(self) -> list[Slow]:
+        return [Slow(name=Later("real"))]  # type: ignore[arg-type]
+
+
+def test_awaitables_in_plain_fields_are_awaited_as_graphql_core_does() -> None:
+    document = "{ slow { name tags } }"
+
+    async def both() -> tuple[Any, Any]:
+        standard = await strawberry.Schema(query=SlowQuery).execute(document)
+        planned_schema = strawberry.Schema(query=SlowQuery, execution_context_class=planned(10**9))
+        return standard, await planned_schema.execute(document)
+
+    standard, planned_answer = anyio.run(both)
+    assert planned_answer.data == standard.data == {"slow": [{"name": "real", "tags": ["a", "b"]}]}

@@ -8,10 +8,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from graphql import OperationDefinitionNode, build_schema, parse
+from graphql.execution import VariableValues
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
-from lookalike.schema.cost import SEARCH
+from lookalike.schema.cost import SEARCH, OperationCosts
+from lookalike.schema.schema import sdl
 from lookalike.services.settings import Settings
 from tests.conftest import API_KEY, error_codes, gql, metric
 from tests.exact_search import IDS
@@ -210,6 +213,34 @@ def test_one_document_is_costed_anew_for_each_value_that_changes_its_cost(
         assert cost_of(id="10", deep=True) == 1 + 5 + SEARCH + 5 * deep_per_book
         assert cost_of(id="9", k=3, deep=True) == 1 + 3 + SEARCH + 3 * deep_per_book
         assert cost_of(id="9", k=2, deep=True, f=many) == 1 + 2 + SEARCH + 2 * (deep_per_book + 100)
+
+
+def test_a_variable_sent_as_null_is_not_taken_for_one_left_out(api: TestClient) -> None:
+    """The cost kept for a document is per the values of its cost inputs; null and absent
+    are different values (an argument refuses an explicit null where it takes the default
+    for a missing one), so what one request sent never changes the next one's answer."""
+    query = 'query($k: Int) { book(id: "1") { similar(k: $k) { distance } } }'
+    fresh = gql(api, query + " # never sent before", k=None)
+    assert "errors" not in gql(api, query)  # k left out: the default, 5
+    after = gql(api, query, k=None)
+    assert after == fresh
+    assert after["errors"]
+
+
+def test_the_costs_kept_are_bounded_by_the_documents_they_hold() -> None:
+    costs = OperationCosts(size=50, budget=20_000)
+    schema = build_schema(sdl())  # the same types, from the SDL
+    root = schema.query_type
+    assert root is not None
+    for n in range(300):  # distinct documents of about 1 KB each
+        padding = " ".join(f"a{i}: __typename" for i in range(60))
+        document = parse(f'{{ book(id: "{n}") {{ title }} {padding} }}')
+        operation = document.definitions[0]
+        assert isinstance(operation, OperationDefinitionNode)
+        variables = VariableValues(sources={}, coerced={})
+        assert costs.cost(operation, root, {}, variables) > 0
+        assert len(costs) <= 50
+        assert costs.chars <= 20_000
 
 
 def test_a_field_asked_twice_runs_and_costs_once(api: TestClient) -> None:
