@@ -11,7 +11,8 @@ wrapper; anything unusual about it goes through graphql-core's own path.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from graphql import GraphQLObjectType, GraphQLOutputType, OperationType
@@ -108,10 +109,11 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
                     self.planner = None  # for the rest of this request: see settled
                     done = UNPLANNED
                 if isinstance(done, Coroutine):  # resolvers below: a level at a time
-                    return self.settled(
-                        done, return_type, field_details_list, info, path, result,
-                        position_context,
+                    own = partial(
+                        super().complete_value,
+                        return_type, field_details_list, info, path, result, position_context,
                     )  # fmt: skip
+                    return self.settled(done, own)
                 if done is not UNPLANNED:
                     return done
             return super().complete_value(
@@ -121,12 +123,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
         async def settled(
             self,
             settling: Coroutine[Any, Any, Any],
-            return_type: GraphQLOutputType,
-            field_details_list: Any,
-            info: Any,
-            path: Path,
-            result: Any,
-            position_context: Any,
+            own: Callable[[], AwaitableOrValue[Any]],
         ) -> Any:
             """The planned value, or graphql-core's completion of it when something below
             went wrong (its resolvers answer from the loaders' caches). After a failure the
@@ -137,9 +134,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
                 return await settling
             except Exception:  # reported by graphql-core's completion, without this context
                 self.planner = None
-            completed = super().complete_value(
-                return_type, field_details_list, info, path, result, position_context
-            )
+            completed = own()  # graphql-core's completion of the same value
             return await completed if self.is_awaitable(completed) else completed
 
     return PlannedExecutor
