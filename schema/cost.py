@@ -48,7 +48,9 @@ from graphql import (
 )
 from graphql.execution import VariableValues
 
+from lookalike.schema.documents import CACHE_ENTRIES, CACHE_TEXT
 from lookalike.schema.field_groups import grouped_fields, sub_selections
+from lookalike.schema.operation_cache import OperationCache
 from lookalike.services.book_requests import SearchMode
 from lookalike.services.recommendations import RecommendStrategy
 from lookalike.services.search_budget import (
@@ -247,27 +249,25 @@ def _variables(node: Node) -> set[str]:
     return names
 
 
-@dataclass
-class _Kept:
-    operation: OperationDefinitionNode  # held, so that its id is not another's
+@dataclass(frozen=True, slots=True)
+class _Costs:
     inputs: tuple[str, ...]  # the variables the cost depends on, sorted
-    chars: int  # the document's text, which the operation's locations keep alive
-    costs: OrderedDict[Hashable, int]
+    by_values: OrderedDict[Hashable, int]
 
 
 class OperationCosts:
     """The cost of an operation for the values of its cost inputs, computed once: walking the
     operation and coercing the arguments again is a twentieth of a single book query's time.
-    Keyed by the operation's identity (documents are parsed once and kept), bounded like the
-    parse cache: at most ``size`` operations whose documents hold at most ``budget``
-    characters in all (an operation keeps its whole document alive), and ``per_operation``
-    sets of values each. A variable sent as null and one not sent are different values (only
-    the first is refused where an argument is non-null)."""
+    Kept per operation like the executor's other per-operation work (``OperationCache``:
+    ``size`` operations whose documents hold at most ``budget`` characters), and
+    ``per_operation`` sets of values each. A variable sent as null and one not sent are
+    different values (only the first is refused where an argument is non-null)."""
 
-    def __init__(self, size: int = 512, budget: int = 512 * 1024, per_operation: int = 64):
-        self.size, self.budget, self.per_operation = size, budget, per_operation
-        self._kept: OrderedDict[int, _Kept] = OrderedDict()
-        self._chars = 0
+    def __init__(
+        self, size: int = CACHE_ENTRIES, budget: int = CACHE_TEXT, per_operation: int = 64
+    ) -> None:
+        self.operations: OperationCache[_Costs] = OperationCache(size, budget)
+        self.per_operation = per_operation
 
     def cost(
         self,
@@ -276,47 +276,22 @@ class OperationCosts:
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: VariableValues,
     ) -> int:
-        kept = self._operation(operation, fragments)
+        kept = self.operations.get(
+            operation,
+            lambda: _Costs(tuple(sorted(cost_inputs(operation, fragments))), OrderedDict()),
+        )
         given = variables.coerced
         values = _frozen(tuple((name, given[name]) for name in kept.inputs if name in given))
         if values is None:  # a value that cannot be a key: computed every time
             return operation_cost(operation, root, fragments, variables)
-        cost = kept.costs.get(values)
+        cost = kept.by_values.get(values)
         if cost is None:
-            cost = kept.costs[values] = operation_cost(operation, root, fragments, variables)
-            if len(kept.costs) > self.per_operation:
-                kept.costs.popitem(last=False)
+            cost = kept.by_values[values] = operation_cost(operation, root, fragments, variables)
+            if len(kept.by_values) > self.per_operation:
+                kept.by_values.popitem(last=False)
         else:
-            kept.costs.move_to_end(values)
+            kept.by_values.move_to_end(values)
         return cost
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    @property
-    def chars(self) -> int:
-        """The characters of the documents the kept operations hold alive."""
-        return self._chars
-
-    def _operation(
-        self, operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode]
-    ) -> _Kept:
-        kept = self._kept.get(id(operation))
-        if kept is not None and kept.operation is operation:
-            self._kept.move_to_end(id(operation))
-            return kept
-        if kept is not None:  # another operation had this id: it is gone
-            self._forget(id(operation))
-        inputs = tuple(sorted(cost_inputs(operation, fragments)))
-        chars = len(operation.loc.source.body) if operation.loc else 0
-        kept = self._kept[id(operation)] = _Kept(operation, inputs, chars, OrderedDict())
-        self._chars += chars
-        while len(self._kept) > 1 and (len(self._kept) > self.size or self._chars > self.budget):
-            self._forget(next(iter(self._kept)))
-        return kept
-
-    def _forget(self, key: int) -> None:
-        self._chars -= self._kept.pop(key).chars
 
 
 def _frozen(value: Any) -> Hashable | None:

@@ -11,7 +11,6 @@ execution does) and keeps it per document; a resolver looks up its own position 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 
 import strawberry
@@ -26,6 +25,7 @@ from graphql import (
 )
 
 from lookalike.schema.field_groups import grouped_fields, sub_selections
+from lookalike.schema.operation_cache import OperationCache
 from lookalike.services.book_records import ALL_FIELDS, BookFields
 
 BOOK_TYPE = "Book"
@@ -48,8 +48,7 @@ SEARCHES_FROM_BOOK = {"similar", "withinRadius"}  # Book fields that need the bo
 Path = tuple[str, ...]  # response keys from the root, list indices left out
 BookSelections = Mapping[Path, BookFields]
 
-_known: OrderedDict[int, tuple[OperationDefinitionNode, dict[Path, BookFields]]] = OrderedDict()
-KEEP = 1024
+_known: OperationCache[BookSelections] = OperationCache()
 
 
 def book_selections(
@@ -58,18 +57,15 @@ def book_selections(
     fragments: Mapping[str, FragmentDefinitionNode],
 ) -> BookSelections:
     """Path of every field that returns books -> the fields the query shows of them."""
-    known = _known.get(id(operation))
-    if known is not None and known[0] is operation:  # this very document, not a reused id
-        _known.move_to_end(id(operation))
-        return known[1]
-    found: dict[Path, BookFields] = {}
-    root = schema.get_root_type(operation.operation)
-    if root is not None:
-        _walk([operation.selection_set], root, (), fragments, found)
-    _known[id(operation)] = (operation, found)
-    if len(_known) > KEEP:
-        _known.popitem(last=False)
-    return found
+
+    def find() -> BookSelections:
+        found: dict[Path, BookFields] = {}
+        root = schema.get_root_type(operation.operation)
+        if root is not None:
+            _walk([operation.selection_set], root, (), fragments, found)
+        return found
+
+    return _known.get(operation, find)
 
 
 def _walk(
