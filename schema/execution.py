@@ -17,7 +17,7 @@ from typing import Any
 
 from graphql import GraphQLObjectType, GraphQLOutputType, OperationType
 from graphql.execution import ExecutionResult
-from graphql.pyutils import AwaitableOrValue, Path, Undefined, UndefinedType
+from graphql.pyutils import AwaitableOrValue, Path, UndefinedType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from lookalike.schema.cost import OperationCosts
@@ -27,7 +27,6 @@ from lookalike.schema.plans import (
     PlainFields,
     Planner,
     plain_fields,
-    settled_leaf,
 )
 from lookalike.schema.selections import book_selections
 
@@ -78,15 +77,8 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
             name = field_details_list[0].node.name.value
             leaf = plain.leaves.get((parent_type.name, name)) if plain is not None else None
             if leaf is not None:
-                try:
-                    value = leaf.read(source, leaf.attribute)
-                    if value is None:
-                        if leaf.nullable:
-                            return None
-                    elif settled_leaf(value):
-                        coerced = leaf.coerce(value)
-                        if coerced is not None and coerced is not Undefined:
-                            return coerced
+                try:  # the leaf's plan: None, awaitables and refused values raise
+                    return leaf.complete(leaf.read(source, leaf.attribute), None, [])
                 except Exception:  # graphql-core's own path will report it
                     pass
             return super().execute_field(

@@ -70,8 +70,7 @@ class PlainField:
 
 @dataclass(frozen=True, slots=True)
 class PlainLeaf(PlainField):
-    coerce: Callable[[Any], Any]  # the type's output coercion, as graphql-core completes it
-    nullable: bool
+    complete: Plan  # its plan: the type's output coercion, as graphql-core completes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +100,10 @@ def plain_fields(schema: GraphQLSchema) -> PlainFields:
             found.fields[type_.name, name] = plain
             leaf_type = get_nullable_type(field.type)
             if is_leaf_type(leaf_type):
-                coerce = leaf_type.coerce_output_value
-                nullable = not is_non_null_type(field.type)
-                found.leaves[type_.name, name] = PlainLeaf(
-                    plain.attribute, plain.read, coerce, nullable
-                )
+                complete = _leaf(leaf_type.coerce_output_value)
+                if is_non_null_type(field.type):
+                    complete = _non_null(complete)
+                found.leaves[type_.name, name] = PlainLeaf(plain.attribute, plain.read, complete)
     _PLAIN[schema] = found
     return found
 
@@ -209,8 +207,11 @@ class Planner:
             if step is None:
                 return None
             steps.append(step)
-        needs_path = any(not isinstance(step, Read) or step.made.needs_path for step in steps)
-        return Made(_object(type_.name, steps, needs_path), needs_path)
+        needs_path = any(
+            isinstance(step, Resolve) or (isinstance(step, Read) and step.made.needs_path)
+            for step in steps
+        )
+        return Made(_object(type_.name, steps), needs_path)
 
     def step(self, parent: GraphQLObjectType, response_name: str, details: Any) -> Step | None:
         name = details[0].node.name.value
@@ -272,51 +273,31 @@ class Typename:
 Step = Read | Resolve | Typename
 
 
-def _object(type_name: str, steps: list[Step], needs_path: bool) -> Plan:
-    if not needs_path:  # reads and __typename only: no path, nothing pending
-
-        def plain(value: Any, path: Path | None, pending: Pending) -> Any:
-            if value is None:
-                return None
-            answer = {}
-            for step in steps:
-                if isinstance(step, Read):
-                    field = step.field
-                    answer[step.name] = step.made.plan(
-                        field.read(value, field.attribute), None, pending
-                    )
-                elif isinstance(step, Typename):
-                    answer[step.name] = step.type_name
-            return answer
-
-        return plain
-
-    def resolved(value: Any, path: Path | None, pending: Pending) -> Any:
+def _object(type_name: str, steps: list[Step]) -> Plan:
+    def complete(value: Any, path: Path | None, pending: Pending) -> Any:
         if value is None:
             return None
         answer: dict[str, Any] = {}
         for step in steps:
-            if isinstance(step, Typename):
-                answer[step.name] = step.type_name
-                continue
-            below = Path(path, step.name, type_name)
-            if isinstance(step, Read):
+            if isinstance(step, Read):  # most steps: no path made unless a resolver is below
                 field = step.field
+                below = Path(path, step.name, type_name) if step.made.needs_path else None
                 answer[step.name] = step.made.plan(
-                    field.read(value, field.attribute),
-                    below if step.made.needs_path else None,
-                    pending,
+                    field.read(value, field.attribute), below, pending
                 )
-                continue
-            result = step.call(value, below)
-            if step.is_awaitable(result):
-                answer[step.name] = None  # filled in when the level is settled
-                pending.append(Waiting(answer, step.name, result, step.made.plan, below))
+            elif isinstance(step, Typename):
+                answer[step.name] = step.type_name
             else:
-                answer[step.name] = step.made.plan(result, below, pending)
+                below = Path(path, step.name, type_name)
+                result = step.call(value, below)
+                if step.is_awaitable(result):
+                    answer[step.name] = None  # filled in when the level is settled
+                    pending.append(Waiting(answer, step.name, result, step.made.plan, below))
+                else:
+                    answer[step.name] = step.made.plan(result, below, pending)
         return answer
 
-    return resolved
+    return complete
 
 
 def _non_null(inner: Plan) -> Plan:
@@ -330,26 +311,18 @@ def _non_null(inner: Plan) -> Plan:
 
 
 def _listed(inner: Made) -> Plan:
-    plan = inner.plan
-    if not inner.needs_path:
+    plan, needs_path = inner.plan, inner.needs_path
 
-        def items(value: Any, path: Path | None, pending: Pending) -> Any:
-            if value is None:
-                return None
-            if not isinstance(value, (list, tuple)):
-                raise NotPlain
-            return [plan(item, None, pending) for item in value]
-
-        return items
-
-    def items_with_paths(value: Any, path: Path | None, pending: Pending) -> Any:
+    def items(value: Any, path: Path | None, pending: Pending) -> Any:
         if value is None:
             return None
         if not isinstance(value, (list, tuple)):
             raise NotPlain
-        return [plan(item, Path(path, n, None), pending) for n, item in enumerate(value)]
+        if needs_path:
+            return [plan(item, Path(path, n, None), pending) for n, item in enumerate(value)]
+        return [plan(item, None, pending) for item in value]
 
-    return items_with_paths
+    return items
 
 
 # What a leaf usually holds; anything else is first checked for an awaitable (graphql-core
@@ -357,7 +330,7 @@ def _listed(inner: Made) -> Plan:
 SCALAR_VALUES = frozenset({str, int, float, bool})
 
 
-def settled_leaf(value: Any) -> bool:
+def _settled(value: Any) -> bool:
     return type(value) in SCALAR_VALUES or not isawaitable(value)
 
 
@@ -365,7 +338,7 @@ def _leaf(coerce: Callable[[Any], Any]) -> Plan:
     def complete(value: Any, path: Path | None, pending: Pending) -> Any:
         if value is None:
             return None
-        if not settled_leaf(value):
+        if not _settled(value):
             raise NotPlain
         done = coerce(value)
         if done is None or done is Undefined:
