@@ -95,15 +95,10 @@ def nested_runs(
 ) -> None:
     ef = get_settings().hnsw_ef_runtime
     request = http_client.post(graphql, {"query": NESTED, "variables": {"first": 20}})
-    loop = asyncio.new_event_loop()
-    connection = loop.run_until_complete(http_client.Connection.open(graphql))
+    client = http_client.BlockingConnection(graphql)
 
     def ask() -> dict[str, Any]:
-        status, body = loop.run_until_complete(connection.send(request))
-        answer: dict[str, Any] = httpx.Response(status, content=body).json()
-        assert status == 200, answer
-        assert "errors" not in answer, answer
-        return answer
+        return client.send(request)
 
     first = ask()
     roots = [edge["node"]["id"] for edge in first["data"]["books"]["edges"]]
@@ -147,8 +142,7 @@ def nested_runs(
         )
     print(f"  GraphQL / (1): {spread(ratios[0])} (target <= 0.5x)")
     print(f"  GraphQL / (2): {spread(ratios[1])}")
-    loop.run_until_complete(connection.close())
-    loop.close()
+    client.close()
 
 
 async def closed_loop(url: str, requests: list[bytes], seconds: float, concurrency: int) -> int:

@@ -41,6 +41,31 @@ class Connection:
         await self.writer.wait_closed()
 
 
+class BlockingConnection:
+    """One keep-alive connection for a script that asks one thing at a time, on an event
+    loop of its own; each answer must be a 200 without errors."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.connection = self.loop.run_until_complete(Connection.open(url))
+
+    def send(self, request: bytes) -> dict[str, Any]:
+        """The answer to a request prepared by ``post``."""
+        status, body = self.loop.run_until_complete(self.connection.send(request))
+        answer: dict[str, Any] = json.loads(body)
+        assert status == 200, answer
+        assert "errors" not in answer, answer
+        return answer
+
+    def post(self, query: str, **variables: Any) -> dict[str, Any]:
+        return self.send(post(self.url, {"query": query, "variables": variables}))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.connection.close())
+        self.loop.close()
+
+
 def post(url: str, payload: dict[str, Any]) -> bytes:
     """A prepared POST of a JSON body: built once, sent many times."""
     parts = urlsplit(url)

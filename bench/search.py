@@ -21,8 +21,6 @@ server.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import statistics
 import time
 import uuid
@@ -50,26 +48,7 @@ def pct(samples: list[float], q: float) -> float:
     return float(np.percentile(samples, q))
 
 
-class Client:
-    """One keep-alive connection through bench/http_client, the lean client bench.books
-    times with: the standard library's http.client adds about half a millisecond a request
-    here, on both sides of a ratio, which blurs what the server spends."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/") + "/graphql"
-        self.loop = asyncio.new_event_loop()
-        self.connection = self.loop.run_until_complete(http_client.Connection.open(self.url))
-
-    def post(self, query: str, **variables: Any) -> dict[str, Any]:
-        request = http_client.post(self.url, {"query": query, "variables": variables})
-        status, raw = self.loop.run_until_complete(self.connection.send(request))
-        body: dict[str, Any] = json.loads(raw)
-        assert status == 200, body
-        assert "errors" not in body, body
-        return body
-
-
-def timed(client: Client, query: str, **variables: Any) -> float:
+def timed(client: http_client.BlockingConnection, query: str, **variables: Any) -> float:
     started = time.perf_counter()
     client.post(query, **variables)
     return (time.perf_counter() - started) * 1000
@@ -86,7 +65,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    client = Client(args.url)
+    client = http_client.BlockingConnection(args.url.rstrip("/") + "/graphql")
     timed(client, SEARCH, text="load the model " + uuid.uuid4().hex, mode="SEMANTIC")
     book_ids = [
         e["node"]["id"]
