@@ -21,14 +21,11 @@ kilobyte). Introspection costs a fixed amount per meta field: the whole schema, 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from graphql import (
-    DirectiveNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -36,10 +33,8 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSkipDirective,
     InlineFragmentNode,
-    Node,
     OperationDefinitionNode,
     SelectionSetNode,
-    VariableNode,
     Visitor,
     get_argument_values,
     get_directive_values,
@@ -50,7 +45,12 @@ from graphql.execution import VariableValues
 
 from lookalike.schema.documents import CACHE_ENTRIES, CACHE_TEXT
 from lookalike.schema.field_groups import grouped_fields, sub_selections
-from lookalike.schema.operation_cache import OperationCache
+from lookalike.schema.operation_cache import (
+    Fragments,
+    ValuesCache,
+    directive_variables,
+    variables_in,
+)
 from lookalike.services.book_requests import SearchMode
 from lookalike.services.recommendations import RecommendStrategy
 from lookalike.services.search_budget import (
@@ -216,96 +216,45 @@ def operation_cost(
     return _Costing(fragments, variables).cost([operation.selection_set], root, 1)
 
 
-def cost_inputs(
-    operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode]
-) -> frozenset[str]:
+def cost_inputs(operation: OperationDefinitionNode, fragments: Fragments) -> frozenset[str]:
     """The variables the operation's cost can depend on: those of ``@skip``/``@include`` and
     those inside the arguments of fields whose work the arguments change. The others (a
     book's id, a person's) never change it."""
-    found: set[str] = set()
+    found: set[str] = set(directive_variables(operation, fragments))
 
     class Inputs(Visitor):
         def enter_field(self, node: FieldNode, *_: Any) -> None:
             if node.name.value in ARGUMENT_COSTED:
                 for argument in node.arguments or ():
-                    found.update(_variables(argument))
-
-        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
-            found.update(_variables(node))
+                    found.update(variables_in(argument))
 
     for node in (operation, *fragments.values()):
         visit(node, Inputs())
     return frozenset(found)
 
 
-def _variables(node: Node) -> set[str]:
-    names: set[str] = set()
-
-    class Names(Visitor):
-        def enter_variable(self, variable: VariableNode, *_: Any) -> None:
-            names.add(variable.name.value)
-
-    visit(node, Names())
-    return names
-
-
-@dataclass(frozen=True, slots=True)
-class _Costs:
-    inputs: tuple[str, ...]  # the variables the cost depends on, sorted
-    by_values: OrderedDict[Hashable, int]
-
-
 class OperationCosts:
     """The cost of an operation for the values of its cost inputs, computed once: walking the
     operation and coercing the arguments again is a twentieth of a single book query's time.
-    Kept per operation like the executor's other per-operation work (``OperationCache``:
-    ``size`` operations whose documents hold at most ``budget`` characters), and
-    ``per_operation`` sets of values each. A variable sent as null and one not sent are
-    different values (only the first is refused where an argument is non-null)."""
+    Kept per operation like the executor's other per-operation work (``ValuesCache``:
+    ``size`` operations whose documents hold at most ``budget`` characters, ``per_operation``
+    sets of values each)."""
 
     def __init__(
         self, size: int = CACHE_ENTRIES, budget: int = CACHE_TEXT, per_operation: int = 64
     ) -> None:
-        self.operations: OperationCache[_Costs] = OperationCache(size, budget)
-        self.per_operation = per_operation
+        self.kept: ValuesCache[int] = ValuesCache(cost_inputs, size, budget, per_operation)
 
     def cost(
         self,
         operation: OperationDefinitionNode,
         root: GraphQLObjectType,
-        fragments: Mapping[str, FragmentDefinitionNode],
+        fragments: Fragments,
         variables: VariableValues,
     ) -> int:
-        kept = self.operations.get(
+        return self.kept.get(
             operation,
-            lambda: _Costs(tuple(sorted(cost_inputs(operation, fragments))), OrderedDict()),
+            fragments,
+            variables.coerced,
+            lambda: operation_cost(operation, root, fragments, variables),
         )
-        given = variables.coerced
-        values = _frozen(tuple((name, given[name]) for name in kept.inputs if name in given))
-        if values is None:  # a value that cannot be a key: computed every time
-            return operation_cost(operation, root, fragments, variables)
-        cost = kept.by_values.get(values)
-        if cost is None:
-            cost = kept.by_values[values] = operation_cost(operation, root, fragments, variables)
-            if len(kept.by_values) > self.per_operation:
-                kept.by_values.popitem(last=False)
-        else:
-            kept.by_values.move_to_end(values)
-        return cost
-
-
-def _frozen(value: Any) -> Hashable | None:
-    """A hashable stand-in for coerced variable values (None: something that has none)."""
-    if isinstance(value, Mapping):
-        items = [(k, _frozen(v)) for k, v in value.items()]
-        if any(v is None and value[k] is not None for k, v in items):
-            return None
-        return ("{", tuple(items))
-    if isinstance(value, list | tuple):
-        frozen = [_frozen(v) for v in value]
-        if any(f is None and v is not None for f, v in zip(frozen, value, strict=True)):
-            return None
-        return ("[", tuple(frozen))
-    if value is None or isinstance(value, str | int | float | bool | Enum):
-        return ("=", type(value).__name__, value)
-    return None

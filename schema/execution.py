@@ -23,7 +23,9 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from lookalike.schema.cost import OperationCosts
 from lookalike.schema.limits import too_complex
 from lookalike.schema.plans import (
+    NO_RUN,
     UNPLANNED,
+    OperationPlans,
     PlainFields,
     Planner,
     plain_fields,
@@ -33,6 +35,7 @@ from lookalike.schema.selections import book_selections
 
 def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
     costs = OperationCosts()
+    plans = OperationPlans()
 
     class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         # set as the operation starts; None: graphql-core's own path (resolve middleware)
@@ -43,8 +46,8 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
             self, serially: bool | None = None
         ) -> AwaitableOrValue[ExecutionResult]:
             root = self.schema.get_root_type(self.operation.operation)
+            fragments = {name: f.definition for name, f in self.fragments.items()}
             if root is not None:
-                fragments = {name: f.definition for name, f in self.fragments.items()}
                 cost = costs.cost(self.operation, root, fragments, self.variable_values)
                 if cost > max_cost:
                     error = too_complex(
@@ -62,7 +65,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
             if manager is None or not manager.middlewares:  # middleware sees every field
                 self.plain = plain_fields(self.schema)
                 if self.operation.operation is OperationType.QUERY:  # resolvers read only
-                    self.planner = Planner(self, self.plain)
+                    self.planner = plans.planner(self, self.plain, fragments)
             return super().execute_operation(serially)  # type: ignore[return-value]
 
         def execute_field(
@@ -78,7 +81,7 @@ def planned(max_cost: int) -> type[StrawberryGraphQLCoreExecutionContext]:
             leaf = plain.leaves.get((parent_type.name, name)) if plain is not None else None
             if leaf is not None:
                 try:  # the leaf's plan: None, awaitables and refused values raise
-                    return leaf.complete(leaf.read(source, leaf.attribute), None, [])
+                    return leaf.complete(leaf.read(source, leaf.attribute), None, NO_RUN)
                 except Exception:  # graphql-core's own path will report it
                     pass
             return super().execute_field(

@@ -15,13 +15,18 @@ waits on a loader. A plan completes a value of one type at one place in the quer
   loaders still see the whole level at once;
 - ``__typename`` is the type's name.
 
-A plan is made once per place (graphql-core hands the same field details list for every
-value completed there). Anything unusual about a value (a failed read, a null in a non-null
-field, a value a scalar refuses, something that is not a list, a resolver that raises or
-fails) sends the whole value through graphql-core's own completion, which reports it exactly
-as before; its resolvers answer from the loaders' caches, so nothing is asked of Redis twice
-(a failure can split the next level's keys into more than one batch: graphql-core's own path
-awaits its objects one task each).
+A plan is made once per place of an operation and kept with the operation (a document sent
+again is the same parsed operation: ``documents``), for the values of the variables its
+``@skip``/``@include`` read: a request runs plans made by an earlier one. What a request
+brings is passed in as it runs (``Run``: its executor, the resolver results waiting for their
+level, the arguments of resolver fields that hold variables, coerced once per place);
+arguments without variables are coerced when the plan is made. Anything unusual about a value
+(a failed read, a null in a non-null field, a value a scalar refuses, something that is not a
+list, a resolver that raises or fails, arguments that do not coerce) sends the whole value
+through graphql-core's own completion, which reports it exactly as before; its resolvers
+answer from the loaders' caches, so nothing is asked of Redis twice (a failure can split the
+next level's keys into more than one batch: graphql-core's own path awaits its objects one
+task each).
 Resolve middleware, abstract types, types with an ``is_type_of`` check, deferred fragments
 and operations other than queries are never planned.
 """
@@ -29,13 +34,14 @@ and operations other than queries are never planned.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    FieldNode,
     GraphQLError,
     GraphQLField,
     GraphQLObjectType,
@@ -48,9 +54,14 @@ from graphql import (
     is_non_null_type,
     is_object_type,
 )
+from graphql.execution import VariableValues
+from graphql.language import ListValueNode, ObjectValueNode, ValueNode, VariableNode
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from lookalike.schema.documents import CACHE_ENTRIES, CACHE_TEXT
+from lookalike.schema.operation_cache import Fragments, ValuesCache, directive_variables
 
 
 class NotPlain(Exception):
@@ -124,10 +135,23 @@ class Waiting:
     path: Path
 
 
-Pending = list[Waiting]
-# A value, its path (None where nothing below needs one) and the results it leaves waiting
-# -> its completed answer; raises for anything graphql-core must complete instead.
-Plan = Callable[[Any, Path | None, Pending], Any]
+class Run:
+    """What the plans completing one value share in one request: the executor running it, the
+    resolver results left waiting for their level, and the arguments of each resolver place
+    whose arguments hold variables (coerced once)."""
+
+    __slots__ = ("arguments", "executor", "pending")
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
+        self.pending: list[Waiting] = []
+        self.arguments: dict[int, dict[str, Any]] = {}
+
+
+# A value, its path (None where nothing below needs one) and the request's run -> its
+# completed answer; raises for anything graphql-core must complete instead.
+Plan = Callable[[Any, Path | None, Run], Any]
+NO_RUN = Run(None)  # for a leaf completed on its own: a leaf's plan never reads its run
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,42 +160,66 @@ class Made:
     needs_path: bool  # a resolver below: its ResolveInfo needs the path
 
 
-class Planner:
-    """The plans of one operation (made as its values are first completed), and what their
-    resolver fields are called with. ``executor`` is graphql-core's Executor running it."""
+# (id of the type, ids of the field nodes) -> the nodes (kept alive, so that their ids are
+# not reused while the plan is) and what was made for that place (None: graphql-core's)
+Places = dict[tuple[int, tuple[int, ...]], tuple[tuple[FieldNode, ...], Made | None]]
 
-    def __init__(self, executor: Any, plain: PlainFields) -> None:
+
+class OperationPlans:
+    """The plans of each operation, per values of the variables its ``@skip``/``@include``
+    read (they decide which fields a place runs), kept like the executor's other per-operation
+    work: ``size`` operations, their documents ``budget`` characters in all."""
+
+    def __init__(
+        self, size: int = CACHE_ENTRIES, budget: int = CACHE_TEXT, per_operation: int = 64
+    ) -> None:
+        self.kept: ValuesCache[Places] = ValuesCache(
+            directive_variables, size, budget, per_operation
+        )
+
+    def planner(self, executor: Any, plain: PlainFields, fragments: Fragments) -> Planner:
+        """The planner of the operation ``executor`` runs, with the plans made so far."""
+        variables: VariableValues = executor.variable_values
+        places = self.kept.get(executor.operation, fragments, variables.coerced, dict)
+        return Planner(executor, plain, places)
+
+
+class Planner:
+    """Completes values of one request by the operation's plans, making those it lacks.
+    ``executor`` is graphql-core's Executor running the request."""
+
+    def __init__(self, executor: Any, plain: PlainFields, places: Places) -> None:
         self.executor = executor
         self.plain = plain
-        # (type, field details list) -> the list (kept alive, so that its id is not reused
-        # while the operation runs, as graphql-core's own memo does) and what was made
-        self.made: dict[tuple[int, int], tuple[Any, Made | None]] = {}
+        self.places = places
 
     def complete(
         self, return_type: GraphQLOutputType, field_details_list: Any, path: Path, result: Any
     ) -> Any:
         """The completed value, a coroutine of it, or UNPLANNED for a place no plan can
         serve; NotPlain (or what a read raised) for a value graphql-core must complete."""
-        key = (id(return_type), id(field_details_list))
-        known = self.made.get(key)
+        nodes = tuple(details.node for details in field_details_list)
+        key = (id(return_type), tuple(map(id, nodes)))
+        known = self.places.get(key)
         if known is None:
             made = self.make(return_type, field_details_list)
-            self.made[key] = (field_details_list, made)
+            self.places[key] = (nodes, made)
         else:
             made = known[1]
         if made is None:
             return UNPLANNED
-        pending: Pending = []
+        run = Run(self.executor)
         try:
-            answer = made.plan(result, path, pending)
+            answer = made.plan(result, path, run)
         except Exception:
-            _discard(pending)
+            _discard(run.pending)
             raise
-        return self.settle(answer, pending) if pending else answer
+        return self.settle(answer, run) if run.pending else answer
 
-    async def settle(self, answer: Any, pending: Pending) -> Any:
+    async def settle(self, answer: Any, run: Run) -> Any:
         """Await a level's resolver results together, complete them (which calls the next
         level's resolvers), until nothing waits."""
+        pending = run.pending
         while pending:
             level = pending[:]
             pending.clear()
@@ -181,7 +229,7 @@ class Planner:
                 raise NotPlain from failed
             try:
                 for waiting, result in zip(level, results, strict=True):
-                    waiting.answer[waiting.key] = waiting.plan(result, waiting.path, pending)
+                    waiting.answer[waiting.key] = waiting.plan(result, waiting.path, run)
             except Exception:
                 _discard(pending)  # the next level's coroutines will not be awaited here
                 raise
@@ -218,7 +266,7 @@ class Planner:
         if name == "__typename":
             return Typename(response_name, parent.name)
         field = parent.fields.get(name)
-        if field is None:
+        if field is None or any(d.fragment_variable_values is not None for d in details):
             return None
         plain = self.plain.fields.get((parent.name, name))
         made = self.make(field.type, details)
@@ -228,25 +276,44 @@ class Planner:
             return Read(response_name, plain, made)
         if _definition(field) is None:
             return None
-        try:  # the same for every parent at this place: coerced once
-            arguments = get_argument_values(
-                field,
-                details[0].node,
-                self.executor.variable_values,
-                details[0].fragment_variable_values,
-                self.executor.hide_suggestions,
-            )
-        except GraphQLError:
-            return None
         executor = self.executor
-        nodes = [d.node for d in details]
+        node: FieldNode = details[0].node
+        fixed: dict[str, Any] | None = None
+        if not any(_holds_variables(argument.value) for argument in node.arguments or ()):
+            try:  # the same in every request: coerced once
+                fixed = _arguments(field, node, executor)
+            except GraphQLError:
+                return None
         resolve = field.resolve or executor.field_resolver
+        return Resolve(
+            response_name,
+            field,
+            parent,
+            [d.node for d in details],
+            resolve,
+            fixed,
+            made,
+            executor.is_awaitable,
+        )
 
-        def call(source: Any, path: Path) -> Any:
-            info = executor.build_resolve_info(field, nodes, parent, path)
-            return resolve(source, info, **arguments)
 
-        return Resolve(response_name, call, made, executor.is_awaitable)
+def _arguments(field: GraphQLField, node: FieldNode, executor: Any) -> dict[str, Any]:
+    return get_argument_values(
+        field, node, executor.variable_values, None, executor.hide_suggestions
+    )
+
+
+def _holds_variables(value: ValueNode) -> bool:
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, VariableNode):
+            return True
+        if isinstance(value, ListValueNode):
+            pending.extend(value.values)
+        elif isinstance(value, ObjectValueNode):
+            pending.extend(f.value for f in value.fields)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,9 +326,27 @@ class Read:
 @dataclass(frozen=True, slots=True)
 class Resolve:
     name: str
-    call: Callable[[Any, Path], Any]
+    field: GraphQLField
+    parent: GraphQLObjectType
+    nodes: list[FieldNode]
+    resolve: Callable[..., Any]
+    fixed: Mapping[str, Any] | None  # the arguments, when no variable is in them
     made: Made
     is_awaitable: Callable[[Any], bool]
+
+    def call(self, source: Any, path: Path, run: Run) -> Any:
+        """The resolver's result, called as graphql-core calls it."""
+        arguments = self.fixed
+        if arguments is None:
+            arguments = run.arguments.get(id(self))
+            if arguments is None:
+                try:
+                    arguments = _arguments(self.field, self.nodes[0], run.executor)
+                except GraphQLError:  # graphql-core's own path will report it
+                    raise NotPlain from None
+                run.arguments[id(self)] = arguments
+        info = run.executor.build_resolve_info(self.field, self.nodes, self.parent, path)
+        return self.resolve(source, info, **arguments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +359,7 @@ Step = Read | Resolve | Typename
 
 
 def _object(type_name: str, steps: list[Step]) -> Plan:
-    def complete(value: Any, path: Path | None, pending: Pending) -> Any:
+    def complete(value: Any, path: Path | None, run: Run) -> Any:
         if value is None:
             return None
         answer: dict[str, Any] = {}
@@ -282,27 +367,25 @@ def _object(type_name: str, steps: list[Step]) -> Plan:
             if isinstance(step, Read):  # most steps: no path made unless a resolver is below
                 field = step.field
                 below = Path(path, step.name, type_name) if step.made.needs_path else None
-                answer[step.name] = step.made.plan(
-                    field.read(value, field.attribute), below, pending
-                )
+                answer[step.name] = step.made.plan(field.read(value, field.attribute), below, run)
             elif isinstance(step, Typename):
                 answer[step.name] = step.type_name
             else:
                 below = Path(path, step.name, type_name)
-                result = step.call(value, below)
+                result = step.call(value, below, run)
                 if step.is_awaitable(result):
                     answer[step.name] = None  # filled in when the level is settled
-                    pending.append(Waiting(answer, step.name, result, step.made.plan, below))
+                    run.pending.append(Waiting(answer, step.name, result, step.made.plan, below))
                 else:
-                    answer[step.name] = step.made.plan(result, below, pending)
+                    answer[step.name] = step.made.plan(result, below, run)
         return answer
 
     return complete
 
 
 def _non_null(inner: Plan) -> Plan:
-    def complete(value: Any, path: Path | None, pending: Pending) -> Any:
-        done = inner(value, path, pending)
+    def complete(value: Any, path: Path | None, run: Run) -> Any:
+        done = inner(value, path, run)
         if done is None:
             raise NotPlain
         return done
@@ -313,14 +396,14 @@ def _non_null(inner: Plan) -> Plan:
 def _listed(inner: Made) -> Plan:
     plan, needs_path = inner.plan, inner.needs_path
 
-    def items(value: Any, path: Path | None, pending: Pending) -> Any:
+    def items(value: Any, path: Path | None, run: Run) -> Any:
         if value is None:
             return None
         if not isinstance(value, (list, tuple)):
             raise NotPlain
         if needs_path:
-            return [plan(item, Path(path, n, None), pending) for n, item in enumerate(value)]
-        return [plan(item, None, pending) for item in value]
+            return [plan(item, Path(path, n, None), run) for n, item in enumerate(value)]
+        return [plan(item, None, run) for item in value]
 
     return items
 
@@ -335,7 +418,7 @@ def _settled(value: Any) -> bool:
 
 
 def _leaf(coerce: Callable[[Any], Any]) -> Plan:
-    def complete(value: Any, path: Path | None, pending: Pending) -> Any:
+    def complete(value: Any, path: Path | None, run: Run) -> Any:
         if value is None:
             return None
         if not _settled(value):
@@ -348,7 +431,7 @@ def _leaf(coerce: Callable[[Any], Any]) -> Plan:
     return complete
 
 
-def _discard(pending: Pending) -> None:
+def _discard(pending: list[Waiting]) -> None:
     """Close coroutines that will not be awaited (a loader's future needs nothing)."""
     for waiting in pending:
         close = getattr(waiting.result, "close", None)

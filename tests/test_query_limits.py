@@ -239,8 +239,8 @@ def test_the_costs_kept_are_bounded_by_the_documents_they_hold() -> None:
         assert isinstance(operation, OperationDefinitionNode)
         variables = VariableValues(sources={}, coerced={})
         assert costs.cost(operation, root, {}, variables) > 0
-        assert len(costs.operations) <= 50
-        assert costs.operations.chars <= 20_000
+        assert len(costs.kept.operations) <= 50
+        assert costs.kept.operations.chars <= 20_000
 
 
 def test_a_field_asked_twice_runs_and_costs_once(api: TestClient) -> None:
