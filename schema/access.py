@@ -14,8 +14,6 @@ X-Forwarded-For; a proxy that does not send it makes every client look local: se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -24,13 +22,9 @@ from graphql import (
     GraphQLError,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
 )
-from graphql import (
-    OperationType as AstOperationType,
-)
-from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 
 from lookalike.services.api_keys import Caller
 
@@ -38,32 +32,24 @@ from lookalike.services.api_keys import Caller
 IDENTIFY_ONLY_MUTATIONS = frozenset({"identifyFace", "verifyFace", "__typename"})
 
 
-class AccessControl(SchemaExtension):
-    """Refuse an operation before it runs (so it changes nothing) when the caller may not."""
+class AccessControl:
+    """Refuse an operation before it runs (so it changes nothing) when the caller may not:
+    before validation, so a refused caller learns nothing about fields or costs."""
 
     def __init__(self, *, keys_configured: bool, keys_for_queries: bool) -> None:
         self.keys_configured = keys_configured
         self.keys_for_queries = keys_for_queries
 
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        caller: Caller | None = getattr(context.context, "caller", None)
-        if context.graphql_document is not None and caller is not None:
-            try:
-                operation = context.operation_type
-            except RuntimeError:  # no such operation: validation will say so
-                operation = None
-            error = self._refusal(operation, caller)
-            if error is None and caller.key == "identify":
-                error = _identify_only(context.graphql_document)
-            if error is not None:
-                context.pre_execution_errors = [error]
-        yield
+    def refusal(
+        self, document: DocumentNode, operation: OperationType, caller: Caller
+    ) -> GraphQLError | None:
+        error = self._refusal(operation, caller)
+        if error is None and caller.key == "identify":
+            error = _identify_only(document)
+        return error
 
-    def _refusal(self, operation: OperationType | None, caller: Caller) -> GraphQLError | None:
-        guarded = operation == OperationType.MUTATION or (
-            operation is not None and self.keys_for_queries
-        )
+    def _refusal(self, operation: OperationType, caller: Caller) -> GraphQLError | None:
+        guarded = operation == OperationType.MUTATION or self.keys_for_queries
         if not guarded or caller.key in ("valid", "identify"):
             return None
         what = "changes" if operation == OperationType.MUTATION else "queries"
@@ -95,7 +81,7 @@ def _identify_only(document: DocumentNode) -> GraphQLError | None:
     operations = [
         d
         for d in document.definitions
-        if isinstance(d, OperationDefinitionNode) and d.operation == AstOperationType.MUTATION
+        if isinstance(d, OperationDefinitionNode) and d.operation == OperationType.MUTATION
     ]
     for operation in operations:
         refused = sorted(_root_fields(operation.selection_set, fragments) - IDENTIFY_ONLY_MUTATIONS)

@@ -2,14 +2,14 @@
 
 The HTTP endpoint parses a document before it executes anything (a document that does not
 parse is a 400, a GET of a mutation a 405, an ambiguous operation a 422 under the
-GraphQL-over-HTTP spec), and Strawberry's parsing step reads the same cache, so a document is
-parsed once however often it is sent.
+GraphQL-over-HTTP spec) and runs the very document and operation it found (``Schema.run``),
+so a document is parsed once however often it is sent, and the work kept per operation
+(validation, costs, plans) finds the same operation object again.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from graphql import (
@@ -22,7 +22,6 @@ from graphql import (
     parse,
     visit,
 )
-from strawberry.extensions import SchemaExtension
 
 TOKENS_EXCEEDED = "Document contains more than"  # graphql-core's error for max_tokens
 MAX_NUMBER_DIGITS = 100  # Python refuses to read integers of over 4,300 digits
@@ -131,16 +130,3 @@ def select_operation(document: DocumentNode, name: str | None) -> OperationDefin
                 return operation
         problem = f"the document has no operation named {name[:64]!r}"
     raise GraphQLError(problem, extensions={"code": "OPERATION_RESOLUTION_FAILURE"})
-
-
-class CachedParsing(SchemaExtension):
-    """Strawberry's parsing step, served from the same cache as the endpoint's check."""
-
-    def __init__(self, limits: DocumentLimits) -> None:
-        self.limits = limits
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.query is not None:
-            context.graphql_document = parse_document(context.query, self.limits)
-        yield

@@ -14,11 +14,9 @@ field or argument names ("Did you mean 'title'?" would give the schema away).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from lookalike.services.errors import LookalikeError
 from lookalike.services.redis_connection import UNREACHABLE
@@ -84,24 +82,3 @@ def public(error: GraphQLError, *, hide_suggestions: bool) -> dict[str, Any]:
 
 def code_of(error: GraphQLError) -> str:
     return str((error.extensions or {}).get("code", "INTERNAL_SERVER_ERROR"))
-
-
-class ErrorCodes(SchemaExtension):
-    """Codes errors in the phase that knows what they are. It must be the last extension:
-    its validation hook then runs after the others have validated (and refused callers)."""
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.pre_execution_errors:
-            context.pre_execution_errors = [
-                coded(error, "GRAPHQL_VALIDATION_FAILED") for error in context.pre_execution_errors
-            ]
-        yield
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            # what is left uncoded was raised while executing: a variable graphql-core could
-            # not coerce is the client's, anything unexpected is a bug
-            result.errors = [coded(error, "BAD_USER_INPUT") for error in result.errors]

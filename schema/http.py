@@ -17,12 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from graphql import GraphQLError, OperationType
+from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from lookalike.resolvers.context import Context
 from lookalike.schema.documents import DocumentLimits, parse_document, select_operation
@@ -30,6 +28,7 @@ from lookalike.schema.errors import code_of, coded, public
 from lookalike.schema.http_request import GraphQLRequest, Refused, read_request
 from lookalike.schema.observability import observe_refusal, observe_request
 from lookalike.schema.persisted_queries import PersistedQueries
+from lookalike.schema.schema import Schema
 from lookalike.services.api_keys import ApiKeys
 from lookalike.services.request_usage import Usage, track_usage
 
@@ -96,7 +95,7 @@ def refusal(refused: Refused, media: str | None) -> Response:
 class GraphQLEndpoint:
     def __init__(
         self,
-        schema: Any,
+        schema: Schema,
         *,
         keys: ApiKeys,
         limits: DocumentLimits,
@@ -182,13 +181,7 @@ class GraphQLEndpoint:
                     headers={"allow": "POST"},
                 )
             context = self._context(request, usage, operation_name)
-            result: ExecutionResult = await self.schema.execute(
-                resolved.query,
-                variable_values=graphql_request.variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=_ALLOWED[graphql_request.method],
-            )
+            result = await self.schema.run(document, operation, graphql_request.variables, context)
         except GraphQLError as error:  # a request error found before execution
             result = ExecutionResult(data=None, errors=[coded(error, "BAD_REQUEST")])
         errors = result.errors or []
@@ -237,9 +230,3 @@ class GraphQLEndpoint:
         elif errors and media == GRAPHQL_RESPONSE:
             status = 294  # partial success: data and errors, per the spec
         return Response(encode(body), status, headers, media_type=f"{media}; charset=utf-8")
-
-
-_ALLOWED = {
-    "GET": (StrawberryOperationType.QUERY,),
-    "POST": (StrawberryOperationType.QUERY, StrawberryOperationType.MUTATION),
-}

@@ -5,10 +5,10 @@ The limits, all settings, all QUERY_TOO_COMPLEX with the measured figure and the
 
 - **length** and **tokens** of the document, checked while it is parsed (documents.py);
 - **depth** and **aliases**, graphql-core validation rules here: they depend on the document
-  alone, so they run once per distinct document (Strawberry's ValidationCache keeps the
-  verdict). Introspection has its own depth limit: GraphiQL's and graphql-js's standard
-  introspection query nests ``ofType`` 15 levels deep, more than any real query needs, so it
-  is measured apart from the rest of the operation;
+  alone, so they run once per distinct document (``Schema.run`` keeps the verdict).
+  Introspection has its own depth limit: GraphiQL's and graphql-js's standard introspection
+  query nests ``ofType`` 15 levels deep, more than any real query needs, so it is measured
+  apart from the rest of the operation;
 - **cost** (cost.py), which depends on argument values, so the executor (execution.py) works
   it out as the operation starts, from the values graphql-core has just coerced.
 """
@@ -102,8 +102,7 @@ class _Shapes:
 def limit_rules(
     *, max_depth: int, max_aliases: int, max_introspection_depth: int
 ) -> tuple[type[ValidationRule], ...]:
-    """The depth and alias limits as a graphql-core validation rule (made once per schema, so
-    that the validation cache recognises it from request to request)."""
+    """The depth and alias limits as a graphql-core validation rule (made once per schema)."""
 
     def check(shape: Shape, operation: OperationDefinitionNode) -> GraphQLError | None:
         if shape.depth > max_depth:

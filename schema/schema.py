@@ -1,28 +1,42 @@
-"""The schema object: types plus the extensions every operation runs through."""
+"""The schema object, and how a request's operation runs through it."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, TypeGuard, cast
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import AddValidationRules, DisableIntrospection, ValidationCache
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    execute,
+    specified_rules,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
+from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
 
+from lookalike.resolvers.context import Context
 from lookalike.schema.access import AccessControl
 from lookalike.schema.books import BookQuery
-from lookalike.schema.documents import CachedParsing, DocumentLimits
-from lookalike.schema.errors import ErrorCodes, is_expected
+from lookalike.schema.documents import DocumentLimits
+from lookalike.schema.errors import coded, is_expected
 from lookalike.schema.execution import planned
 from lookalike.schema.faces import FaceQuery, Mutation
 from lookalike.schema.limits import limit_rules
+from lookalike.schema.operation_cache import OperationCache
 from lookalike.services.settings import Settings
 
 log = logging.getLogger("lookalike.graphql")
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+IsAwaitable = Callable[[Any], TypeGuard[Awaitable[Any]]]
 
 
 class RememberedNames(NameConverter):
@@ -41,49 +55,105 @@ class RememberedNames(NameConverter):
 
 
 class Schema(strawberry.Schema):
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    """The types, and ``run``: what happens to an operation between the endpoint, which has
+    parsed the document and picked the operation (documents.py), and the resolvers.
+
+    Strawberry's ``execute`` runs a request through its extensions runner: extension objects
+    made per request, a context manager per hook and extension, a middleware manager and an
+    execution context of its own, a sixth of a single book query's server time (bench.books
+    --profile). What extensions would do is done here once per document or directly: a
+    caller who may not run the operation is refused first (access.py: nothing about fields
+    or costs is given away); a document is validated once, with the limit rules (kept per
+    operation, like the executor's costs and plans); graphql-core executes it with the
+    planned executor (execution.py); every error leaves with a code (errors.py). Strawberry's
+    own ``execute`` is refused: it would run without the limits.
+    """
+
+    def __init__(
+        self, *, access: AccessControl, rules: Sequence[type[ASTValidationRule]], **kwargs: Any
     ) -> None:
+        super().__init__(**kwargs)
+        self.access = access
+        self.rules = (*specified_rules, *rules)
+        self.validated: OperationCache[list[GraphQLError]] = OperationCache()
+
+    async def run(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any],
+        context: Context,
+    ) -> ExecutionResult:
+        refused = self.access.refusal(document, operation.operation, context.caller)
+        if refused is not None:
+            return ExecutionResult(None, [refused])
+        errors = self.validated.get(operation, lambda: self._validate(document))
+        if errors:
+            self.process_errors(errors)
+            return ExecutionResult(None, errors)
+        result = execute(
+            self._schema,
+            document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation.name.value if operation.name else None,
+            executor_class=self.execution_context_class,
+            # Strawberry's check (fast for plain values), as its own execute passes it
+            is_awaitable=cast("IsAwaitable", optimized_is_awaitable),
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        if result.errors:
+            self.process_errors(result.errors)
+            # what is left uncoded was raised while executing: a variable graphql-core could
+            # not coerce is the client's, anything unexpected is a bug
+            result.errors = [coded(error, "BAD_USER_INPUT") for error in result.errors]
+        return result
+
+    def _validate(self, document: DocumentNode) -> list[GraphQLError]:
+        """Strawberry's validation (graphql-core's rules and its own) with the limit rules."""
+        errors = validate_document(self._schema, document, self.rules)
+        return [coded(error, VALIDATION_FAILED) for error in errors]
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Log a traceback only for what is a bug; client mistakes are in the request log."""
         for error in errors:
             if not is_expected(error):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("lookalike runs operations with Schema.run (limits, access, codes)")
+
+    def execute_sync(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("lookalike runs operations with Schema.run (limits, access, codes)")
 
 
 Query = merge_types("Query", (BookQuery, FaceQuery))
 
 
 def build_schema(settings: Settings) -> Schema:
-    """The schema with this deployment's limits.
+    """The schema with this deployment's limits and access rules.
 
-    Clients send the same few documents over and over: each is parsed and validated once
-    (documents.py and Strawberry's ValidationCache keep them; the limit rules are made here,
-    once, so the cache recognises them), and the cost is checked as execution begins.
-    AccessControl must come after ValidationCache: both set the validation step's errors, and
-    a refused caller must stay refused (and learn nothing about costs or fields).
+    The limit rules are made here, once: validation is kept per operation, so a document is
+    checked against them once however often it is sent.
     """
-    rules = limit_rules(
-        max_depth=settings.max_query_depth,
-        max_aliases=settings.max_query_aliases,
-        max_introspection_depth=settings.max_introspection_depth,
+    rules: list[type[ASTValidationRule]] = list(
+        limit_rules(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_introspection_depth=settings.max_introspection_depth,
+        )
     )
-    extensions: list[Any] = [
-        lambda: CachedParsing(document_limits(settings)),
-        lambda: AddValidationRules(list(rules)),
-        # bounded like the parse cache: it keeps the documents it has seen alive
-        lambda: ValidationCache(maxsize=128),
-        lambda: AccessControl(
-            keys_configured=bool(settings.api_keys or settings.identify_keys),
-            keys_for_queries=settings.require_key_for_queries,
-        ),
-        ErrorCodes,
-    ]
     if not settings.introspection:
-        extensions.insert(0, DisableIntrospection)
+        rules.append(NoSchemaIntrospectionCustomRule)
     return Schema(
         query=Query,
         mutation=Mutation,
-        extensions=extensions,
+        access=AccessControl(
+            keys_configured=bool(settings.api_keys or settings.identify_keys),
+            keys_for_queries=settings.require_key_for_queries,
+        ),
+        rules=rules,
         execution_context_class=planned(settings.max_query_cost),
         config=StrawberryConfig(name_converter=RememberedNames()),
     )
