@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
@@ -35,16 +36,37 @@ class BookRead:
 
 
 class Loaders:
+    """A request's loaders, each made when first asked for (a request uses one or two)."""
+
     def __init__(self, catalogue: Catalogue, faces: FaceStore, queries: QueryEmbeddings) -> None:
         self.catalogue = catalogue
+        self.faces = faces
         self.queries = queries
         self.seen: dict[str, Book] = {}  # every book this request read, its reads merged
-        self.books = DataLoader[BookRead, Book | None](load_fn=self._load_books)
-        self.similar = DataLoader[SimilarRequest, list[Match]](load_fn=self._load_similar)
-        self.radius = DataLoader[RadiusRequest, RadiusPage](load_fn=self._load_radius)
-        self.search = DataLoader[SearchRequest, list[Match]](load_fn=self._load_search)
-        self.recommend = DataLoader[RecommendRequest, list[Match]](load_fn=self._load_recommend)
-        self.people = DataLoader[str, Person | None](load_fn=faces.get_many)
+
+    @cached_property
+    def books(self) -> DataLoader[BookRead, Book | None]:
+        return DataLoader(load_fn=self._load_books)
+
+    @cached_property
+    def similar(self) -> DataLoader[SimilarRequest, list[Match]]:
+        return DataLoader(load_fn=self._load_similar)
+
+    @cached_property
+    def radius(self) -> DataLoader[RadiusRequest, RadiusPage]:
+        return DataLoader(load_fn=self._load_radius)
+
+    @cached_property
+    def search(self) -> DataLoader[SearchRequest, list[Match]]:
+        return DataLoader(load_fn=self._load_search)
+
+    @cached_property
+    def recommend(self) -> DataLoader[RecommendRequest, list[Match]]:
+        return DataLoader(load_fn=self._load_recommend)
+
+    @cached_property
+    def people(self) -> DataLoader[str, Person | None]:
+        return DataLoader(load_fn=self.faces.get_many)
 
     def remember(self, books: Sequence[Book]) -> None:
         for book in books:

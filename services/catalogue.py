@@ -35,7 +35,7 @@ from lookalike.services.book_requests import (
 from lookalike.services.diversity import NO_DIVERSITY, Diversity
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.recommendations import RecommendStrategy, average_vector_query
-from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.redis_connection import Redis, in_one_round_trip, redis_errors
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.search_indexes import index_info
 from lookalike.services.search_jobs import (
@@ -108,15 +108,9 @@ class Catalogue:
             return []
         names = [EXISTS, *fields.returned()]
         keys = [name.encode() for name in names]
-
-        async def read(client: Redis) -> list[Any]:
-            async with client.pipeline(transaction=False) as pipe:
-                for book_id in book_ids:
-                    pipe.hmget(self.doc_key(book_id), names)
-                return await pipe.execute()
-
+        commands = [("HMGET", self.doc_key(book_id), *names) for book_id in book_ids]
         async with redis_errors():
-            rows = await self.reads.run(read)
+            rows = await self.reads.run(lambda client: in_one_round_trip(client, commands))
         return [
             Book(book_id, fields, dict(zip(keys, row, strict=True))) if row[0] else None
             for book_id, row in zip(book_ids, rows, strict=True)
@@ -188,15 +182,9 @@ class Catalogue:
         )
         fetched: dict[str, bytes | None] = {}
         if missing:
-
-            async def read(client: Redis) -> list[Any]:
-                async with client.pipeline(transaction=False) as pipe:
-                    for book_id in missing:
-                        pipe.hget(self.doc_key(book_id), VECTOR_FIELD)
-                    return await pipe.execute()
-
+            commands = [("HGET", self.doc_key(book_id), VECTOR_FIELD) for book_id in missing]
             async with redis_errors():
-                blobs = await self.reads.run(read)
+                blobs = await self.reads.run(lambda client: in_one_round_trip(client, commands))
             found = zip(missing, blobs, strict=True)
             fetched = {i: blob if isinstance(blob, bytes) else None for i, blob in found}
         return [

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -248,6 +248,18 @@ async def search_knows_every_shard(client: RedisCluster, wait: float = 15.0) -> 
             with contextlib.suppress(ResponseError):  # a command that asks every shard
                 await client.execute_command("FT.INFO", "lookalike:topology", target_nodes=node)
             await asyncio.sleep(0.1)
+
+
+async def in_one_round_trip(client: Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Each command's reply, all sent in one round trip: a pipeline, or the command alone
+    when there is only one (redis-py's pipeline object costs more than the command it sends:
+    a single book query's reads are one command each)."""
+    if len(commands) == 1:
+        return [await client.execute_command(*commands[0])]
+    async with client.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
 
 
 def is_cluster(client: Redis) -> bool:

@@ -10,13 +10,13 @@ every shard and merges their hits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from redisvl.query import BaseQuery
 
-from lookalike.services.redis_connection import Redis, redis_errors
+from lookalike.services.redis_connection import Redis, in_one_round_trip, redis_errors
 from lookalike.services.redis_replicas import Reads
 
 
@@ -88,13 +88,10 @@ class SearchPipeline:
         request's own writes whatever was written before it (a delete finding what to delete)."""
         if not queries:
             return []
-        commands = [search_arguments(self.index_name, query) for query in queries]
+        commands = [("FT.SEARCH", *search_arguments(self.index_name, q)) for q in queries]
 
-        async def send(client: Redis) -> list[Any]:
-            async with client.pipeline(transaction=False) as pipe:
-                for arguments in commands:
-                    pipe.execute_command("FT.SEARCH", *arguments)
-                return await pipe.execute()
+        def send(client: Redis) -> Awaitable[list[Any]]:
+            return in_one_round_trip(client, commands)
 
         async with redis_errors():
             replies = await (send(self.reads.primary) if primary else self.reads.run(send))
