@@ -27,12 +27,12 @@ def observe_request(
     codes: Sequence[str],
     client: str | None,
 ) -> None:
-    label = metrics.operation_label(operation)
-    metrics.REQUESTS.labels(label).inc()
-    metrics.LATENCY.labels(label).observe(seconds)
+    series = metrics.operation_series(operation)
+    series.requests.inc()
+    series.latency.observe(seconds)
     metrics.ROUND_TRIPS.observe(usage.round_trips)
     for code in codes:
-        metrics.ERRORS.labels(label, code).inc()
+        metrics.ERRORS.labels(series.label, code).inc()
     log.info(
         "graphql",
         extra={

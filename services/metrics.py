@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
+from functools import cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -82,6 +84,23 @@ def operation_label(name: str | None) -> str:
             _operations.add(name)
             return name
     return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSeries:
+    label: str
+    requests: Counter
+    latency: Histogram
+
+
+@cache  # at most MAX_OPERATIONS + 2 labels, so as many entries
+def _series(label: str) -> OperationSeries:
+    return OperationSeries(label, REQUESTS.labels(label), LATENCY.labels(label))
+
+
+def operation_series(name: str | None) -> OperationSeries:
+    """An operation's request count and latency series (the labelled children, found once)."""
+    return _series(operation_label(name))
 
 
 def render() -> bytes:
