@@ -206,11 +206,24 @@ class Planner:
             self.places[key] = (nodes, made)
         else:
             made = known[1]
-        if made is None:
-            return UNPLANNED
+        return UNPLANNED if made is None else self._run(made, result, path)
+
+    def complete_root(self, root_type: GraphQLObjectType, fields: Any, root_value: Any) -> Any:
+        """The root fields' answers (``fields``: graphql-core's grouped field set), as
+        ``complete`` completes a value: the operation's root is its first place."""
+        key = (id(root_type), ())
+        known = self.places.get(key)
+        if known is None:
+            made = self._fields(root_type, fields, root=True)
+            self.places[key] = ((), made)
+        else:
+            made = known[1]
+        return UNPLANNED if made is None else self._run(made, root_value, None)
+
+    def _run(self, made: Made, value: Any, path: Path | None) -> Any:
         run = Run(self.executor)
         try:
-            answer = made.plan(result, path, run)
+            answer = made.plan(value, path, run)
         except Exception:
             _discard(run.pending)
             raise
@@ -223,10 +236,16 @@ class Planner:
         while pending:
             level = pending[:]
             pending.clear()
-            results = await asyncio.gather(*(w.result for w in level), return_exceptions=True)
-            failed = next((r for r in results if isinstance(r, BaseException)), None)
-            if failed is not None:  # before the next level is asked for: nothing wasted
-                raise NotPlain from failed
+            if len(level) == 1:  # one field (a single book's similar): no gathering future
+                try:
+                    results = [await level[0].result]
+                except Exception as error:
+                    raise NotPlain from error
+            else:
+                results = await asyncio.gather(*(w.result for w in level), return_exceptions=True)
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:  # before the next level is asked for: nothing wasted
+                    raise NotPlain from failed
             try:
                 for waiting, result in zip(level, results, strict=True):
                     waiting.answer[waiting.key] = waiting.plan(result, waiting.path, run)
@@ -247,8 +266,13 @@ class Planner:
         if not is_object_type(type_) or type_.is_type_of is not None:
             return None
         grouped, deferred, _ = self.executor.collect_subfields(type_, field_details_list)
-        if deferred:
-            return None
+        return None if deferred else self._fields(type_, grouped)
+
+    def _fields(
+        self, type_: GraphQLObjectType, grouped: Mapping[str, Any], *, root: bool = False
+    ) -> Made | None:
+        """The plan of an object of ``type_`` whose fields, by response name, are these
+        (``root``: the operation's root, whose value may be None)."""
         steps: list[Step] = []
         for response_name, details in grouped.items():
             step = self.step(type_, response_name, details)
@@ -259,7 +283,7 @@ class Planner:
             isinstance(step, Resolve) or (isinstance(step, Read) and step.made.needs_path)
             for step in steps
         )
-        return Made(_object(type_.name, steps), needs_path)
+        return Made(_object(type_.name, steps, root=root), needs_path)
 
     def step(self, parent: GraphQLObjectType, response_name: str, details: Any) -> Step | None:
         name = details[0].node.name.value
@@ -358,9 +382,9 @@ class Typename:
 Step = Read | Resolve | Typename
 
 
-def _object(type_name: str, steps: list[Step]) -> Plan:
+def _object(type_name: str, steps: list[Step], *, root: bool = False) -> Plan:
     def complete(value: Any, path: Path | None, run: Run) -> Any:
-        if value is None:
+        if value is None and not root:
             return None
         answer: dict[str, Any] = {}
         for step in steps:

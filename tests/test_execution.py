@@ -155,6 +155,15 @@ class TreeQuery:
     def roots(self) -> list[Tree]:
         return [Tree(id=n, name=f"n{n}") for n in (1, 2, 3)]
 
+    @strawberry.field
+    async def node(self, info: strawberry.Info, id: int) -> Tree | None:
+        """A root field that waits on the loader (the root is planned too)."""
+        if id < 0:
+            raise ValueError("ids are not negative")
+        info.context["calls"] += 1
+        await info.context["loader"].load((id, 2))  # fails for 21, as children(k: 2) does
+        return Tree(id=id, name=f"n{id}")
+
 
 TREE_STANDARD = strawberry.Schema(query=TreeQuery)
 TREE_PLANNED = strawberry.Schema(query=TreeQuery, execution_context_class=planned(10**9))
@@ -165,6 +174,10 @@ TREE_DOCUMENTS = [
     "{ roots { children { id children { id children { name } } } } }",  # n21 fails, deep
     "{ roots { id children(k: -1) { id } } }",  # a resolver that raises
     "query($k: Int!) { roots { ...F } } fragment F on Tree { children(k: $k) { id } }",
+    # root fields that wait on a loader: one batch for the root, then a level
+    "{ a: node(id: 1) { id children(k: 3) { name } } b: node(id: 2) { name } __typename }",
+    "{ a: node(id: 1) { id } b: node(id: -1) { id } }",  # a root resolver that raises
+    "{ a: node(id: 21) { id } b: node(id: 3) { children(k: 1) { id } } }",  # a root load fails
 ]
 
 
