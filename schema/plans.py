@@ -42,7 +42,6 @@ from weakref import WeakKeyDictionary
 
 from graphql import (
     FieldNode,
-    GraphQLError,
     GraphQLField,
     GraphQLObjectType,
     GraphQLOutputType,
@@ -62,6 +61,7 @@ from strawberry.types.field import StrawberryField
 
 from lookalike.schema.documents import CACHE_ENTRIES, CACHE_TEXT
 from lookalike.schema.operation_cache import Fragments, ValuesCache, directive_variables
+from lookalike.schema.resolver_calls import DirectResolver, ResolverCalls
 
 
 class NotPlain(Exception):
@@ -177,21 +177,31 @@ class OperationPlans:
             directive_variables, size, budget, per_operation
         )
 
-    def planner(self, executor: Any, plain: PlainFields, fragments: Fragments) -> Planner:
-        """The planner of the operation ``executor`` runs, with the plans made so far."""
+    def planner(
+        self,
+        executor: Any,
+        plain: PlainFields,
+        fragments: Fragments,
+        calls: ResolverCalls | None,
+    ) -> Planner:
+        """The planner of the operation ``executor`` runs, with the plans made so far;
+        ``calls``: Strawberry's resolvers are called directly (``resolver_calls``)."""
         variables: VariableValues = executor.variable_values
         places = self.kept.get(executor.operation, fragments, variables.coerced, dict)
-        return Planner(executor, plain, places)
+        return Planner(executor, plain, places, calls)
 
 
 class Planner:
     """Completes values of one request by the operation's plans, making those it lacks.
     ``executor`` is graphql-core's Executor running the request."""
 
-    def __init__(self, executor: Any, plain: PlainFields, places: Places) -> None:
+    def __init__(
+        self, executor: Any, plain: PlainFields, places: Places, calls: ResolverCalls | None
+    ) -> None:
         self.executor = executor
         self.plain = plain
         self.places = places
+        self.calls = calls
 
     def complete(
         self, return_type: GraphQLOutputType, field_details_list: Any, path: Path, result: Any
@@ -298,23 +308,27 @@ class Planner:
             return None
         if plain is not None:
             return Read(response_name, plain, made)
-        if _definition(field) is None:
+        definition = _definition(field)
+        if definition is None:
             return None
         executor = self.executor
         node: FieldNode = details[0].node
+        direct = self.calls.resolver(definition) if self.calls is not None else None
         fixed: dict[str, Any] | None = None
         if not any(_holds_variables(argument.value) for argument in node.arguments or ()):
-            try:  # the same in every request: coerced once
+            try:  # the same in every request: coerced (and converted) once
                 fixed = _arguments(field, node, executor)
-            except GraphQLError:
+                if direct is not None:
+                    fixed = direct.arguments(fixed)
+            except Exception:  # graphql-core's own path will report it
                 return None
-        resolve = field.resolve or executor.field_resolver
         return Resolve(
             response_name,
             field,
             parent,
             [d.node for d in details],
-            resolve,
+            field.resolve or executor.field_resolver,
+            direct,
             fixed,
             made,
             executor.is_awaitable,
@@ -353,23 +367,28 @@ class Resolve:
     field: GraphQLField
     parent: GraphQLObjectType
     nodes: list[FieldNode]
-    resolve: Callable[..., Any]
+    resolve: Callable[..., Any]  # graphql-core's resolver: Strawberry's wrapper
+    direct: DirectResolver | None  # or the resolver itself (then arguments are converted)
     fixed: Mapping[str, Any] | None  # the arguments, when no variable is in them
     made: Made
     is_awaitable: Callable[[Any], bool]
 
     def call(self, source: Any, path: Path, run: Run) -> Any:
-        """The resolver's result, called as graphql-core calls it."""
+        """The resolver's result, called as graphql-core (or Strawberry's wrapper) calls it."""
         arguments = self.fixed
         if arguments is None:
             arguments = run.arguments.get(id(self))
             if arguments is None:
                 try:
                     arguments = _arguments(self.field, self.nodes[0], run.executor)
-                except GraphQLError:  # graphql-core's own path will report it
+                    if self.direct is not None:
+                        arguments = self.direct.arguments(arguments)
+                except Exception:  # graphql-core's own path will report it
                     raise NotPlain from None
                 run.arguments[id(self)] = arguments
         info = run.executor.build_resolve_info(self.field, self.nodes, self.parent, path)
+        if self.direct is not None:
+            return self.direct(source, info, arguments)
         return self.resolve(source, info, **arguments)
 
 

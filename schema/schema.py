@@ -32,6 +32,7 @@ from lookalike.schema.execution import planned
 from lookalike.schema.faces import FaceQuery, Mutation
 from lookalike.schema.limits import limit_rules
 from lookalike.schema.operation_cache import OperationCache
+from lookalike.schema.resolver_calls import ResolverCalls
 from lookalike.services.settings import Settings
 
 log = logging.getLogger("lookalike.graphql")
@@ -146,7 +147,8 @@ def build_schema(settings: Settings) -> Schema:
     )
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
-    return Schema(
+    executor = planned(settings.max_query_cost)
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         access=AccessControl(
@@ -154,9 +156,11 @@ def build_schema(settings: Settings) -> Schema:
             keys_for_queries=settings.require_key_for_queries,
         ),
         rules=rules,
-        execution_context_class=planned(settings.max_query_cost),
+        execution_context_class=executor,
         config=StrawberryConfig(name_converter=RememberedNames()),
     )
+    executor.calls = ResolverCalls.of(schema)
+    return schema
 
 
 def document_limits(settings: Settings) -> DocumentLimits:

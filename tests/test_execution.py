@@ -1,9 +1,11 @@
-"""The executor's plain-leaf path answers exactly as graphql-core's own path does.
+"""The executor's plans answer exactly as graphql-core's own path does.
 
 Leaves that Strawberry serves by reading an attribute are completed without a ResolveInfo or
-a resolver call (schema/execution.py). A tiny schema holds every kind of leaf and every way
-one can go wrong; the same documents run through Strawberry's standard executor and through
-lookalike's, and the answers (data, error messages, paths) must be the same.
+a resolver call (schema/execution.py), and resolvers are called directly, their arguments
+converted once per place (schema/resolver_calls.py). A tiny schema holds every kind of leaf,
+resolvers with self, parent, info, input and enum arguments, and every way one can go wrong;
+the same documents run through Strawberry's standard executor and through lookalike's, and
+the answers (data, error messages, paths) must be the same.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from lookalike.schema.execution import planned
+from lookalike.schema.resolver_calls import ResolverCalls
+
+
+def _planned(query: type) -> strawberry.Schema:
+    """A schema run by lookalike's executor, its resolvers called directly, as in the app."""
+    executor = planned(10**9)
+    schema = strawberry.Schema(query=query, execution_context_class=executor)
+    executor.calls = ResolverCalls.of(schema)
+    return schema
 
 
 @strawberry.enum
@@ -34,10 +45,17 @@ class Record:
         "count", "friend", "id", "missing", "name", "rating", "shade", "strict", "text_count",
     )  # fmt: skip
     friend: Record | None
+    name: str
 
     def __init__(self, **values: Any) -> None:
         for name, value in values.items():
             setattr(self, name, value)
+
+
+@strawberry.input
+class Decoration:
+    prefix: str = ""
+    shade: Shade | None = None
 
 
 @strawberry.type
@@ -55,6 +73,21 @@ class Item:
     @strawberry.field
     def shout(self, times: int = 1) -> str:  # a resolver with arguments: not a plain leaf
         return self.name.upper() * times
+
+    @strawberry.field
+    def decorated(
+        self,
+        parent: strawberry.Parent[Record],
+        info: strawberry.Info,
+        style: Decoration | None = None,
+        ids: list[strawberry.ID] | None = None,
+    ) -> str:
+        """Parent, Info, an input type, an enum inside it and a list of IDs, converted."""
+        assert isinstance(style, Decoration | None)
+        assert isinstance(ids, list | None)
+        shade = style.shade.value if style and style.shade else "-"
+        prefix = style.prefix if style else ""
+        return f"{prefix}{parent.name}:{shade}:{','.join(ids or [])}:{info.path.key}"
 
 
 ITEMS = [
@@ -78,7 +111,7 @@ class Query:
 
 
 STANDARD = strawberry.Schema(query=Query)
-PLANNED = strawberry.Schema(query=Query, execution_context_class=planned(10**9))
+PLANNED = _planned(Query)
 
 DOCUMENTS = [
     "{ items { id name count rating shade } }",
@@ -90,6 +123,11 @@ DOCUMENTS = [
     "query($s: Boolean!) { items { id name @include(if: $s) count @skip(if: $s) } }",
     "{ items { name friend { name friend { id shade } } } }",
     "{ items { name friend { strict friend { name } } } }",  # a null deep inside a plain tree
+    # resolvers called directly: literal arguments converted once, variables once a request
+    '{ items { decorated d: decorated(style: {prefix: "x", shade: DARK}, ids: [1, "2"]) } }',
+    "query($p: String!) { first { decorated(style: {prefix: $p}) friend { decorated } } }",
+    "query($d: Decoration) { items { decorated(style: $d) } }",
+    '{ items { decorated(ids: ["1"]) shout(times: -1) } }',
 ]
 
 
@@ -100,7 +138,7 @@ def _answer(result: Any) -> tuple[Any, list[tuple[str, Any]]]:
 
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_plain_leaves_answer_as_graphql_core_does(document: str) -> None:
-    variables = {"s": True}
+    variables = {"s": True, "p": ">", "d": {"prefix": "v", "shade": "LIGHT"}}
     standard = STANDARD.execute_sync(document, variable_values=variables)
     planned_answer = PLANNED.execute_sync(document, variable_values=variables)
     assert _answer(planned_answer) == _answer(standard)
@@ -166,7 +204,7 @@ class TreeQuery:
 
 
 TREE_STANDARD = strawberry.Schema(query=TreeQuery)
-TREE_PLANNED = strawberry.Schema(query=TreeQuery, execution_context_class=planned(10**9))
+TREE_PLANNED = _planned(TreeQuery)
 
 TREE_DOCUMENTS = [
     "{ roots { id children(k: 2) { name children(k: 3) { id name } } } }",
@@ -257,8 +295,34 @@ def test_awaitables_in_plain_fields_are_awaited_as_graphql_core_does() -> None:
 
     async def both() -> tuple[Any, Any]:
         standard = await strawberry.Schema(query=SlowQuery).execute(document)
-        planned_schema = strawberry.Schema(query=SlowQuery, execution_context_class=planned(10**9))
+        planned_schema = _planned(SlowQuery)
         return standard, await planned_schema.execute(document)
 
     standard, planned_answer = anyio.run(both)
     assert planned_answer.data == standard.data == {"slow": [{"name": "real", "tags": ["a", "b"]}]}
+
+
+class Nobody(strawberry.BasePermission):
+    message = "nobody may"
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Guarded:
+    @strawberry.field(permission_classes=[Nobody])
+    def secret(self) -> str:
+        return "no"
+
+
+def test_resolvers_are_called_directly_unless_strawberry_must_wrap_them() -> None:
+    calls = ResolverCalls.of(PLANNED)
+    assert calls is not None
+    item = {f.python_name: f for f in Item.__strawberry_definition__.fields}  # type: ignore[attr-defined]
+    direct = calls.resolver(item["decorated"])
+    assert direct is not None
+    assert (direct.parent, direct.info, direct.with_self) == ("parent", "info", True)
+    assert calls.resolver(item["name"]) is None  # no resolver: read as an attribute
+    guarded = Guarded.__strawberry_definition__.fields[0]  # type: ignore[attr-defined]
+    assert calls.resolver(guarded) is None  # a permission class is a field extension

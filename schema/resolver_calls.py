@@ -1,0 +1,114 @@
+"""Calling a Strawberry resolver as Strawberry's own wrapper calls it, its arguments converted
+once per place of a query instead of at every call.
+
+Strawberry wraps each resolver (``GraphQLCoreConverter.from_resolver``) in a function that, at
+every call, makes a ``strawberry.Info``, converts every argument graphql-core coerced into the
+Python values the resolver takes (input types into their classes, enums, IDs), fills in the
+self, parent, root and info parameters the resolver asks for, and calls it
+(``StrawberryField.get_result``). At one place of a query the arguments are the same for
+every parent: the benchmark's nested query converted the five arguments of ``Book.similar``
+for each of its 121 calls, a sixth of its time. Plans (``plans``) convert them once per place
+and call the resolver with the rest of what the wrapper does.
+
+A field keeps Strawberry's wrapper when anything could make a call differ: field extensions
+(permission classes among them), the schema's exception handlers, or an argument type that
+builds itself from the call's Info (``from_input``). The converted values are shared by the
+calls at one place, so a resolver must not change its arguments (none here does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLResolveInfo
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.base import get_object_definition
+from strawberry.types.field import StrawberryField
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverCalls:
+    """What calling a schema's resolvers directly needs from the schema."""
+
+    config: StrawberryConfig
+    scalar_registry: Mapping[object, Any]
+
+    @classmethod
+    def of(cls, schema: strawberry.Schema) -> ResolverCalls | None:
+        """None when the schema converts exceptions (its handlers live in the wrapper)."""
+        if schema.exception_handlers:
+            return None
+        return cls(schema.config, schema.schema_converter.scalar_registry)
+
+    def resolver(self, field: StrawberryField) -> DirectResolver | None:
+        """The field's resolver to call directly, or None: Strawberry's wrapper calls it."""
+        resolver = field.base_resolver
+        if resolver is None or field.extensions:
+            return None
+        if any(_builds_itself(argument.type, set()) for argument in field.arguments):
+            return None
+
+        def name(parameter: Any) -> str | None:
+            return parameter.name if parameter is not None else None
+
+        return DirectResolver(
+            field,
+            self,
+            with_self=resolver.self_parameter is not None,
+            parent=name(resolver.parent_parameter),
+            root=name(resolver.root_parameter),
+            info=name(resolver.info_parameter),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DirectResolver:
+    field: StrawberryField
+    calls: ResolverCalls
+    with_self: bool  # the parameters that receive the parent object, and the Info
+    parent: str | None
+    root: str | None
+    info: str | None
+
+    def arguments(self, coerced: Mapping[str, Any]) -> dict[str, Any]:
+        """graphql-core's coerced arguments as the resolver takes them: Python names and
+        values (the wrapper's conversion, without an Info: no argument type here reads it)."""
+        return convert_arguments(
+            dict(coerced),
+            self.field.arguments,
+            scalar_registry=self.calls.scalar_registry,
+            config=self.calls.config,
+        )
+
+    def __call__(
+        self, source: Any, info: GraphQLResolveInfo[Any], arguments: Mapping[str, Any]
+    ) -> Any:
+        """The resolver's result for ``source``, ``arguments`` as ``arguments`` made them."""
+        strawberry_info = self.calls.config.info_class(_raw_info=info, _field=self.field)
+        kwargs = dict(arguments)  # shared by the place's calls: each adds its own parameters
+        if self.parent is not None:
+            kwargs[self.parent] = source
+        if self.root is not None:
+            kwargs[self.root] = source
+        if self.info is not None:
+            kwargs[self.info] = strawberry_info
+        args = [source] if self.with_self else []
+        return self.field.get_result(source, info=strawberry_info, args=args, kwargs=kwargs)
+
+
+def _builds_itself(type_: Any, seen: set[int]) -> bool:
+    """Whether an argument of this type, or an input type inside it, builds itself from the
+    call's Info (``from_input``)."""
+    while hasattr(type_, "of_type"):  # optional, list
+        type_ = type_.of_type
+    definition = get_object_definition(type_)
+    if definition is None or id(definition) in seen:
+        return False
+    seen.add(id(definition))
+    if definition.from_input is not None:
+        return True
+    return any(_builds_itself(field.type, seen) for field in definition.fields)
