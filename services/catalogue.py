@@ -12,6 +12,7 @@ are replicas (``Reads``); on a cluster a pipeline is split by shard and sent to 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.recommendations import RecommendStrategy, average_vector_query
 from lookalike.services.redis_connection import Redis, in_one_round_trip, redis_errors
 from lookalike.services.redis_replicas import Reads
+from lookalike.services.search_answers import KeptAnswers
 from lookalike.services.search_indexes import index_info
 from lookalike.services.search_jobs import (
     BestScoreJob,
@@ -98,6 +100,8 @@ class Catalogue:
         self.loading = False  # a (re)load is writing books: not ready, answers may be partial
         self._searches = SearchPipeline(self.reads, settings.index_name)
         self.queries = BookQueries(settings)
+        self.answers: KeptAnswers[Match] = KeptAnswers()  # searchBooks, per catalogue version
+        self.version_key = f"catalogue-version:{settings.index_name}"
 
     def doc_key(self, book_id: str) -> str:
         return self._prefix + book_id
@@ -134,16 +138,47 @@ class Catalogue:
         self, requests: Sequence[SearchRequest], vectors: Sequence[bytes]
     ) -> list[list[Match]]:
         """searchBooks: each text's k books by meaning, by words, or both (its ``mode``), all
-        in one pipeline (HYBRID sends both of its queries in it)."""
+        in one pipeline (HYBRID sends both of its queries in it). An answer kept from an
+        earlier request is served while the catalogue's version is the one it was read at
+        (``search_answers``): one round trip for the version, none for the searches."""
+        answers: dict[SearchRequest, list[Match]] = {}
+        kept = {r: hit for r in requests if (hit := self.answers.get(r)) is not None}
+        if kept:
+            now = await self.version()
+            answers = {r: list(answer) for r, (version, answer) in kept.items() if version == now}
+        todo = [(r, v) for r, v in zip(requests, vectors, strict=True) if r not in answers]
         jobs: list[SearchJob] = []
-        for r, vector in zip(requests, vectors, strict=True):
+        for r, vector in todo:
             if r.mode is SearchMode.SEMANTIC:
                 search = VectorSearch(vector, r.k, r.facets, r.fields, r.leave_out(), r.choice)
                 jobs.append(self._nearest_job(search))
                 continue
             kind = KeywordJob if r.mode is SearchMode.KEYWORD else HybridJob
             jobs.append(kind(r.text, vector, r.k, r.facets, r.fields, r.leave_out(), r.choice))
-        return await self.run(jobs)
+        if jobs:
+            version, found = await self._run_reading_version(jobs)
+            for (request, _), answer in zip(todo, found, strict=True):
+                answers[request] = answer
+                if version is not None:
+                    self.answers.put(request, version, answer)
+        return [answers[r] for r in requests]
+
+    async def version(self) -> bytes | None:
+        """The catalogue's version: a token every writer of books or of the index changes."""
+        async with redis_errors():
+            found = await self.reads.run(lambda c: c.execute_command("GET", self.version_key))
+        return found if isinstance(found, bytes) else None
+
+    async def changed(self) -> None:
+        """A new catalogue version: answers kept from before are not served again. Every
+        writer of books or of the index calls it (a load before and after its writes)."""
+        async with redis_errors():
+            await self.redis.set(self.version_key, secrets.token_hex(8))
+
+    async def ensure_version(self) -> None:
+        """A version for a catalogue that has none yet (stored before versions were)."""
+        async with redis_errors():
+            await self.redis.set(self.version_key, secrets.token_hex(8), nx=True)
 
     async def recommend(
         self, requests: Sequence[RecommendRequest], examples: Mapping[str, Book]
@@ -219,14 +254,35 @@ class Catalogue:
     async def run(self, jobs: Sequence[SearchJob]) -> list[list[Match]]:
         """Every job's queries in one pipeline a round, until every job has its answer (at
         most ``search_jobs.MAX_ROUNDS`` rounds)."""
+        return (await self._rounds(jobs, version=False))[1]
+
+    async def _run_reading_version(
+        self, jobs: Sequence[SearchJob]
+    ) -> tuple[bytes | None, list[list[Match]]]:
+        """``run``, the catalogue's version read with the first round's queries; None for the
+        version when there is none, or when a job needed a second round (its answer comes
+        from two reads, perhaps of two replicas)."""
+        return await self._rounds(jobs, version=True)
+
+    async def _rounds(
+        self, jobs: Sequence[SearchJob], *, version: bool
+    ) -> tuple[bytes | None, list[list[Match]]]:
+        read: bytes | None = None
         pending = [job for job in jobs if not job.done]
+        first = True
         while pending:
             asked = [(job, job.queries(self.queries)) for job in pending]
-            replies = iter(await self._searches.run([q for _, found in asked for q in found]))
+            queries = [q for _, found in asked for q in found]
+            if first and version:
+                read, found_replies = await self._searches.run_reading(queries, self.version_key)
+            else:
+                read, found_replies = None, await self._searches.run(queries)
+            replies = iter(found_replies)
             for job, found in asked:
                 job.take(self.queries, [next(replies) for _ in found])
             pending = [job for job in pending if not job.done]
-        return [job.answer for job in jobs]
+            first = False
+        return read, [job.answer for job in jobs]
 
     async def within_radius(
         self, requests: Sequence[RadiusRequest], sources: Mapping[str, Book]

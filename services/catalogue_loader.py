@@ -26,6 +26,7 @@ from lookalike.services.book_records import book_hash, record_digests, sha256_te
 from lookalike.services.book_writes import write_book
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_upgrade import upgrade_books
+from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.redis_connection import open_redis, redis_errors
 from lookalike.services.redis_lock import held_lock
 from lookalike.services.redis_replicas import open_reads
@@ -73,12 +74,15 @@ class _Pending:
 async def ensure_book_index(catalogue: Catalogue) -> IndexChange:
     """The books index as this version defines it; books an earlier version stored differently
     (JSON documents, the other vector type) are converted before it is rebuilt."""
-    return await ensure_index(
+    change = await ensure_index(
         catalogue.redis,
         catalogue.schema,
         extras=BOOK_INDEX_EXTRAS,
         before_rebuild=lambda: upgrade_books(catalogue),
     )
+    if change != "unchanged":  # a new index, or books converted for a rebuilt one
+        await catalogue.changed()
+    return change
 
 
 async def load_books(
@@ -89,10 +93,13 @@ async def load_books(
     embedder: Callable[[], TextEmbedder],
     progress: Progress | None = None,
 ) -> LoadSummary:
-    """Bring the catalogue in Redis up to date with ``records``; never deletes a book."""
+    """Bring the catalogue in Redis up to date with ``records``; never deletes a book. The
+    catalogue's version changes before the first write and after the last (``Catalogue.
+    changed``): no searchBooks answer read before or during the load is served after it."""
     await ensure_book_index(catalogue)
     summary = LoadSummary()
     writing: asyncio.Task[None] | None = None
+    await catalogue.changed()
     try:
         for chunk in _chunks(records, CHUNK):
             pending = await _changed(catalogue, chunk, summary)
@@ -113,6 +120,8 @@ async def load_books(
             writing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writing
+        with contextlib.suppress(ServiceUnavailable):  # Redis away: the load failed anyway
+            await catalogue.changed()
     return summary
 
 
@@ -216,6 +225,7 @@ async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSumm
     loaded otherwise (``lookalike books load``, an earlier version) is left as it is.
     """
     await ensure_book_index(catalogue)
+    await catalogue.ensure_version()
     if not autoload or not await _needs_autoload(catalogue):
         return None
     async with held_lock(catalogue.redis, f"lock:{autoload_key(catalogue)}"):

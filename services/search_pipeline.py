@@ -88,14 +88,23 @@ class SearchPipeline:
         request's own writes whatever was written before it (a delete finding what to delete)."""
         if not queries:
             return []
-        commands = [("FT.SEARCH", *search_arguments(self.index_name, q)) for q in queries]
+        return [_read(reply) for reply in await self._send(self._commands(queries), primary)]
 
+    async def run_reading(self, queries: Sequence[Search], key: str) -> tuple[Any, list[Reply]]:
+        """The value at ``key`` and the queries' replies, read in one round trip from the same
+        Redis (the catalogue's version with the answers it labels)."""
+        replies = await self._send([("GET", key), *self._commands(queries)], primary=False)
+        return replies[0], [_read(reply) for reply in replies[1:]]
+
+    def _commands(self, queries: Sequence[Search]) -> list[tuple[Any, ...]]:
+        return [("FT.SEARCH", *search_arguments(self.index_name, q)) for q in queries]
+
+    async def _send(self, commands: Sequence[Sequence[Any]], primary: bool) -> list[Any]:
         def send(client: Redis) -> Awaitable[list[Any]]:
             return in_one_round_trip(client, commands)
 
         async with redis_errors():
-            replies = await (send(self.reads.primary) if primary else self.reads.run(send))
-        return [_read(reply) for reply in replies]
+            return await (send(self.reads.primary) if primary else self.reads.run(send))
 
 
 def _read(reply: dict[bytes, Any]) -> Reply:

@@ -16,10 +16,12 @@ import pytest
 from lookalike.services.book_filters import BookFilter
 from lookalike.services.book_index import NUMPY_TYPES
 from lookalike.services.book_records import BookFields, read_source_dir
+from lookalike.services.book_requests import SearchMode, SearchRequest
 from lookalike.services.catalogue import Catalogue, VectorSearch
 from lookalike.services.catalogue_loader import LoadSummary, load_books
 from lookalike.services.errors import CatalogueError
 from lookalike.services.redis_connection import open_client
+from lookalike.services.request_usage import track_usage
 from lookalike.services.search_indexes import drop_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped, shipped_dir
@@ -211,3 +213,56 @@ def test_a_record_the_stored_layout_cannot_hold_is_refused(
     (tmp_path / "1.json").write_text(json.dumps(dict(SAMPLE[0], **change)))
     with pytest.raises(CatalogueError, match=re.escape(message)):
         list(read_source_dir(tmp_path))
+
+
+@both_backends
+def test_a_kept_search_answer_is_served_until_the_catalogue_changes(
+    scratch_settings: Settings,
+) -> None:
+    """searchBooks answers are kept per process with the catalogue's version: asked again,
+    one round trip (the version) and no search; after a load changes a book, or where Redis
+    holds no version, the search runs again and shows what is stored now."""
+    load(scratch_settings, SAMPLE)
+    (vector,) = text_embedder().encode(["giant robots that transform"])
+    titles = BookFields(frozenset({"title"}))
+    requests = [
+        SearchRequest("giant robots that transform", 5, fields=titles, mode=mode) for mode in SearchMode
+    ]
+
+    async def search(catalogue: Catalogue) -> tuple[list[list[tuple[str, str]]], int]:
+        usage = track_usage()
+        found = await catalogue.search(requests, [vector.tobytes()] * len(requests))
+        return [[(m.book.id, m.book.title) for m in answer] for answer in found], (
+            usage.round_trips
+        )
+
+    async def scenario() -> None:
+        client = await open_client(scratch_settings.redis_url or "", 5)
+        catalogue = Catalogue(client, scratch_settings)
+        first, trips = await search(catalogue)
+        assert trips == 1  # the three searches and the version, in one pipeline
+        assert all(answer for answer in first)
+        again, trips = await search(catalogue)
+        assert (again, trips) == (first, 1)  # the version alone
+
+        book_id = first[0][0][0]  # a load elsewhere retitles the nearest book
+        record = next(r for r in SAMPLE if r["id"] == book_id)
+        await load_books(
+            Catalogue(client, scratch_settings),
+            [{**record, "title": "A Title Changed Since"}],
+            shipped=read_shipped(),
+            embedder=text_embedder,
+        )
+        after, trips = await search(catalogue)
+        assert trips == 2  # the version, then the searches again
+        assert after[0][0] == (book_id, "A Title Changed Since")
+        retitled = [answer for answer in after if (book_id, "A Title Changed Since") in answer]
+        assert len(retitled) == len(after)  # every mode searched again shows the new title
+
+        await client.delete(catalogue.version_key)  # a Redis that lost it: nothing is kept
+        for _ in range(2):
+            _, trips = await search(catalogue)
+            assert trips == 2
+        await client.aclose()
+
+    anyio.run(scenario)
