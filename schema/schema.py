@@ -92,18 +92,21 @@ class Schema(strawberry.Schema):
         if errors:
             self.process_errors(errors)
             return ExecutionResult(None, errors)
-        result = execute(
-            self._schema,
-            document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation.name.value if operation.name else None,
-            executor_class=self.execution_context_class,
-            # Strawberry's check (fast for plain values), as its own execute passes it
-            is_awaitable=cast("IsAwaitable", optimized_is_awaitable),
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
+        try:
+            result = execute(
+                self._schema,
+                document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation.name.value if operation.name else None,
+                executor_class=self.execution_context_class,
+                # Strawberry's check (fast for plain values), as its own execute passes it
+                is_awaitable=cast("IsAwaitable", optimized_is_awaitable),
+            )
+            if not isinstance(result, ExecutionResult):
+                result = await result
+        except Exception as error:  # a bug outside any resolver: still a coded GraphQL error
+            result = ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
         if result.errors:
             self.process_errors(result.errors)
             # what is left uncoded was raised while executing: a variable graphql-core could

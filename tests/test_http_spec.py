@@ -17,6 +17,7 @@ import redis
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
+from lookalike.schema.execution import PlannedExecutor
 from lookalike.services.settings import Settings
 from tests.conftest import error_codes, from_address, metric_labels
 from tests.photos import PREFLIGHT, orl
@@ -288,3 +289,20 @@ def test_the_persisted_store_bounds_documents_by_bytes(api: TestClient) -> None:
     )
     again = api.post("/graphql", json={"extensions": extensions}).json()
     assert error_codes(again) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+def test_a_bug_outside_any_resolver_is_a_coded_error_not_a_bare_500(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """graphql-core reports what resolvers raise; something raised around them (a bug in the
+    executor) is still answered as JSON with INTERNAL_SERVER_ERROR, its text not shown."""
+
+    def broken(self: PlannedExecutor, serially: bool | None = None) -> None:
+        raise RuntimeError("the secret internals")
+
+    monkeypatch.setattr(PlannedExecutor, "execute_operation", broken)
+    status, body, _ = ask(api, {"query": '{ book(id: "9") { title } }'}, {})
+    assert status == 200
+    assert body.get("data") is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["INTERNAL_SERVER_ERROR"]
+    assert "secret" not in json.dumps(body)
