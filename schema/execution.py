@@ -90,29 +90,6 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             parent_type, source, field_details_list, path, position_context
         )
 
-    def execute_root_grouped_field_set(
-        self,
-        root_type: GraphQLObjectType,
-        root_value: Any,
-        grouped_field_set: Any,
-        serially: bool,
-        position_context: Any,
-    ) -> AwaitableOrValue[dict[str, Any]]:
-        own = partial(
-            super().execute_root_grouped_field_set,
-            root_type, root_value, grouped_field_set, serially, position_context,
-        )  # fmt: skip
-        if self.planner is None or serially or position_context is not None:
-            return own()
-        try:
-            done = self.planner.complete_root(root_type, grouped_field_set, root_value)
-        except Exception:  # graphql-core's own path will run and report it
-            self.planner = None
-            return own()
-        if isinstance(done, Coroutine):
-            return self.settled(done, own)
-        return own() if done is UNPLANNED else done
-
     def complete_value(
         self,
         return_type: GraphQLOutputType,

@@ -218,18 +218,6 @@ class Planner:
             made = known[1]
         return UNPLANNED if made is None else self._run(made, result, path)
 
-    def complete_root(self, root_type: GraphQLObjectType, fields: Any, root_value: Any) -> Any:
-        """The root fields' answers (``fields``: graphql-core's grouped field set), as
-        ``complete`` completes a value: the operation's root is its first place."""
-        key = (id(root_type), ())
-        known = self.places.get(key)
-        if known is None:
-            made = self._fields(root_type, fields, root=True)
-            self.places[key] = ((), made)
-        else:
-            made = known[1]
-        return UNPLANNED if made is None else self._run(made, root_value, None)
-
     def _run(self, made: Made, value: Any, path: Path | None) -> Any:
         run = Run(self.executor)
         try:
@@ -278,11 +266,8 @@ class Planner:
         grouped, deferred, _ = self.executor.collect_subfields(type_, field_details_list)
         return None if deferred else self._fields(type_, grouped)
 
-    def _fields(
-        self, type_: GraphQLObjectType, grouped: Mapping[str, Any], *, root: bool = False
-    ) -> Made | None:
-        """The plan of an object of ``type_`` whose fields, by response name, are these
-        (``root``: the operation's root, whose value may be None)."""
+    def _fields(self, type_: GraphQLObjectType, grouped: Mapping[str, Any]) -> Made | None:
+        """The plan of an object of ``type_`` whose fields, by response name, are these."""
         steps: list[Step] = []
         for response_name, details in grouped.items():
             step = self.step(type_, response_name, details)
@@ -293,7 +278,7 @@ class Planner:
             isinstance(step, Resolve) or (isinstance(step, Read) and step.made.needs_path)
             for step in steps
         )
-        return Made(_object(type_.name, steps, root=root), needs_path)
+        return Made(_object(type_.name, steps), needs_path)
 
     def step(self, parent: GraphQLObjectType, response_name: str, details: Any) -> Step | None:
         name = details[0].node.name.value
@@ -401,9 +386,9 @@ class Typename:
 Step = Read | Resolve | Typename
 
 
-def _object(type_name: str, steps: list[Step], *, root: bool = False) -> Plan:
+def _object(type_name: str, steps: list[Step]) -> Plan:
     def complete(value: Any, path: Path | None, run: Run) -> Any:
-        if value is None and not root:
+        if value is None:
             return None
         answer: dict[str, Any] = {}
         for step in steps:

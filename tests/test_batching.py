@@ -225,3 +225,17 @@ def test_a_vector_query_returns_only_what_the_selection_shows(api: TestClient) -
         BookFields(frozenset({"year_published"}), vector=False),
         BookFields(frozenset({"year_published"}), vector=False),
     ]
+
+
+def test_a_failing_root_field_does_not_make_the_others_ask_redis_again(api: TestClient) -> None:
+    """A root field that fails (an unknown book) is that field's error; the fields beside it
+    are not run a second time (genres and a page of books go to Redis without a loader)."""
+    alone = "{ genres { name } books(first: 2) { edges { node { id } } } }"
+    failing = alone.replace("{ genres", '{ missing: book(id: "999999") { id } genres')
+    gql(api, failing)  # warm the pool: three fields at once (a new connection's handshake counts)
+    body = gql(api, failing)
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BOOK_NOT_FOUND"]
+    assert body["data"]["genres"]
+    assert body["data"]["books"]["edges"]
+    # the unknown id costs its one read, and nothing else is asked twice
+    assert body["extensions"]["cost"]["redisRoundTrips"] == round_trips(api, alone) + 1
