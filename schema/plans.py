@@ -69,6 +69,7 @@ class NotPlain(Exception):
 
 
 UNPLANNED = object()  # Planner.complete: this place is graphql-core's to complete
+MAX_PLANS = 20_000  # plans kept in all (OperationPlans): at most 1.6 KB each, measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +169,33 @@ Places = dict[tuple[int, tuple[int, ...]], tuple[tuple[FieldNode, ...], Made | N
 class OperationPlans:
     """The plans of each operation, per values of the variables its ``@skip``/``@include``
     read (they decide which fields a place runs), kept like the executor's other per-operation
-    work: ``size`` operations, their documents ``budget`` characters in all."""
+    work (``size`` operations, their documents ``budget`` characters in all, ``per_operation``
+    sets of values each) and bounded by what they hold: a plan is far larger than the text
+    that asks for it (a 1 KB document can hold thousands of plans per set of values), so past
+    ``max_plans`` plans made in all every kept plan is let go and made again as requests need
+    it."""
 
     def __init__(
-        self, size: int = CACHE_ENTRIES, budget: int = CACHE_TEXT, per_operation: int = 64
+        self,
+        size: int = CACHE_ENTRIES,
+        budget: int = CACHE_TEXT,
+        per_operation: int = 8,
+        max_plans: int = MAX_PLANS,
     ) -> None:
+        self.size, self.budget, self.per_operation = size, budget, per_operation
+        self.max_plans = max_plans
+        self.plans = 0  # plans made since the store was last emptied
         self.kept: ValuesCache[Places] = ValuesCache(
             directive_variables, size, budget, per_operation
         )
+
+    def made(self) -> None:
+        """One more plan made (a place's type, or a type wrapped in it); past the bound, no
+        plan is kept."""
+        self.plans += 1
+        if self.plans > self.max_plans:
+            self.plans = 0
+            self.kept = ValuesCache(directive_variables, self.size, self.budget, self.per_operation)
 
     def planner(
         self,
@@ -188,7 +208,7 @@ class OperationPlans:
         ``calls``: Strawberry's resolvers are called directly (``resolver_calls``)."""
         variables: VariableValues = executor.variable_values
         places = self.kept.get(executor.operation, fragments, variables.coerced, dict)
-        return Planner(executor, plain, places, calls)
+        return Planner(executor, plain, places, calls, self)
 
 
 class Planner:
@@ -196,12 +216,18 @@ class Planner:
     ``executor`` is graphql-core's Executor running the request."""
 
     def __init__(
-        self, executor: Any, plain: PlainFields, places: Places, calls: ResolverCalls | None
+        self,
+        executor: Any,
+        plain: PlainFields,
+        places: Places,
+        calls: ResolverCalls | None,
+        kept: OperationPlans,
     ) -> None:
         self.executor = executor
         self.plain = plain
         self.places = places
         self.calls = calls
+        self.kept = kept
 
     def complete(
         self, return_type: GraphQLOutputType, field_details_list: Any, path: Path, result: Any
@@ -253,6 +279,7 @@ class Planner:
         return answer
 
     def make(self, type_: GraphQLOutputType, field_details_list: Any) -> Made | None:
+        self.kept.made()
         if is_non_null_type(type_):
             inner = self.make(type_.of_type, field_details_list)
             return None if inner is None else Made(_non_null(inner.plan), inner.needs_path)

@@ -259,9 +259,10 @@ class Catalogue:
     async def _run_reading_version(
         self, jobs: Sequence[SearchJob]
     ) -> tuple[bytes | None, list[list[Match]]]:
-        """``run``, the catalogue's version read with the first round's queries; None for the
-        version when there is none, or when a job needed a second round (its answer comes
-        from two reads, perhaps of two replicas)."""
+        """``run``, the catalogue's version read before the first round's queries; None for
+        the version when there is none, when the index was still indexing (its answers may
+        miss books), or when a job needed a second round (its answer comes from two reads,
+        perhaps of two replicas)."""
         return await self._rounds(jobs, version=True)
 
     async def _rounds(
@@ -274,7 +275,10 @@ class Catalogue:
             asked = [(job, job.queries(self.queries)) for job in pending]
             queries = [q for _, found in asked for q in found]
             if first and version:
-                read, found_replies = await self._searches.run_reading(queries, self.version_key)
+                read, indexed, found_replies = await self._searches.run_reading(
+                    queries, self.version_key
+                )
+                read = read if indexed and isinstance(read, bytes) else None
             else:
                 read, found_replies = None, await self._searches.run(queries)
             replies = iter(found_replies)

@@ -100,6 +100,7 @@ async def load_books(
     summary = LoadSummary()
     writing: asyncio.Task[None] | None = None
     await catalogue.changed()
+    failed = True
     try:
         for chunk in _chunks(records, CHUNK):
             pending = await _changed(catalogue, chunk, summary)
@@ -115,13 +116,16 @@ async def load_books(
                 progress(len(chunk))
         if writing is not None:
             await writing
+        failed = False
     finally:
         if writing is not None and not writing.done():
             writing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writing
-        with contextlib.suppress(ServiceUnavailable):  # Redis away: the load failed anyway
-            await catalogue.changed()
+        if failed:  # what was written stays: answers read meanwhile are not served after it
+            with contextlib.suppress(ServiceUnavailable):  # Redis away: it failed already
+                await catalogue.changed()
+    await catalogue.changed()  # after the last write; a load that cannot say so fails
     return summary
 
 

@@ -158,7 +158,18 @@ async def index_info(client: Redis, name: str) -> dict[str, Any] | None:
         if "unknown index" in str(exc).lower() or "no such index" in str(exc).lower():
             return None
         raise
+    return info_of(reply)
+
+
+def info_of(reply: Any) -> dict[str, Any]:
+    """An FT.INFO reply as a dict with text keys."""
     return {_text(k): v for k, v in reply.items()}
+
+
+def fully_indexed(info: dict[str, Any]) -> bool:
+    """Every document is in the index: not still indexing in the background (after FT.CREATE
+    over existing books, or a Redis that restarted from its files)."""
+    return not int(info.get("indexing", 0)) and float(info.get("percent_indexed", 1.0)) >= 1.0
 
 
 async def drop_index(client: Redis, schema: IndexSchema, *, documents: bool) -> None:

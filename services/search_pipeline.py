@@ -16,8 +16,14 @@ from typing import Any, TypeAlias
 
 from redisvl.query import BaseQuery
 
-from lookalike.services.redis_connection import Redis, in_one_round_trip, redis_errors
+from lookalike.services.redis_connection import (
+    Redis,
+    in_one_round_trip,
+    is_cluster,
+    redis_errors,
+)
 from lookalike.services.redis_replicas import Reads
+from lookalike.services.search_indexes import fully_indexed, info_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +96,27 @@ class SearchPipeline:
             return []
         return [_read(reply) for reply in await self._send(self._commands(queries), primary)]
 
-    async def run_reading(self, queries: Sequence[Search], key: str) -> tuple[Any, list[Reply]]:
-        """The value at ``key`` and the queries' replies, read in one round trip from the same
-        Redis (the catalogue's version with the answers it labels)."""
-        replies = await self._send([("GET", key), *self._commands(queries)], primary=False)
-        return replies[0], [_read(reply) for reply in replies[1:]]
+    async def run_reading(
+        self, queries: Sequence[Search], key: str
+    ) -> tuple[Any, bool, list[Reply]]:
+        """The value at ``key`` (the catalogue's version), whether the index holds every book,
+        and the queries' replies, the first two read before the queries: on one Redis (or a
+        replica) in the same pipeline, which runs in order; on a cluster, whose pipeline sends
+        to several nodes at once, one round trip before the queries'."""
+        commands = self._commands(queries)
+        ahead: list[tuple[Any, ...]] = [("GET", key), ("FT.INFO", self.index_name)]
+
+        async def send(client: Redis) -> list[Any]:
+            if is_cluster(client):
+                return [
+                    *await in_one_round_trip(client, ahead),
+                    *await in_one_round_trip(client, commands),
+                ]
+            return await in_one_round_trip(client, [*ahead, *commands])
+
+        async with redis_errors():
+            version, info, *replies = await self.reads.run(send)
+        return version, fully_indexed(info_of(info)), [_read(reply) for reply in replies]
 
     def _commands(self, queries: Sequence[Search]) -> list[tuple[Any, ...]]:
         return [("FT.SEARCH", *search_arguments(self.index_name, q)) for q in queries]

@@ -217,16 +217,20 @@ def test_a_record_the_stored_layout_cannot_hold_is_refused(
 
 @both_backends
 def test_a_kept_search_answer_is_served_until_the_catalogue_changes(
-    scratch_settings: Settings,
+    scratch_settings: Settings, backend: str
 ) -> None:
     """searchBooks answers are kept per process with the catalogue's version: asked again,
     one round trip (the version) and no search; after a load changes a book, or where Redis
-    holds no version, the search runs again and shows what is stored now."""
+    holds no version, the search runs again and shows what is stored now. A search reads the
+    version and the index's state in its own pipeline (a cluster's pipeline runs on several
+    nodes at once: there, one round trip before the searches')."""
+    searching = 2 if backend == "cluster" else 1
     load(scratch_settings, SAMPLE)
-    (vector,) = text_embedder().encode(["giant robots that transform"])
+    (vector,) = text_embedder().encode(["giant robots that transform"])  # the text below
     titles = BookFields(frozenset({"title"}))
     requests = [
-        SearchRequest("giant robots that transform", 5, fields=titles, mode=mode) for mode in SearchMode
+        SearchRequest("giant robots that transform", 5, fields=titles, mode=mode)
+        for mode in SearchMode
     ]
 
     async def search(catalogue: Catalogue) -> tuple[list[list[tuple[str, str]]], int]:
@@ -240,7 +244,7 @@ def test_a_kept_search_answer_is_served_until_the_catalogue_changes(
         client = await open_client(scratch_settings.redis_url or "", 5)
         catalogue = Catalogue(client, scratch_settings)
         first, trips = await search(catalogue)
-        assert trips == 1  # the three searches and the version, in one pipeline
+        assert trips == searching
         assert all(answer for answer in first)
         again, trips = await search(catalogue)
         assert (again, trips) == (first, 1)  # the version alone
@@ -254,7 +258,7 @@ def test_a_kept_search_answer_is_served_until_the_catalogue_changes(
             embedder=text_embedder,
         )
         after, trips = await search(catalogue)
-        assert trips == 2  # the version, then the searches again
+        assert trips == 1 + searching  # the version, then the searches again
         assert after[0][0] == (book_id, "A Title Changed Since")
         retitled = [answer for answer in after if (book_id, "A Title Changed Since") in answer]
         assert len(retitled) == len(after)  # every mode searched again shows the new title
@@ -262,7 +266,7 @@ def test_a_kept_search_answer_is_served_until_the_catalogue_changes(
         await client.delete(catalogue.version_key)  # a Redis that lost it: nothing is kept
         for _ in range(2):
             _, trips = await search(catalogue)
-            assert trips == 2
+            assert trips == 1 + searching
         await client.aclose()
 
     anyio.run(scenario)

@@ -21,6 +21,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from lookalike.schema.execution import planned
+from lookalike.schema.plans import OperationPlans
 from lookalike.schema.resolver_calls import ResolverCalls
 
 
@@ -326,3 +327,35 @@ def test_resolvers_are_called_directly_unless_strawberry_must_wrap_them() -> Non
     assert calls.resolver(item["name"]) is None  # no resolver: read as an attribute
     guarded = Guarded.__strawberry_definition__.fields[0]  # type: ignore[attr-defined]
     assert calls.resolver(guarded) is None  # a permission class is a field extension
+
+
+def test_the_plans_kept_are_bounded_however_many_operations_clients_send() -> None:
+    """Plans are kept per operation and per values of @skip/@include variables; past the
+    bound they are let go (and made again when asked), and answers stay right."""
+    executor = planned(10**9)
+    schema = strawberry.Schema(query=TreeQuery, execution_context_class=executor)
+    executor.calls = ResolverCalls.of(schema)
+    executor.plans = OperationPlans(max_plans=60)
+    for n in range(40):  # each a new operation, and a @skip value of its own
+        document = (
+            f"query($s: Boolean!) {{ roots {{ id children(k: {n % 3 + 1}) {{ name }} "
+            f"children @skip(if: $s) {{ id }} n{n}: name }} }}"
+        )
+        for skip in (True, False):
+            planned_answer, _ = anyio.run(_run_tree_with, schema, document, {"s": skip, "k": 2})
+            standard, _ = anyio.run(_run_tree_with, TREE_STANDARD, document, {"s": skip, "k": 2})
+            assert _answer(planned_answer) == _answer(standard)
+        assert executor.plans.plans <= 60
+
+
+async def _run_tree_with(
+    schema: strawberry.Schema, document: str, variables: dict[str, Any]
+) -> tuple[Any, Loads]:
+    loads = Loads()
+
+    async def load(keys: list[tuple[int, int]]) -> list[list[Tree] | ValueError]:
+        loads.batches.append(list(keys))
+        return [_children(node_id, k) for node_id, k in keys]
+
+    context: dict[str, Any] = {"calls": 0, "loader": DataLoader(load_fn=load)}
+    return await schema.execute(document, variable_values=variables, context_value=context), loads
