@@ -105,6 +105,8 @@ class Schema(strawberry.Schema):
             )
             if not isinstance(result, ExecutionResult):
                 result = await result
+        except GraphQLError as error:  # refused as execution began (an argument the cost reads)
+            result = ExecutionResult(None, [error])
         except Exception as error:  # a bug outside any resolver: still a coded GraphQL error
             result = ExecutionResult(None, [GraphQLError(str(error), original_error=error)])
         if result.errors:
