@@ -50,7 +50,12 @@ from lookalike.services.redis_connection import Redis, redis_errors, transaction
 from lookalike.services.redis_lock import held_lock
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.request_usage import note_write
-from lookalike.services.search_indexes import drop_index, ensure_index, index_info
+from lookalike.services.search_indexes import (
+    drop_index,
+    ensure_index,
+    fully_indexed,
+    index_info,
+)
 from lookalike.services.search_pipeline import SearchPipeline
 
 log = logging.getLogger(__name__)
@@ -149,8 +154,7 @@ class FaceStore:
         deadline = loop.time() + limit
         async with redis_errors():
             while loop.time() < deadline:
-                info = await index_info(self.redis, self.index.name) or {}
-                if int(info.get("indexing", 0)) == 0 and float(info.get("percent_indexed", 1)) >= 1:
+                if fully_indexed(await index_info(self.redis, self.index.name) or {}):
                     return
                 await asyncio.sleep(0.05)
         log.warning("the face index is still being built after %g s", limit)

@@ -37,6 +37,7 @@ from lookalike.services.redis_connection import (
     redact,
 )
 from lookalike.services.request_usage import wrote
+from lookalike.services.search_indexes import fully_indexed, info_of
 from lookalike.services.settings import Settings
 
 log = logging.getLogger("lookalike.replicas")
@@ -135,8 +136,7 @@ async def _unready_indexes(client: Redis) -> list[str]:
     unready = []
     for name in names:
         info = await client.execute_command("FT.INFO", name)
-        values = {_text(k): v for k, v in info.items()} if isinstance(info, dict) else {}
-        if float(values.get("percent_indexed", 1)) < 1 or int(values.get("indexing", 0)):
+        if isinstance(info, dict) and not fully_indexed(info_of(info)):
             unready.append(name)
     return unready
 
