@@ -68,6 +68,10 @@ class OperationCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self._chars = 0
+
     @property
     def chars(self) -> int:
         """The characters of the documents the kept operations hold alive."""
@@ -125,6 +129,9 @@ class ValuesCache(Generic[T]):
         if len(kept.by_values) > self.per_operation:
             kept.by_values.popitem(last=False)
         return found
+
+    def clear(self) -> None:
+        self.operations.clear()
 
 
 def frozen(value: Any) -> Hashable | None:

@@ -182,7 +182,6 @@ class OperationPlans:
         per_operation: int = 8,
         max_plans: int = MAX_PLANS,
     ) -> None:
-        self.size, self.budget, self.per_operation = size, budget, per_operation
         self.max_plans = max_plans
         self.plans = 0  # plans made since the store was last emptied
         self.kept: ValuesCache[Places] = ValuesCache(
@@ -195,7 +194,7 @@ class OperationPlans:
         self.plans += 1
         if self.plans > self.max_plans:
             self.plans = 0
-            self.kept = ValuesCache(directive_variables, self.size, self.budget, self.per_operation)
+            self.kept.clear()
 
     def planner(
         self,
