@@ -220,7 +220,9 @@ TREE_DOCUMENTS = [
 ]
 
 
-async def _run_tree(schema: strawberry.Schema, document: str) -> tuple[Any, Loads]:
+async def _run_tree(
+    schema: strawberry.Schema, document: str, variables: dict[str, Any] | None = None
+) -> tuple[Any, Loads]:
     loads = Loads()
     context: dict[str, Any] = {"calls": 0}
 
@@ -229,7 +231,8 @@ async def _run_tree(schema: strawberry.Schema, document: str) -> tuple[Any, Load
         return [_children(node_id, k) for node_id, k in keys]
 
     context["loader"] = DataLoader(load_fn=load)
-    result = await schema.execute(document, variable_values={"k": 2}, context_value=context)
+    variables = {"k": 2} if variables is None else variables
+    result = await schema.execute(document, variable_values=variables, context_value=context)
     loads.calls = context["calls"]
     return result, loads
 
@@ -342,20 +345,7 @@ def test_the_plans_kept_are_bounded_however_many_operations_clients_send() -> No
             f"children @skip(if: $s) {{ id }} n{n}: name }} }}"
         )
         for skip in (True, False):
-            planned_answer, _ = anyio.run(_run_tree_with, schema, document, {"s": skip, "k": 2})
-            standard, _ = anyio.run(_run_tree_with, TREE_STANDARD, document, {"s": skip, "k": 2})
+            planned_answer, _ = anyio.run(_run_tree, schema, document, {"s": skip, "k": 2})
+            standard, _ = anyio.run(_run_tree, TREE_STANDARD, document, {"s": skip, "k": 2})
             assert _answer(planned_answer) == _answer(standard)
         assert executor.plans.plans <= 60
-
-
-async def _run_tree_with(
-    schema: strawberry.Schema, document: str, variables: dict[str, Any]
-) -> tuple[Any, Loads]:
-    loads = Loads()
-
-    async def load(keys: list[tuple[int, int]]) -> list[list[Tree] | ValueError]:
-        loads.batches.append(list(keys))
-        return [_children(node_id, k) for node_id, k in keys]
-
-    context: dict[str, Any] = {"calls": 0, "loader": DataLoader(load_fn=load)}
-    return await schema.execute(document, variable_values=variables, context_value=context), loads
