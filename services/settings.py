@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    redis_timeout: float = Field(default=2.0, gt=0, description="Socket timeout in seconds.")
+    redis_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds a Redis connect, send or reply may take."
+    )
     index_name: str = "books"
     key_prefix: str = "book"
     vector_type: Literal["float16", "float32"] = Field(

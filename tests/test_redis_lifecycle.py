@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import os
@@ -12,13 +13,16 @@ import subprocess
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
@@ -29,7 +33,7 @@ from lookalike.services.catalogue_loader import load_books
 from lookalike.services.embedded_redis import EmbeddedRedis, server_binary
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_store import face_store
-from lookalike.services.redis_connection import open_redis
+from lookalike.services.redis_connection import connect, open_redis
 from lookalike.services.search_indexes import drop_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import read_shipped
@@ -125,6 +129,77 @@ def test_redis_down_gives_service_unavailable_and_the_server_recovers(tmp_path: 
             back = gql(api, SIMILAR_9)
             assert "errors" not in back
             assert back["data"]["book"]["similar"][0]["book"]["id"] == "15"
+    finally:
+        server.stop()
+
+
+NESTED_9 = '{ book(id: "9") { similar(k: 3) { book { id similar(k: 3) { book { id } } } } } }'
+
+
+def test_a_redis_that_stops_answering_costs_service_unavailable_within_its_timeout(
+    tmp_path: Path,
+) -> None:
+    """Redis alive but silent (stopped with SIGSTOP): every command, a loader's batch
+    included, gives up after LOOKALIKE_REDIS_TIMEOUT, not after the request's 30 s; the
+    connections it gave up on are closed, so the answers are right once Redis resumes."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    settings = Settings(redis_url=server.start(), data_dir=tmp_path, redis_timeout=0.5)
+    assert server.process is not None
+    try:
+        with TestClient(create_app(settings)) as api:
+            before = gql(api, NESTED_9)
+            assert "errors" not in before
+            os.kill(server.process.pid, signal.SIGSTOP)
+            try:
+                for query in (SIMILAR_9, NESTED_9):
+                    started = time.monotonic()
+                    down = gql(api, query)
+                    assert time.monotonic() - started < 3  # 0.5 s per command tried
+                    assert down["data"] == {"book": None}
+                    assert error_codes(down) == ["SERVICE_UNAVAILABLE"]
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+            assert gql(api, NESTED_9) == before
+    finally:
+        server.stop()
+
+
+def test_a_send_or_read_past_the_deadline_raises_and_closes_the_connection(
+    tmp_path: Path,
+) -> None:
+    """The client's deadline (services/redis_connection.py) bounds a read waiting for a reply
+    and a write the stopped server does not take (more than the socket buffers hold), and
+    raises redis-py's TimeoutError, which the API answers SERVICE_UNAVAILABLE."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start()
+    assert server.process is not None
+
+    async def scenario() -> None:
+        client = connect(url, 0.3)
+        try:
+            await client.set("deadline:small", b"1")
+            os.kill(server.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            try:
+                big = b"x" * (32 << 20)  # far more than the socket buffers hold
+                # the write first, on the open connection; each command is tried again once
+                # on a new connection, whose handshake times out
+                for command in (
+                    partial(client.set, "deadline:big", big),
+                    partial(client.get, "deadline:small"),
+                ):
+                    started = time.monotonic()
+                    with pytest.raises((RedisTimeoutError, RedisConnectionError), match="Timeout"):
+                        await asyncio.wait_for(command(), 10)  # without a deadline: hangs
+                    assert time.monotonic() - started < 2
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+            assert await client.get("deadline:small") == b"1"
+            assert await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        anyio.run(scenario)
     finally:
         server.stop()
 
