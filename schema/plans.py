@@ -56,12 +56,10 @@ from graphql import (
 from graphql.execution import VariableValues
 from graphql.language import ListValueNode, ObjectValueNode, ValueNode, VariableNode
 from graphql.pyutils import Path, Undefined
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
 
 from lookalike.schema.documents import CACHE_ENTRIES, CACHE_TEXT
 from lookalike.schema.operation_cache import Fragments, ValuesCache, directive_variables
-from lookalike.schema.resolver_calls import DirectResolver, ResolverCalls
+from lookalike.schema.resolver_calls import DirectResolver, ResolverCalls, strawberry_field
 
 
 class NotPlain(Exception):
@@ -105,7 +103,7 @@ def plain_fields(schema: GraphQLSchema) -> PlainFields:
         if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
             continue
         for name, field in type_.fields.items():
-            definition = _definition(field)
+            definition = strawberry_field(field)
             if field.args or definition is None or not definition.is_basic_field:
                 continue
             plain = PlainField(definition.python_name, definition.default_resolver)
@@ -118,11 +116,6 @@ def plain_fields(schema: GraphQLSchema) -> PlainFields:
                 found.leaves[type_.name, name] = PlainLeaf(plain.attribute, plain.read, complete)
     _PLAIN[schema] = found
     return found
-
-
-def _definition(field: GraphQLField) -> StrawberryField | None:
-    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    return definition if isinstance(definition, StrawberryField) else None
 
 
 @dataclass(slots=True)
@@ -319,7 +312,7 @@ class Planner:
             return None
         if plain is not None:
             return Read(response_name, plain, made)
-        definition = _definition(field)
+        definition = strawberry_field(field)
         if definition is None:
             return None
         executor = self.executor

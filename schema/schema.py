@@ -165,6 +165,9 @@ def build_schema(settings: Settings) -> Schema:
         config=StrawberryConfig(name_converter=RememberedNames()),
     )
     executor.calls = ResolverCalls.of(schema)
+    root = schema._schema.query_type
+    if executor.calls is not None and root is not None:
+        executor.calls.call_directly(root)
     return schema
 
 

@@ -22,7 +22,7 @@ from strawberry.dataloader import DataLoader
 
 from lookalike.schema.execution import planned
 from lookalike.schema.plans import OperationPlans
-from lookalike.schema.resolver_calls import ResolverCalls
+from lookalike.schema.resolver_calls import DirectResolver, ResolverCalls
 
 
 def _planned(query: type) -> strawberry.Schema:
@@ -30,6 +30,8 @@ def _planned(query: type) -> strawberry.Schema:
     executor = planned(10**9)
     schema = strawberry.Schema(query=query, execution_context_class=executor)
     executor.calls = ResolverCalls.of(schema)
+    if executor.calls is not None and schema._schema.query_type is not None:
+        executor.calls.call_directly(schema._schema.query_type)
     return schema
 
 
@@ -46,6 +48,7 @@ class Record:
         "count", "friend", "id", "missing", "name", "rating", "shade", "strict", "text_count",
     )  # fmt: skip
     friend: Record | None
+    id: int | str
     name: str
 
     def __init__(self, **values: Any) -> None:
@@ -110,6 +113,23 @@ class Query:
     def first(self) -> Item | None:
         return ITEMS[0]  # type: ignore[return-value]
 
+    @strawberry.field
+    def pick(
+        self,
+        info: strawberry.Info,
+        ids: list[strawberry.ID],
+        style: Decoration | None = None,
+        shade: Shade | None = None,
+    ) -> list[Item]:
+        """A root field called directly: an Info, a list of IDs, an input type, an enum."""
+        assert info.path.key in ("pick", "p1", "p2")
+        assert isinstance(style, Decoration | None)
+        assert isinstance(shade, Shade | None)
+        if style is not None and style.shade is Shade.DARK and shade is Shade.LIGHT:
+            raise ValueError("a dark style in a light shade")
+        wanted = {str(i) for i in ids}
+        return [r for r in ITEMS if str(r.id) in wanted]  # type: ignore[misc]
+
 
 STANDARD = strawberry.Schema(query=Query)
 PLANNED = _planned(Query)
@@ -129,6 +149,11 @@ DOCUMENTS = [
     "query($p: String!) { first { decorated(style: {prefix: $p}) friend { decorated } } }",
     "query($d: Decoration) { items { decorated(style: $d) } }",
     '{ items { decorated(ids: ["1"]) shout(times: -1) } }',
+    # the root's resolvers, called directly too: arguments converted at each call
+    '{ pick(ids: [1, "3"], style: {prefix: "p", shade: DARK}) { id decorated } }',
+    "query($d: Decoration) { p1: pick(ids: [2], style: $d) { name } p2: pick(ids: []) { id } }",
+    "{ pick(ids: [1], style: {shade: DARK}, shade: LIGHT) { id } first { id } }",  # raises
+    "{ pick(ids: [1], shade: DARK) { id } }",
 ]
 
 
@@ -330,6 +355,10 @@ def test_resolvers_are_called_directly_unless_strawberry_must_wrap_them() -> Non
     assert calls.resolver(item["name"]) is None  # no resolver: read as an attribute
     guarded = Guarded.__strawberry_definition__.fields[0]  # type: ignore[attr-defined]
     assert calls.resolver(guarded) is None  # a permission class is a field extension
+    root = PLANNED._schema.query_type
+    assert root is not None  # graphql-core calls the root's resolvers directly too
+    assert isinstance(getattr(root.fields["pick"].resolve, "__self__", None), DirectResolver)
+    assert not hasattr(STANDARD._schema.query_type.fields["pick"].resolve, "__self__")  # type: ignore[union-attr]
 
 
 def test_the_plans_kept_are_bounded_however_many_operations_clients_send() -> None:
