@@ -28,7 +28,6 @@ import json
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -80,6 +79,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._armed: tuple[str, float] | None = None  # the phase and start it was set for
+        self._phase: tuple[str, float] | None = None  # "headers" or "body", and since when
         self._stalled: asyncio.TimerHandle | None = None
         self._in_headers = True  # reading a request line and headers (or waiting for one)
         self._header_bytes = 0  # raw bytes received while reading them
@@ -98,7 +99,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         elif 0 < self.limits.max_per_client < self.per_client[host]:
             self._refuse(503, "SERVICE_UNAVAILABLE", "too many open connections from you")
         else:
-            self._start(self.limits.header_timeout, self._headers_too_slow)
+            self._begin("headers")  # a connection that sends nothing is closed too
+            self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop()
@@ -122,6 +124,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
                 self._headers_too_large()
+        if not self._refused:
+            self._arm()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -140,7 +144,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_headers = True
         self._header_bytes = 0
-        self._start(self.limits.header_timeout, self._headers_too_slow)
+        self._begin("headers")
 
     def on_url(self, url: bytes) -> None:
         if not self._refused:
@@ -156,7 +160,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._in_headers = False
-        self._start(self.limits.body_timeout, self._body_too_slow)
+        self._begin("body")
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -166,7 +170,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._refused:
             return
-        self._stop()
+        self._phase = None  # until the next request's first byte (keep-alive: uvicorn's)
         self._in_headers = True  # the next bytes are the next request's
         self._header_bytes = 0
         super().on_message_complete()
@@ -184,12 +188,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         )
 
     def _headers_too_slow(self) -> None:
-        self._deadline = None
+        self._deadline = self._armed = None
         timeout = self.limits.header_timeout
         self._refuse(408, "REQUEST_TIMEOUT", f"the request's headers took over {timeout:g} s")
 
     def _body_too_slow(self) -> None:
-        self._deadline = None
+        self._deadline = self._armed = None
         cycle = getattr(self, "cycle", None)
         if cycle is not None and getattr(cycle, "response_started", False):
             self._refused = True  # answered already (say, 413): the rest is not waited for
@@ -198,11 +202,28 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         timeout = self.limits.body_timeout
         self._refuse(408, "REQUEST_TIMEOUT", f"the request's body took over {timeout:g} s")
 
-    def _start(self, seconds: float, expire: Callable[[], None]) -> None:
+    def _begin(self, phase: str) -> None:
+        self._phase = (phase, self.loop.time())
+
+    def _arm(self) -> None:
+        """The deadline of the phase the request is in once the bytes received are parsed.
+        Set here rather than as each phase begins: a request that arrives whole (most do)
+        begins and ends both phases within one call and needs no timer at all."""
+        if self._phase == self._armed:
+            return
         self._stop()
-        self._deadline = self.loop.call_later(seconds, expire)
+        if self._phase is None:
+            return
+        phase, since = self._phase
+        if phase == "headers":
+            timeout, expire = self.limits.header_timeout, self._headers_too_slow
+        else:
+            timeout, expire = self.limits.body_timeout, self._body_too_slow
+        self._deadline = self.loop.call_at(since + timeout, expire)
+        self._armed = self._phase
 
     def _stop(self) -> None:
+        self._armed = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
