@@ -14,7 +14,8 @@ Run it against a running server (``lookalike serve``):
 2. Single: ``book(id) { similar(k: 5) { book { title } distance } }`` requests per second,
    against a minimal hand-written Starlette endpoint (bench/baseline_app.py, uvicorn, same
    Redis) answering the same JSON, on the same two layouts. All are driven by the same
-   closed-loop client with the same concurrency, in alternating windows.
+   closed-loop client with the same concurrency, in short alternating windows (``--windows``
+   a run, in turn forwards and backwards, so that drift during a run favours no side).
 
 This machine's speed drifts by a third within minutes, so each comparison runs ``--runs``
 times and the summary gives the ratio's minimum, median and maximum.
@@ -210,22 +211,27 @@ def single_runs(args: argparse.Namespace, graphql: str, redis_url: str, ids: lis
             theirs = httpx.get(base + "9").json()
             same_answer(ours["data"]["book"]["similar"], theirs["data"]["book"]["similar"])
             sides[layout] = (base, [http_client.get(base + i) for i in ids])
-        window = args.seconds / 3
+        window = args.seconds / args.windows
         print(
-            f"Single: book(id) {{ similar(k: 5) }}, {args.concurrency} concurrent clients, 3 "
-            f"alternating windows of {window:g} s per side per run, against a hand-written "
-            "Starlette endpoint on (1) the course's JSON layout and (2) lookalike's layout"
+            f"Single: book(id) {{ similar(k: 5) }}, {args.concurrency} concurrent clients, "
+            f"{args.windows} alternating windows of {window:g} s per side per run (in turn "
+            "forwards and backwards), against a hand-written Starlette endpoint on (1) the "
+            "course's JSON layout and (2) lookalike's layout"
         )
         print(f"  {'run':>4} {'GraphQL req/s':>14} {'(1) req/s':>10} {'(2) req/s':>10} "
               f"{'vs (1)':>7} {'vs (2)':>7}")  # fmt: skip
         ratios: dict[str, list[float]] = {"course": [], "lookalike": []}
         for run in range(1, args.runs + 1):
             counts = dict.fromkeys(sides, 0)
-            for _ in range(3):
-                for side, (url, requests) in sides.items():
+            order = list(sides.items())
+            for _ in range(args.windows):
+                # G 1 2, then 2 1 G: a machine speeding up or slowing down during the run
+                # favours no side (one order alone would always measure GraphQL first)
+                for side, (url, requests) in order:
                     counts[side] += asyncio.run(
                         closed_loop(url, requests, window, args.concurrency)
                     )
+                order.reverse()
             for side in ratios:
                 ratios[side].append(counts["graphql"] / counts[side])
             rates = " ".join(
@@ -312,6 +318,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30, help="nested requests per run")
     parser.add_argument("--seconds", type=float, default=6.0, help="per side per run")
+    parser.add_argument(
+        "--windows", type=int, default=6, help="alternating windows per side per run"
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--profile", type=int, metavar="N", help="profile N nested requests")
     args = parser.parse_args()
