@@ -159,7 +159,8 @@ def test_a_redis_that_stops_answering_costs_service_unavailable_within_its_timeo
                     assert error_codes(down) == ["SERVICE_UNAVAILABLE"]
             finally:
                 os.kill(server.process.pid, signal.SIGCONT)
-            assert gql(api, NESTED_9) == before
+            # the same answer (new connections' handshakes add to its round trips)
+            assert gql(api, NESTED_9)["data"] == before["data"]
     finally:
         server.stop()
 
