@@ -97,8 +97,9 @@ class DirectResolver:
             config=self.calls.config,
         )
 
-    def resolve(self, source: Any, info: GraphQLResolveInfo[Any], **coerced: Any) -> Any:
-        """As graphql-core calls a field's resolver: the arguments converted for this call."""
+    def resolve(self, source: Any, info: GraphQLResolveInfo[Any], /, **coerced: Any) -> Any:
+        """As graphql-core calls a field's resolver: the arguments converted for this call
+        (positional-only: an argument may be called ``source`` or ``info``)."""
         return self(source, info, self.arguments(coerced))
 
     def __call__(

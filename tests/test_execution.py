@@ -114,6 +114,11 @@ class Query:
         return ITEMS[0]  # type: ignore[return-value]
 
     @strawberry.field
+    def echo(self, source: str, times: int = 1) -> str:
+        """An argument named as graphql-core calls a resolver's first parameter."""
+        return source * times
+
+    @strawberry.field
     def pick(
         self,
         info: strawberry.Info,
@@ -154,6 +159,7 @@ DOCUMENTS = [
     "query($d: Decoration) { p1: pick(ids: [2], style: $d) { name } p2: pick(ids: []) { id } }",
     "{ pick(ids: [1], style: {shade: DARK}, shade: LIGHT) { id } first { id } }",  # raises
     "{ pick(ids: [1], shade: DARK) { id } }",
+    '{ echo(source: "s", times: 2) e: echo(source: "t") }',
 ]
 
 
