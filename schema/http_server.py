@@ -189,6 +189,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def _headers_too_slow(self) -> None:
         self._deadline = self._armed = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            # the first bytes of a pipelined request, behind an answer still being made: its
+            # headers get their time once that answer is out (a 408 now would be the only
+            # answer on the connection, read as the earlier request's)
+            self._begin("headers")
+            self._arm()
+            return
         timeout = self.limits.header_timeout
         self._refuse(408, "REQUEST_TIMEOUT", f"the request's headers took over {timeout:g} s")
 

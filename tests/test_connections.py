@@ -8,6 +8,8 @@ goes on serving everyone else.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
 from tests.servers import Served, serving
 
@@ -245,3 +248,44 @@ def test_start_up_ends_saying_where_the_api_is(server: Served) -> None:
     uvicorn_line = next(n for n, line in enumerate(lines) if "Uvicorn running" in line["msg"])
     ready_line = next(n for n, line in enumerate(lines) if line["msg"] in started)
     assert ready_line > uvicorn_line
+
+
+def test_a_pipelined_request_behind_a_slow_answer_gets_that_answer_first(tmp_path: Path) -> None:
+    """A client that pipelines (its next request's first bytes in the same packet) behind a
+    request that outlasts the header deadline (its Redis stopped, here): the slow request's
+    answer comes first, then the next request's headers get their own time (a 408 written
+    as the slow one ran was the only answer on the connection, read as the slow one's)."""
+    redis = EmbeddedRedis(tmp_path / "redis")
+    url = redis.start()
+    assert redis.process is not None
+    try:
+        with serving(
+            tmp_path / "serve.log",
+            REDIS_URL=url,
+            LOOKALIKE_DATA_DIR=str(tmp_path),
+            LOOKALIKE_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
+            LOOKALIKE_REDIS_TIMEOUT="1.5",
+        ) as served:
+            body = json.dumps({"query": '{ book(id: "9") { title } }'}).encode()
+            head = (
+                "POST /graphql HTTP/1.1\r\nhost: lookalike\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+            )
+            request = head.encode() + body
+            sock = _connect(served)
+            os.kill(redis.process.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                sock.sendall(request + request[:15])
+                raw = _read_all(sock)
+                took = time.monotonic() - started
+            finally:
+                os.kill(redis.process.pid, signal.SIGCONT)
+    finally:
+        redis.stop()
+    first, _, rest = raw.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200"), raw[:200]
+    answer, _, second = rest.partition(b"HTTP/1.1 ")
+    assert json.loads(answer)["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert _refusal(b"HTTP/1.1 " + second) == (408, "REQUEST_TIMEOUT")
+    assert took > 3 * HEADER_TIMEOUT  # the slow answer (two 1.5 s Redis deadlines), then 1 s
