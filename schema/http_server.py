@@ -190,17 +190,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._deadline = self._armed = None
         if self.cycle is not None and not self.cycle.response_complete:
-            # the first bytes of a pipelined request, behind an answer still being made: its
-            # headers get their time once that answer is out (a 408 now would be the only
-            # answer on the connection, read as the earlier request's)
-            self._begin("headers")
-            self._arm()
+            self._wait_for_turn("headers")  # behind the answer self.cycle is making
             return
         timeout = self.limits.header_timeout
         self._refuse(408, "REQUEST_TIMEOUT", f"the request's headers took over {timeout:g} s")
 
     def _body_too_slow(self) -> None:
         self._deadline = self._armed = None
+        if self.pipeline:  # queued (uvicorn stops reading) behind an earlier answer
+            self._wait_for_turn("body")
+            return
         cycle = getattr(self, "cycle", None)
         if cycle is not None and getattr(cycle, "response_started", False):
             self._refused = True  # answered already (say, 413): the rest is not waited for
@@ -208,6 +207,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         timeout = self.limits.body_timeout
         self._refuse(408, "REQUEST_TIMEOUT", f"the request's body took over {timeout:g} s")
+
+    def _wait_for_turn(self, phase: str) -> None:
+        """A pipelined request behind an answer still being made: its phase starts again, so
+        it gets its time once that answer is out (a 408 now would be the only answer on the
+        connection, read as the earlier request's)."""
+        self._begin(phase)
+        self._arm()
 
     def _begin(self, phase: str) -> None:
         self._phase = (phase, self.loop.time())
