@@ -137,7 +137,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
 def planned(max_cost: int) -> type[PlannedExecutor]:
     """The executor class of one schema: its cost limit, its own caches. Set its ``calls``
-    (``ResolverCalls.of(schema)``) once the schema is made, for the plans to call the
+    (``ResolverCalls.installed(schema)``) once the schema is made, for the plans to call the
     schema's resolvers directly."""
     return type(
         "PlannedExecutor",

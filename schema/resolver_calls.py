@@ -45,6 +45,17 @@ class ResolverCalls:
             return None
         return cls(schema.config, schema.schema_converter.scalar_registry)
 
+    @classmethod
+    def installed(cls, schema: strawberry.Schema) -> ResolverCalls | None:
+        """``of(schema)``, with graphql-core calling the query root's resolvers directly too
+        (``call_directly``): how an executor's plans call the schema's resolvers, set up once
+        per schema."""
+        calls = cls.of(schema)
+        root = schema._schema.query_type
+        if calls is not None and root is not None:
+            calls.call_directly(root)
+        return calls
+
     def call_directly(self, root: GraphQLObjectType) -> None:
         """graphql-core calls the resolvers of these fields (the query root's: plans start
         below them) directly too, their arguments converted at each call (a root field is

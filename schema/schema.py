@@ -164,10 +164,7 @@ def build_schema(settings: Settings) -> Schema:
         execution_context_class=executor,
         config=StrawberryConfig(name_converter=RememberedNames()),
     )
-    executor.calls = ResolverCalls.of(schema)
-    root = schema._schema.query_type
-    if executor.calls is not None and root is not None:
-        executor.calls.call_directly(root)
+    executor.calls = ResolverCalls.installed(schema)
     return schema
 
 

@@ -29,9 +29,7 @@ def _planned(query: type) -> strawberry.Schema:
     """A schema run by lookalike's executor, its resolvers called directly, as in the app."""
     executor = planned(10**9)
     schema = strawberry.Schema(query=query, execution_context_class=executor)
-    executor.calls = ResolverCalls.of(schema)
-    if executor.calls is not None and schema._schema.query_type is not None:
-        executor.calls.call_directly(schema._schema.query_type)
+    executor.calls = ResolverCalls.installed(schema)
     return schema
 
 
@@ -372,7 +370,7 @@ def test_the_plans_kept_are_bounded_however_many_operations_clients_send() -> No
     bound they are let go (and made again when asked), and answers stay right."""
     executor = planned(10**9)
     schema = strawberry.Schema(query=TreeQuery, execution_context_class=executor)
-    executor.calls = ResolverCalls.of(schema)
+    executor.calls = ResolverCalls.installed(schema)
     executor.plans = OperationPlans(max_plans=60)
     for n in range(40):  # each a new operation, and a @skip value of its own
         document = (
