@@ -156,7 +156,7 @@ class Catalogue:
             kind = KeywordJob if r.mode is SearchMode.KEYWORD else HybridJob
             jobs.append(kind(r.text, vector, r.k, r.facets, r.fields, r.leave_out(), r.choice))
         if jobs:
-            version, found = await self._run_reading_version(jobs)
+            version, found = await self._rounds(jobs, version=True)
             for (request, _), answer in zip(todo, found, strict=True):
                 answers[request] = answer
                 if version is not None:
@@ -256,18 +256,13 @@ class Catalogue:
         most ``search_jobs.MAX_ROUNDS`` rounds)."""
         return (await self._rounds(jobs, version=False))[1]
 
-    async def _run_reading_version(
-        self, jobs: Sequence[SearchJob]
-    ) -> tuple[bytes | None, list[list[Match]]]:
-        """``run``, the catalogue's version read before the first round's queries; None for
-        the version when there is none, when the index was still indexing (its answers may
-        miss books), or when a job needed a second round (its answer comes from two reads,
-        perhaps of two replicas)."""
-        return await self._rounds(jobs, version=True)
-
     async def _rounds(
         self, jobs: Sequence[SearchJob], *, version: bool
     ) -> tuple[bytes | None, list[list[Match]]]:
+        """``run``; with ``version``, the catalogue's version read before the first round's
+        queries too: None when there is none, when the index was still indexing (its answers
+        may miss books), or when a job needed a second round (its answer comes from two
+        reads, perhaps of two replicas)."""
         read: bytes | None = None
         pending = [job for job in jobs if not job.done]
         first = True
