@@ -321,9 +321,7 @@ class Planner:
         fixed: dict[str, Any] | None = None
         if not any(_holds_variables(argument.value) for argument in node.arguments or ()):
             try:  # the same in every request: coerced (and converted) once
-                fixed = _arguments(field, node, executor)
-                if direct is not None:
-                    fixed = direct.arguments(fixed)
+                fixed = _arguments(field, node, executor, direct)
             except Exception:  # graphql-core's own path will report it
                 return None
         return Resolve(
@@ -339,10 +337,15 @@ class Planner:
         )
 
 
-def _arguments(field: GraphQLField, node: FieldNode, executor: Any) -> dict[str, Any]:
-    return get_argument_values(
+def _arguments(
+    field: GraphQLField, node: FieldNode, executor: Any, direct: DirectResolver | None
+) -> dict[str, Any]:
+    """The field's arguments as its resolver is called with them: coerced by graphql-core,
+    then converted for a resolver called directly."""
+    coerced = get_argument_values(
         field, node, executor.variable_values, None, executor.hide_suggestions
     )
+    return coerced if direct is None else direct.arguments(coerced)
 
 
 def _holds_variables(value: ValueNode) -> bool:
@@ -384,9 +387,7 @@ class Resolve:
             arguments = run.arguments.get(id(self))
             if arguments is None:
                 try:
-                    arguments = _arguments(self.field, self.nodes[0], run.executor)
-                    if self.direct is not None:
-                        arguments = self.direct.arguments(arguments)
+                    arguments = _arguments(self.field, self.nodes[0], run.executor, self.direct)
                 except Exception:  # graphql-core's own path will report it
                     raise NotPlain from None
                 run.arguments[id(self)] = arguments
