@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -84,14 +84,11 @@ class _CountingConnection:
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         count_round_trip()
+        send = super().send_packed_command(command, check_health)  # type: ignore[misc]
         if self.deadline is None or _small(command):
-            await super().send_packed_command(command, check_health)  # type: ignore[misc]
-            return
-        try:
-            async with asyncio.timeout(self.deadline):
-                await super().send_packed_command(command, check_health)  # type: ignore[misc]
-        except TimeoutError:
-            raise RedisTimeoutError("Timeout writing to socket") from None
+            await send
+        else:
+            await self._within_deadline(send, "writing to socket")
 
     async def read_response(
         self,
@@ -109,11 +106,16 @@ class _CountingConnection:
         )
         if timeout is not None or self.deadline is None:  # the caller's own timeout
             return await read
+        return await self._within_deadline(read, "reading from Redis")
+
+    async def _within_deadline(self, work: Awaitable[Any], doing: str) -> Any:
+        """``work`` (a send or a read), or redis-py's TimeoutError past the deadline; redis-py
+        closes the connection when the cancelled work was under way."""
         try:
             async with asyncio.timeout(self.deadline):
-                return await read
-        except TimeoutError:  # redis-py closed the connection when the read was cancelled
-            raise RedisTimeoutError("Timeout reading from Redis") from None
+                return await work
+        except TimeoutError:
+            raise RedisTimeoutError(f"Timeout {doing}") from None
 
     def pack_command(self, *args: Any) -> list[bytes]:
         """Packed in C by hiredis, as redis-py's own synchronous client does: its asyncio
