@@ -22,15 +22,14 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
-from tests.redis_cluster import running_cluster
+from tests.redis_cluster import CLUSTER, running_cluster
 from tests.servers import serving
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
-BACKENDS = ("redis", "cluster")
-# A module (or test) marked with this runs once against one Redis and once against a cluster.
-both_backends = pytest.mark.parametrize("backend", BACKENDS, indirect=True, scope="session")
+# A module (or test) marked with this runs once against one Redis and once against a cluster
+# (which skips, saying why, when no coordinator module is configured: tests/redis_cluster.py).
+both_backends = pytest.mark.parametrize(
+    "backend", ["redis", CLUSTER], indirect=True, scope="session"
+)
 
 
 @pytest.fixture(scope="session")
