@@ -22,14 +22,13 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
-from tests.redis_cluster import CLUSTER, running_cluster
+from tests.redis_cluster import running_cluster
 from tests.servers import serving
 
+BACKENDS = ("redis", "cluster")
 # A module (or test) marked with this runs once against one Redis and once against a cluster
-# (which skips, saying why, when no coordinator module is configured: tests/redis_cluster.py).
-both_backends = pytest.mark.parametrize(
-    "backend", ["redis", CLUSTER], indirect=True, scope="session"
-)
+# (whose cases skip, saying how to enable them, without the coordinator: tests/redis_cluster.py).
+both_backends = pytest.mark.parametrize("backend", BACKENDS, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")

@@ -30,10 +30,10 @@ from lookalike.services.redis_connection import open_client
 from lookalike.services.request_usage import track_usage
 from lookalike.services.settings import Settings, get_settings
 from tests.conftest import error_codes, gql, wait_ready
-from tests.redis_cluster import CLUSTER, node_pids
+from tests.redis_cluster import node_pids
 from tests.test_similar_books import COURSE
 
-pytestmark = pytest.mark.parametrize("backend", [CLUSTER], indirect=True, scope="session")
+pytestmark = pytest.mark.parametrize("backend", ["cluster"], indirect=True, scope="session")
 
 SIMILAR = '{ book(id: "26415") { similar(k: 5) { book { id } } } }'
 

@@ -38,7 +38,7 @@ from tests.photos import (
     phone_photo,
     send,
 )
-from tests.redis_cluster import needs_cluster, running_cluster
+from tests.redis_cluster import running_cluster
 
 ENROLLED = ("s1", "s2", "s3", "s4")
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -55,12 +55,7 @@ def identify(api: TestClient, image: bytes, k: int = 3) -> dict[str, Any]:
 
 @pytest.fixture(
     scope="module",
-    params=[
-        ("hash", "redis"),
-        ("json", "redis"),
-        pytest.param(("hash", "cluster"), marks=needs_cluster),
-        pytest.param(("json", "cluster"), marks=needs_cluster),
-    ],
+    params=[("hash", "redis"), ("json", "redis"), ("hash", "cluster"), ("json", "cluster")],
     ids=lambda param: "-".join(param),
 )
 def face_api(
