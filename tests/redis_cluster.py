@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from lookalike.services.embedded_redis import module_files, server_binary
+from lookalike.services.redis.embedded import module_files, server_binary
 
 COORDINATOR_SETTING = "LOOKALIKE_TEST_REDISEARCH_COORD"
 SKIP_REASON = (
