@@ -1,7 +1,7 @@
 """Benchmark identifyFace against the bare model, and book queries beside face work.
 
 Run it against a running server (``lookalike serve``), ideally with people enrolled
-(``lookalike faces enroll ../shared/datasets/orl --images 1-5``):
+(``lookalike faces enroll tests/data/orl --images 1-5``):
 
     .venv/bin/python -m bench.faces [--url http://127.0.0.1:8000] [--dataset DIR] [--rounds 60]
 
@@ -28,14 +28,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.phone_photos import phone_photo
+from bench.phone_photos import ORL, phone_photo
 from lookalike.services.core.settings import get_settings
 from lookalike.services.faces.model import FaceModel
 
 IDENTIFY = """mutation($image: Upload!) { identifyFace(image: $image, k: 3) {
   person { id } distance candidates { person { id } distance } facesDetected } }"""
 SIMILAR = "query($id: ID!) { book(id: $id) { similar(k: 5) { distance book { title } } } }"
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -121,7 +120,7 @@ async def books_beside(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--dataset", type=Path, default=ORL)
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3, help="runs of the 12 MP comparison")
     parser.add_argument("--phone-photos", type=int, default=20, help="12 MP photos per run")
@@ -129,7 +128,7 @@ def main() -> None:
     url = args.url.rstrip("/") + "/graphql"
     settings = get_settings()
 
-    paths = sorted(args.dataset.glob("s*/[6-9].bmp"))[: args.rounds]
+    paths = sorted(args.dataset.glob("s*/[6-9].*"))[: args.rounds]
     images = [p.read_bytes() for p in paths]
     people = httpx.post(url, json={"query": "{ people(first: 0) { totalCount } }"}).json()
     enrolled = people["data"]["people"]["totalCount"]
@@ -169,12 +168,12 @@ def main() -> None:
         f"p95 {pct(http, 95) / pct(bare, 95):.2f}x (target <= 1.25x)"
     )
 
-    faces = sorted(args.dataset.glob("s*/7.bmp"))[: args.phone_photos]
+    faces = sorted(args.dataset.glob("s*/7.*"))[: args.phone_photos]
     pairs = [(path.read_bytes(), phone_photo(path.parent.name, 7)) for path in faces]
     print(
         f"identifyFace: a 12 MP phone photo (4032x3024 JPEG, "
         f"{np.mean([len(b) for _, b in pairs]) / 1e6:.1f} MB) against the small ORL photo "
-        f"(92x112 BMP) of the same face; {len(pairs)} faces a run, interleaved"
+        f"(92x112 PNG) of the same face; {len(pairs)} faces a run, interleaved"
     )
     print(f"  {'run':6} {'small p50':>10} {'12 MP p50':>10} {'ratio':>7}  answers")
     ratios = []

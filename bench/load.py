@@ -1,7 +1,7 @@
 """Load test: a fixed request rate for a fixed time against a local server, mixed traffic.
 
     .venv/bin/python -m bench.load [--url http://127.0.0.1:8000] [--rate 30] [--seconds 120]
-                                   [--dataset ../shared/datasets/orl] [--key KEY]
+                                   [--dataset tests/data/orl] [--key KEY]
 
 Requests start on a fixed schedule (open loop: a slow answer does not delay the next
 request, and latency is counted from when the request was due, so queueing shows), mixing
@@ -32,7 +32,8 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
+from bench.phone_photos import ORL
+
 BOOK = """query Book($id: ID!) { book(id: $id) { title author rating
   similar(k: 5) { distance book { title } } } }"""
 NESTED = """query Nested($id: ID!) { book(id: $id) { title
@@ -109,7 +110,7 @@ class Traffic:
             response = await self.client.post(
                 self.url,
                 data={"operations": operations, "map": json.dumps({"0": ["variables.image"]})},
-                files={"0": ("face.bmp", rng.choice(self.faces), "image/bmp")},
+                files={"0": ("face", rng.choice(self.faces), "application/octet-stream")},
                 headers={**self.headers, "Apollo-Require-Preflight": "true"},
             )
             return self.checked(response)
@@ -213,14 +214,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=30, help="requests started per second")
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--dataset", default=str(DEFAULT_DATASET), help="ORL folder, '' for none")
+    parser.add_argument("--dataset", default=str(ORL), help="ORL folder, '' for none")
     parser.add_argument("--key", default=None, help="API key, for servers with LOOKALIKE_API_KEYS")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
     host = urlsplit(args.url).hostname or ""
     if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
         raise SystemExit(f"refusing {args.url}: the load test only runs against loopback")
-    photos = sorted(Path(args.dataset).glob("s*/[6-9].bmp"))[:80] if args.dataset else []
+    photos = sorted(Path(args.dataset).glob("s*/[6-9].*"))[:80] if args.dataset else []
     asyncio.run(run(args, [photo.read_bytes() for photo in photos]))
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ORL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "orl"
+# The ORL faces (AT&T Cambridge, 40 people x 10 photos, 92 x 112 grayscale), from the course's
+# MIT-licensed repository (LICENSE beside them), converted losslessly from BMP to PNG.
+ORL = Path(__file__).resolve().parents[1] / "tests" / "data" / "orl"
 
 
 @functools.lru_cache(maxsize=1)  # 36 MB a wall
@@ -40,7 +42,7 @@ def phone_photo(person: str, number: int, scale: int = 9, seed: int = 0) -> byte
     a portrait at arm's length) a little off centre."""
     photo = _wall(seed).copy()
     width, height = photo.size
-    face = Image.open(ORL / person / f"{number}.bmp").convert("RGB")
+    face = Image.open(ORL / person / f"{number}.png").convert("RGB")
     face = face.resize((face.width * scale, face.height * scale), Image.Resampling.LANCZOS)
     photo.paste(face, ((width - face.width) // 2 + 300, (height - face.height) // 2 - 100))
     buffer = io.BytesIO()

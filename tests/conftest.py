@@ -25,11 +25,9 @@ from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.redis_cluster import running_cluster
 from tests.servers import serving
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
 BACKENDS = ("redis", "cluster")
-# A module (or test) marked with this runs once against one Redis and once against a cluster.
+# A module (or test) marked with this runs once against one Redis and once against a cluster
+# (whose cases skip, saying how to enable them, without the coordinator: tests/redis_cluster.py).
 both_backends = pytest.mark.parametrize("backend", BACKENDS, indirect=True, scope="session")
 
 

@@ -21,8 +21,8 @@ function client(headers) {
 }
 
 async function photo(person, number) {
-  const bytes = await readFile(join(orl, person, `${number}.bmp`));
-  return new File([bytes], `${person}-${number}.bmp`, { type: "image/bmp" });
+  const bytes = await readFile(join(orl, person, `${number}.png`));
+  return new File([bytes], `${person}-${number}.png`, { type: "image/png" });
 }
 
 const ENROLL = gql`

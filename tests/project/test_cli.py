@@ -81,7 +81,7 @@ def small_orl(tmp_path: Path, people: int, images: int) -> Path:
     for n in range(1, people + 1):
         (tmp_path / f"s{n}").mkdir()
         for i in range(1, images + 1):
-            (tmp_path / f"s{n}" / f"{i}.bmp").symlink_to(ORL / f"s{n}" / f"{i}.bmp")
+            (tmp_path / f"s{n}" / f"{i}.png").symlink_to(ORL / f"s{n}" / f"{i}.png")
     return tmp_path
 
 

@@ -40,18 +40,72 @@ fuzzing = settings(
 )
 
 
+# The oracle for "is this a request a correct client could send": graphql-core's own parser,
+# validation and variable coercion against the same schema, not the server's code.
+REFERENCE = graphql.build_schema(SCHEMA)
+LIMIT_CODES = {"QUERY_TOO_COMPLEX"}  # a valid document the server's limits refuse to run
+
+
+def well_formed(payload: Any) -> bool:
+    """A GraphQL request over JSON that the spec says must be executed: an object whose
+    ``query`` is one valid operation and whose ``variables`` coerce to its definitions."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return False
+    variables = payload.get("variables")
+    if payload.get("operationName") is not None or not isinstance(variables or {}, dict):
+        return False
+    try:
+        document = graphql.parse(payload["query"])
+    except graphql.GraphQLError:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)]
+    if graphql.validate(REFERENCE, document) or len(operations) != 1:
+        return False
+    coerced = graphql.get_variable_values(
+        REFERENCE, operations[0].variable_definitions or (), variables or {}
+    )
+    return not isinstance(coerced, list)  # a list of errors: the variables do not fit
+
+
 def check(api: TestClient, payload: Any) -> None:
-    coded(api.post("/graphql", json=payload), payload)
+    """JSON bodies: executed when well formed, refused with coded errors otherwise."""
+    response = api.post("/graphql", json=payload)
+    if well_formed(payload):
+        answered(response, payload)
+    else:
+        refused(response, payload)
 
 
-def coded(response: Any, sent: Any) -> None:
-    """No 5xx, a JSON body, and every error in it with a code that is not a bug's."""
+def codes(response: Any, sent: Any) -> list[str]:
+    """Every error's code (each must have one, and none a bug's), from a JSON body."""
     assert response.status_code < 500, (sent, response.text)
     body = response.json()
+    found = []
     for error in body.get("errors", []):
         code = (error.get("extensions") or {}).get("code")
         assert code, (sent, error)
         assert code != "INTERNAL_SERVER_ERROR", (sent, error)
+        found.append(code)
+    return found
+
+
+def answered(response: Any, sent: Any) -> None:
+    """A request the spec says must run: HTTP 200 and ``data``, unless a limit refused it."""
+    found = codes(response, sent)
+    assert response.status_code == 200, (sent, response.text)
+    assert "data" in response.json() or (found and set(found) <= LIMIT_CODES), (sent, found)
+
+
+def refused(response: Any, sent: Any, status: range = range(200, 500)) -> list[str]:
+    """A request that must not run: coded errors, no ``data``, a status in ``status``."""
+    found = codes(response, sent)
+    assert found, (sent, response.status_code, response.text)
+    assert "data" not in response.json(), (sent, response.text)
+    assert response.status_code in status, (sent, response.status_code, response.text)
+    return found
+
+
+CLIENT_ERROR = range(400, 500)
 
 
 @seed(20261125)
@@ -65,7 +119,11 @@ def test_valid_documents_never_fail_the_server(api: TestClient, query: str) -> N
 @fuzzing
 @given(query=from_schema(SCHEMA, custom_scalars=SCALARS, mode=Mode.NEGATIVE))
 def test_invalid_documents_get_coded_errors(api: TestClient, query: str) -> None:
-    check(api, {"query": query})
+    response = api.post("/graphql", json={"query": query})
+    if graphql.validate(REFERENCE, graphql.parse(query)):
+        assert "GRAPHQL_VALIDATION_FAILED" in refused(response, query)
+    else:  # the generator made a valid document after all
+        answered(response, query)
 
 
 @seed(20261125)
@@ -137,7 +195,20 @@ def test_bytes_no_client_should_send_get_coded_4xx(
     api: TestClient, raw: bytes, content_type: str, accept: str
 ) -> None:
     headers = {"content-type": content_type, "accept": accept}
-    coded(api.post("/graphql", content=raw, headers=headers), (raw, headers))
+    response = api.post("/graphql", content=raw, headers=headers)
+    media_type, _, charset = content_type.partition(";")
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except ValueError:  # not UTF-8, or not JSON
+        payload = None
+    if (
+        media_type == "application/json"
+        and charset.strip() in ("", "charset=utf-8")
+        and well_formed(payload)
+    ):
+        answered(response, (raw, headers))  # by chance, a request a correct client sends
+    else:
+        refused(response, (raw, headers), CLIENT_ERROR)
 
 
 @seed(20261126)
@@ -162,7 +233,7 @@ def test_multipart_bodies_of_any_shape_get_coded_4xx(
         files=parts or None,
         headers={"Apollo-Require-Preflight": "true"},
     )
-    coded(response, (operations, mapping, files))
+    refused(response, (operations, mapping, files), CLIENT_ERROR)
 
 
 @pytest.mark.parametrize("variables", [{"k": 2**63}, {"k": "5"}, {"k": None}, {}])
@@ -170,7 +241,8 @@ def test_variables_of_the_wrong_kind_are_bad_user_input(
     api: TestClient, variables: dict[str, Any]
 ) -> None:
     query = 'query($k: Int!) { book(id: "9") { similar(k: $k) { distance } } }'
-    check(api, {"query": query, "variables": variables})
+    response = api.post("/graphql", json={"query": query, "variables": variables})
+    assert refused(response, variables) == ["BAD_USER_INPUT"]
 
 
 @pytest.mark.parametrize(

@@ -225,7 +225,7 @@ def test_one_file_mapped_to_two_variables_reaches_both(api: TestClient) -> None:
             "operations": json.dumps(operations),
             "map": json.dumps({"0": ["variables.a", "variables.b"]}),
         },
-        files={"0": ("photo.bmp", orl("s2", 7), "image/bmp")},
+        files={"0": ("photo.png", orl("s2", 7), "image/png")},
         headers=PREFLIGHT,
     )
     data = response.json()["data"]

@@ -162,7 +162,7 @@ def test_people_pages_in_id_order_with_cursors(face_api: tuple[TestClient, str])
 
 
 def _photo_variants() -> dict[str, bytes]:
-    face = Image.open(ORL / "s2" / "7.bmp").convert("L").resize((276, 336))
+    face = Image.open(ORL / "s2" / "7.png").convert("L").resize((276, 336))
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the pixels lie on their side
     sixteen = Image.fromarray(np.asarray(face, dtype=np.uint16) * 257)
@@ -218,8 +218,8 @@ def test_every_photo_kind_is_read_as_the_same_face(
 
 def test_of_several_faces_the_largest_is_identified(face_api: tuple[TestClient, str]) -> None:
     api, _ = face_api
-    big = Image.open(ORL / "s2" / "7.bmp").convert("L").resize((184, 224))
-    small = Image.open(ORL / "s5" / "7.bmp").convert("L")
+    big = Image.open(ORL / "s2" / "7.png").convert("L").resize((184, 224))
+    small = Image.open(ORL / "s5" / "7.png").convert("L")
     group = Image.new("L", (360, 270), 200)
     group.paste(big, (20, 20))
     alone = group.copy()
@@ -512,7 +512,7 @@ def upload(
             "operations": json.dumps(operations),
             "map": json.dumps({str(n): [f"variables.{name}"] for n, name in enumerate(names)}),
         },
-        files={str(n): ("photo", orl("s2", 8), "image/bmp") for n in range(len(names))},
+        files={str(n): ("photo", orl("s2", 8), "image/png") for n in range(len(names))},
         headers=PREFLIGHT,
     )
     assert response.status_code == 200, response.text
@@ -627,7 +627,7 @@ def test_one_file_mapped_to_two_variables_is_read_by_both(
             "operations": json.dumps(operations),
             "map": json.dumps({"0": ["variables.a", "variables.b"]}),
         },
-        files={"0": ("photo", orl("s2", 8), "image/bmp")},
+        files={"0": ("photo", orl("s2", 8), "image/png")},
         headers=PREFLIGHT,
     )
     assert response.json()["data"] == {
