@@ -10,15 +10,28 @@ request in plain text. This protocol class, given to uvicorn through its ``http`
 
 - a deadline for the request line and headers, from the first byte of each request (and from
   the connection's opening, so a silent connection is closed too), and one for the body: 408;
-- a bound on the raw bytes of the request line and headers, counted as they arrive: 431;
+- a bound on the raw bytes of each request's line and headers: 414 when the request line
+  alone passes it, 431 otherwise;
 - a bound on open connections, in all and from one address: past it, 503 and closed;
 - a deadline for a client that does not read its answer (the connection is dropped);
 - trailer fields are not headers;
-- a JSON body with a code on every refusal, and on uvicorn's own 400.
+- a JSON body with a code on every refusal, and on uvicorn's own 400, each counted in
+  /metrics; a refused request never reaches the app, and a refusal waits for the answers
+  owed to the requests pipelined before it.
+
+Counting a request's header bytes needs to know where in a read its header section ends,
+and httptools reports no positions. So a read is handed to the parser in pieces that end
+wherever a request's header section or body could end: at the first empty line (a header
+section, a chunked body's last chunk and trailer end with one), after the bytes a
+Content-Length body still lacks, and at the header limit. Within one piece a request is in
+one phase, so the pieces fed while reading headers are exactly its header bytes, whether
+they came in one read with its body, with the requests pipelined before it, or split
+anywhere across reads.
 
 It overrides uvicorn's protocol callbacks (``connection_made``, ``data_received``, the parser's
-``on_*``, ``pause_writing``); tests/test_connections.py drives real sockets against a real
-server, so an uvicorn release that changed them would fail there.
+``on_*``, ``on_response_complete``, ``pause_writing``) and reads its per-request state
+(``cycle``, ``pipeline``, ``app``, ``headers``); tests/test_connections.py drives real sockets
+against a real server, so an uvicorn release that changed them would fail there.
 """
 
 from __future__ import annotations
@@ -26,20 +39,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from lookalike.schema.observability import observe_refusal
 from lookalike.services.settings import Settings
 
 log = logging.getLogger("lookalike.http")
 
-REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
-           503: "Service Unavailable"}  # fmt: skip
+REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
+           431: "Request Header Fields Too Large", 503: "Service Unavailable"}  # fmt: skip
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 def refusal_bytes(status: int, code: str, message: str) -> bytes:
@@ -51,6 +68,23 @@ def refusal_bytes(status: int, code: str, message: str) -> bytes:
         "connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+# An empty line: a line feed, maybe a carriage return, a line feed. llhttp wants CRLF; taking
+# a bare LF too only adds places to cut, which is harmless.
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
+
+
+def empty_line_end(data: bytes, start: int, end: int, before: bytes) -> int:
+    """The offset just past the first empty line that ends within ``data[start:end]``, or -1.
+    ``before`` holds the bytes fed before ``data`` (two are enough), for a line that began
+    there."""
+    prior = data[start - 2 : start] if start >= 2 else (before + data[:start])[-2:]
+    for found in _EMPTY_LINE.finditer(prior + data[start : min(end, start + 2)]):
+        if found.end() > len(prior):  # one ending in the bytes not yet fed
+            return start + found.end() - len(prior)
+    found_in_data = _EMPTY_LINE.search(data, start, end)
+    return found_in_data.end() if found_in_data else -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +117,27 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._phase: tuple[str, float] | None = None  # "headers" or "body", and since when
         self._stalled: asyncio.TimerHandle | None = None
         self._in_headers = True  # reading a request line and headers (or waiting for one)
-        self._header_bytes = 0  # raw bytes received while reading them
+        self._header_bytes = 0  # bytes fed to the parser while reading them
+        self._in_request_line = True  # no line feed among them yet: a long URL is 414
+        self._body_left: int | None = 0  # of a Content-Length body; None: chunked
+        self._tail = b""  # the last bytes fed, for an empty line split across reads
         self._refused = False
+        self._refusal: bytes | None = None  # written once the answers owed before it are out
+        self._refused_scope: object = None  # a refused request whose app task may be queued
+        self._earlier: RequestResponseCycle | None = None  # the request before this one
         self._counted: str | None = None
+        self.app = self._admit(self.app)
+
+    def _admit(self, app: ASGIApp) -> ASGIApp:
+        """uvicorn starts a request's app task as its headers end; a request refused later in
+        the same read (say, a Transfer-Encoding llhttp rejects after the headers) must not run
+        when that task gets its turn."""
+
+        async def admitted(scope: Any, receive: Any, send: Any) -> None:
+            if scope is not self._refused_scope:
+                await app(scope, receive, send)
+
+        return admitted
 
     # --- connection -------------------------------------------------------------------------
 
@@ -114,18 +166,40 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        reading_headers = self._in_headers
-        super().data_received(data)
-        if reading_headers and self._in_headers and not self._refused:
-            # httptools keeps an unfinished header in memory until its line ends: count the
-            # raw bytes, so 100 MB of one header value is cut at the limit, not buffered
-            self._header_bytes += len(data)
-            if self._header_bytes > self.limits.max_header_bytes:
+        size = len(data)
+        view = memoryview(data)
+        start = 0
+        while start < size and not self._refused:
+            end = self._piece_end(data, start)
+            if end == start:  # the header section is at the limit and goes on
                 self._headers_too_large()
+                break
+            if self._in_headers:
+                # httptools keeps an unfinished header in memory until its line ends: these
+                # bytes are counted before they are parsed, so 100 MB of one header value is
+                # cut at the limit, not buffered
+                self._header_bytes += end - start
+                if self._in_request_line and data.find(b"\n", start, end) >= 0:
+                    self._in_request_line = False
+            # httptools parses a memoryview in place: a body is not copied to be cut
+            super().data_received(data if end - start == size else view[start:end])  # type: ignore[arg-type]
+            start = end
+            if not self._refused and self.parser.should_upgrade():
+                break  # uvicorn drops the rest of a read after an upgrade request
         if not self._refused:
+            self._tail = (self._tail + data[-2:])[-2:]
             self._arm()
+
+    def _piece_end(self, data: bytes, start: int) -> int:
+        """Where the next piece for the parser ends: no request changes phase inside one."""
+        if self._in_headers:
+            limit = min(len(data), start + self.limits.max_header_bytes - self._header_bytes)
+            end = empty_line_end(data, start, limit, self._tail)
+            return end if end >= 0 else limit
+        if self._body_left is None:  # chunked: its last chunk and trailer end in an empty line
+            end = empty_line_end(data, start, len(data), self._tail)
+            return end if end >= 0 else len(data)
+        return min(len(data), start + self._body_left) if self._body_left > 0 else len(data)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -138,12 +212,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._stalled = None
         super().resume_writing()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal is not None and (self.cycle is None or self.cycle.response_complete):
+            self._write_refusal()  # the last answer owed before it is out
+
     # --- parser callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
-        self._header_bytes = 0
         self._begin("headers")
 
     def on_url(self, url: bytes) -> None:
@@ -160,10 +238,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._in_headers = False
+        self._body_left = 0
+        for name, value in self.headers:  # llhttp has refused a malformed or doubled length
+            if name == b"transfer-encoding":
+                self._body_left = None
+                break
+            if name == b"content-length":
+                self._body_left = int(value)
+        self._earlier = self.cycle
         self._begin("body")
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
+        if self._body_left:
+            self._body_left -= len(body)
         if not self._refused:
             super().on_body(body)
 
@@ -173,6 +261,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._phase = None  # until the next request's first byte (keep-alive: uvicorn's)
         self._in_headers = True  # the next bytes are the next request's
         self._header_bytes = 0
+        self._in_request_line = True
+        self._body_left = 0
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -181,11 +271,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # --- limits -----------------------------------------------------------------------------
 
     def _headers_too_large(self) -> None:
-        self._refuse(
-            431,
-            "HEADERS_TOO_LARGE",
-            f"the request line and headers are over {self.limits.max_header_bytes:,} bytes",
-        )
+        limit = self.limits.max_header_bytes
+        if self._in_request_line:
+            self._refuse(414, "URI_TOO_LONG", f"the request line is over {limit:,} bytes")
+        else:
+            message = f"the request line and headers are over {limit:,} bytes"
+            self._refuse(431, "HEADERS_TOO_LARGE", message)
 
     def _headers_too_slow(self) -> None:
         self._deadline = self._armed = None
@@ -199,11 +290,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._deadline = self._armed = None
         if self.pipeline:  # queued (uvicorn stops reading) behind an earlier answer
             self._wait_for_turn("body")
-            return
-        cycle = getattr(self, "cycle", None)
-        if cycle is not None and getattr(cycle, "response_started", False):
-            self._refused = True  # answered already (say, 413): the rest is not waited for
-            self.transport.close()
             return
         timeout = self.limits.body_timeout
         self._refuse(408, "REQUEST_TIMEOUT", f"the request's body took over {timeout:g} s")
@@ -242,10 +328,33 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._deadline = None
 
     def _refuse(self, status: int, code: str, message: str) -> None:
+        """Refuse the request being read: nothing more is read, its app never runs (or, if its
+        headers had started it, never gets the rest of its body), and the refusal is written
+        once the answers to the requests before it are."""
+        if self._refused:
+            return
         self._refused = True
         self._stop()
-        if not self.transport.is_closing():
-            self.transport.write(refusal_bytes(status, code, message))
+        observe_refusal(status, code, self.client[0] if self.client else None)
+        refused = None if self._in_headers else self.cycle
+        if refused is not None:
+            self._refused_scope = refused.scope
+            refused.disconnected = True  # its receive answers http.disconnect, its send nothing
+            refused.message_event.set()
+            if refused.response_started:  # answered already (say, 413): nothing more to say
+                self.transport.close()
+                return
+            for queued in [entry for entry in self.pipeline if entry[0] is refused]:
+                self.pipeline.remove(queued)
+            self.cycle = self._earlier  # type: ignore[assignment]  # what is owed ends there
+        self._refusal = refusal_bytes(status, code, message)
+        if self.cycle is None or self.cycle.response_complete:
+            self._write_refusal()
+
+    def _write_refusal(self) -> None:
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None and not self.transport.is_closing():
+            self.transport.write(refusal)
             self.transport.close()
 
 
