@@ -584,3 +584,17 @@ def test_every_refusal_the_connection_layer_makes_is_counted(server: Served) -> 
             sock.close()
     after = _refusals(server)
     assert {kind: after[kind] - before[kind] for kind in before} == dict.fromkeys(before, 1.0)
+
+
+def test_a_head_answer_carries_no_body_on_the_wire(server: Served) -> None:
+    """HEAD and then GET on one connection: the GET's answer follows the HEAD's headers at
+    once (a body after them would be read as the GET's answer)."""
+    head = _raw("HEAD", f"/graphql?query={TITLE}")
+    get = _raw("GET", f"/graphql?query={TITLE}", headers={"connection": "close"})
+    sock = _connect(server)
+    sock.sendall(head + get)
+    first, _, rest = _read_all(sock).partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200")
+    assert b"content-length: " in first
+    assert rest.startswith(b"HTTP/1.1 200")
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["data"]["book"]["title"]

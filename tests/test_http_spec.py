@@ -264,6 +264,40 @@ def test_an_operation_name_too_long_for_a_label_is_counted_as_other(api: TestCli
     assert all(len(label) <= 64 for label in labels)
 
 
+def test_head_is_answered_as_get_without_the_body(api: TestClient) -> None:
+    """HEAD is GET without the body (RFC 9110), as Starlette serves it beside every GET route:
+    the same status and headers, the same refusal of a mutation, GraphiQL for a browser."""
+    params = {"query": TITLE}
+    get = api.get("/graphql", params=params, headers=MODERN)
+    head = api.head("/graphql", params=params, headers=MODERN)
+    assert (head.status_code, head.headers["content-type"]) == (200, f"{SPEC}; charset=utf-8")
+    assert head.headers["content-length"] == get.headers["content-length"]
+    mutation = {"query": 'mutation { deletePerson(id: "someone") }'}
+    refused = api.head("/graphql", params=mutation, headers=MODERN)
+    assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+    page = api.head("/graphql", headers={"accept": "text/html"})
+    assert (page.status_code, page.headers["content-type"][:9]) == (200, "text/html")
+    put = api.put("/graphql", json=params, headers=MODERN)
+    assert (put.status_code, put.headers["allow"]) == (405, "GET, HEAD, POST")
+    assert error_codes(put.json()) == ["METHOD_NOT_ALLOWED"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[{"query": TITLE}], 7, "a string", None],
+    ids=["a batch", "a number", "a string", "null"],
+)
+def test_json_that_is_not_a_graphql_request_is_422_under_the_spec(
+    api: TestClient, body: Any
+) -> None:
+    """The spec's 400 is for a body that is not JSON at all; JSON of the wrong shape is not a
+    well-formed GraphQL-over-HTTP request: 422 (classic clients keep 400)."""
+    for accept, status in ((MODERN, 422), (LEGACY, 400)):
+        headers = {**accept, "content-type": "application/json"}
+        response = api.post("/graphql", content=json.dumps(body), headers=headers)
+        assert (response.status_code, error_codes(response.json())) == (status, ["BAD_REQUEST"])
+
+
 def test_unknown_paths_and_methods_are_json_too(api: TestClient) -> None:
     assert error_codes(api.get("/nowhere").json()) == ["NOT_FOUND"]
     assert error_codes(api.post("/healthz").json()) == ["METHOD_NOT_ALLOWED"]
