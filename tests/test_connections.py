@@ -467,9 +467,10 @@ def _chunked(body: bytes, size: int) -> bytes:
 
 
 def test_pipelined_requests_in_one_write_are_each_answered_in_turn(server: Served) -> None:
-    """Four requests in one write, each with its own header section under the limit and all of
-    them together well over it: a body, a GET, a chunked body whose JSON holds empty lines (it
-    is cut in 7-byte chunks), and a request whose headers are at the limit."""
+    """Four requests in one write (and cut into two at 16 places), each with its own header
+    section under the limit and all of them together well over it: a body, a GET, a chunked
+    body whose JSON holds empty lines (it is cut in 7-byte chunks), and a request whose headers
+    are at the limit."""
     spaced = b'{"query":\r\n\r\n"{ book(id: \\"9\\") { title } }",\r\n\r\n"variables": {}}'
     requests = [
         _query(padding=3_000),
@@ -477,8 +478,11 @@ def test_pipelined_requests_in_one_write_are_each_answered_in_turn(server: Serve
         _chunked(spaced, 7),
         _padded(_query(padding=3_000), MAX_HEADER_BYTES),
     ]
-    answers = _send(server, b"".join(requests), answers=len(requests))
-    assert [_title(answer) for answer in answers] == ["Transformers: The Ultimate Guide"] * 4
+    stream = b"".join(requests)
+    for cut in [len(stream), *range(1, len(stream), len(stream) // 15)]:
+        writes = [part for part in (stream[:cut], stream[cut:]) if part]
+        answers = _send(server, *writes, answers=len(requests))
+        assert [_title(answer) for answer in answers] == ["Transformers: The Ultimate Guide"] * 4
 
 
 def test_a_body_and_the_next_requests_first_bytes_in_one_read(server: Served) -> None:
