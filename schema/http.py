@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from graphql import ExecutionResult, GraphQLError, OperationType
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -115,7 +115,10 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response = await self.handle(request)
+        try:
+            response = await self.handle(request)
+        except ClientDisconnect:  # gone before its body came (or refused by the connection
+            return  # layer meanwhile): there is nobody to answer, and nothing went wrong here
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:

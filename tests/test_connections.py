@@ -175,6 +175,8 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off(server: Served) -> None:
     raw = _read_all(sock)
     assert time.monotonic() - started < BODY_TIMEOUT + 3
     assert _refusal(raw) == (408, "REQUEST_TIMEOUT")
+    time.sleep(0.2)
+    assert "Exception in ASGI application" not in server.output()  # its app was told, quietly
 
 
 def test_a_body_still_trickling_after_the_answer_does_not_keep_the_connection(
