@@ -77,14 +77,24 @@ _EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 def empty_line_end(data: bytes, start: int, end: int, before: bytes) -> int:
     """The offset just past the first empty line that ends within ``data[start:end]``, or -1.
-    ``before`` holds the bytes fed before ``data`` (two are enough), for a line that began
-    there."""
-    prior = data[start - 2 : start] if start >= 2 else (before + data[:start])[-2:]
-    for found in _EMPTY_LINE.finditer(prior + data[start : min(end, start + 2)]):
-        if found.end() > len(prior):  # one ending in the bytes not yet fed
-            return start + found.end() - len(prior)
-    found_in_data = _EMPTY_LINE.search(data, start, end)
-    return found_in_data.end() if found_in_data else -1
+    The bytes before ``start`` were fed already; ``before`` holds the last bytes fed before
+    ``data``, for a line feed that came in an earlier read."""
+    if start < 2 and before[-1:] in (b"\n", b"\r"):
+        prior = (before + data[:start])[-2:]
+        found = _first_ending_after(prior + data[start : min(end, start + 2)], 0, len(prior))
+        if found >= 0:
+            return start + found - len(prior)
+    return _first_ending_after(data, max(start - 2, 0), start, end)
+
+
+def _first_ending_after(data: bytes, start: int, after: int, end: int | None = None) -> int:
+    """The end of the first empty line in ``data[start:end]`` that ends past ``after``, or -1
+    (the lines overlap: in three line feeds, the second empty line ends one byte later)."""
+    end = len(data) if end is None else end
+    match = _EMPTY_LINE.search(data, start, end)
+    while match is not None and match.end() <= after:
+        match = _EMPTY_LINE.search(data, match.start() + 1, end)
+    return match.end() if match is not None else -1
 
 
 @dataclass(frozen=True, slots=True)

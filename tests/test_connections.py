@@ -20,7 +20,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from lookalike.schema.http_server import empty_line_end
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
 from tests.conftest import error_codes, metric, redis_dump
@@ -604,3 +607,28 @@ def test_a_head_answer_carries_no_body_on_the_wire(server: Served) -> None:
     assert b"content-length: " in first
     assert rest.startswith(b"HTTP/1.1 200")
     assert json.loads(rest.partition(b"\r\n\r\n")[2])["data"]["book"]["title"]
+
+
+def _empty_line_end_read_bytewise(data: bytes, start: int, end: int, before: bytes) -> int:
+    """The same answer read one byte at a time: a line feed after a line feed, or after a
+    line feed and a carriage return, ends an empty line."""
+    seen = before + data
+    for n in range(len(before) + start, len(before) + end):
+        if seen[n] == 10 and (seen[n - 1 : n] == b"\n" or seen[max(n - 2, 0) : n] == b"\n\r"):
+            return n + 1 - len(before)
+    return -1
+
+
+@given(
+    before=st.binary(max_size=2).map(lambda b: bytes(b"\r\nx"[c % 3] for c in b)),
+    data=st.binary(max_size=12).map(lambda b: bytes(b"\r\nx"[c % 3] for c in b)),
+    bounds=st.tuples(st.integers(0, 12), st.integers(0, 12)),
+)
+def test_where_a_piece_ends_agrees_with_a_bytewise_reading(
+    before: bytes, data: bytes, bounds: tuple[int, int]
+) -> None:
+    """Where the connection layer cuts a read (the end of the first empty line not yet fed),
+    whatever the bytes before the cut and in the reads before this one."""
+    start, end = sorted(min(bound, len(data)) for bound in bounds)
+    expected = _empty_line_end_read_bytewise(data, start, end, before)
+    assert empty_line_end(data, start, end, before) == expected
