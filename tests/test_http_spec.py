@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.schema.execution import PlannedExecutor
 from lookalike.services.settings import Settings
-from tests.conftest import error_codes, from_address, metric_labels
+from tests.conftest import error_codes, from_address, metric, metric_labels
 from tests.photos import PREFLIGHT, orl
 
 SPEC = "application/graphql-response+json"
@@ -298,9 +298,19 @@ def test_json_that_is_not_a_graphql_request_is_422_under_the_spec(
         assert (response.status_code, error_codes(response.json())) == (status, ["BAD_REQUEST"])
 
 
+def _refusals(api: TestClient, status: str, code: str) -> float:
+    page = api.get("/metrics").text
+    return metric(page, "lookalike_http_refusals_total", status=status, code=code)
+
+
 def test_unknown_paths_and_methods_are_json_too(api: TestClient) -> None:
+    """And counted among the refusals, as the endpoint's own are."""
+    before = [_refusals(api, "404", "NOT_FOUND"), _refusals(api, "405", "METHOD_NOT_ALLOWED")]
     assert error_codes(api.get("/nowhere").json()) == ["NOT_FOUND"]
     assert error_codes(api.post("/healthz").json()) == ["METHOD_NOT_ALLOWED"]
+    assert error_codes(api.put("/graphql").json()) == ["METHOD_NOT_ALLOWED"]
+    after = [_refusals(api, "404", "NOT_FOUND"), _refusals(api, "405", "METHOD_NOT_ALLOWED")]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 2]
     response = api.get("/", follow_redirects=False)
     assert (response.status_code, response.headers["location"]) == (307, "/graphql")
 
