@@ -170,6 +170,7 @@ def check_values(value: Any) -> None:
                     400,
                     "QUERY_TOO_COMPLEX",
                     f"a list of {len(item):,} values; lists hold at most {MAX_LIST:,}",
+                    spec_status=422,  # as the document's own cost limits
                 )
             stack.extend((v, depth + 1) for v in item)
         else:

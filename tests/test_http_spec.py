@@ -66,6 +66,21 @@ def test_request_errors_have_no_data_and_the_spec_status(
     assert content_type.startswith("application/json")
 
 
+def test_a_variable_list_over_the_bound_is_422_like_the_cost_limits(api: TestClient) -> None:
+    """Refused before GraphQL sees it, with the code and the spec status of the document's
+    own cost limits."""
+    body = {
+        "query": 'query($f: BookFilter) { searchBooks(text: "x", filter: $f) { distance } }',
+        "variables": {"f": {"genres": ["horror"] * 1001}},
+    }
+    for accept, status in ((MODERN, 422), (LEGACY, 400)):
+        response = api.post("/graphql", json=body, headers=accept)
+        assert (response.status_code, error_codes(response.json())) == (
+            status,
+            ["QUERY_TOO_COMPLEX"],
+        )
+
+
 def test_several_operations_run_the_one_named(api: TestClient) -> None:
     document = "query A { genres { name } } query B { __typename }"
     status, answer, _ = ask(api, {"query": document, "operationName": "B"}, MODERN)
