@@ -21,12 +21,13 @@ request in plain text. This protocol class, given to uvicorn through its ``http`
 
 Counting a request's header bytes needs to know where in a read its header section ends,
 and httptools reports no positions. So a read is handed to the parser in pieces that end
-wherever a request's header section or body could end: at the first empty line (a header
-section, a chunked body's last chunk and trailer end with one), after the bytes a
-Content-Length body still lacks, and at the header limit. Within one piece a request is in
-one phase, so the pieces fed while reading headers are exactly its header bytes, whether
-they came in one read with its body, with the requests pipelined before it, or split
-anywhere across reads.
+where a request's header section or body ends: at the header section's empty line (empty
+lines before a request line end nothing), after the bytes a Content-Length body still lacks,
+after a chunked body's last chunk and trailer (its framing followed chunk by chunk: cutting
+at every empty line would cost a parser call per empty line in the chunks' data), and at the
+header limit. Within one piece a request is in one phase, so the pieces fed while reading
+headers are exactly its header bytes, whether they came in one read with its body, with the
+requests pipelined before it, or split anywhere across reads.
 
 It overrides uvicorn's protocol callbacks (``connection_made``, ``data_received``, the parser's
 ``on_*``, ``on_response_complete``, ``pause_writing``) and reads its per-request state
@@ -73,6 +74,8 @@ def refusal_bytes(status: int, code: str, message: str) -> bytes:
 # An empty line: a line feed, maybe a carriage return, a line feed. llhttp wants CRLF; taking
 # a bare LF too only adds places to cut, which is harmless.
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
+_REQUEST_LINE_BYTE = re.compile(rb"[^\r\n]")  # llhttp skips empty lines before a request
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 def empty_line_end(data: bytes, start: int, end: int, before: bytes) -> int:
@@ -95,6 +98,42 @@ def _first_ending_after(data: bytes, start: int, after: int, end: int | None = N
     while match is not None and match.end() <= after:
         match = _EMPTY_LINE.search(data, match.start() + 1, end)
     return match.end() if match is not None else -1
+
+
+class ChunkedEnd:
+    """Follows a chunked body's framing over the bytes fed, to say where the body ends: just
+    past the empty line after its last chunk and trailer. Cutting at every empty line would
+    also find it, but chunk data full of empty lines would then cost a parser call every two
+    bytes; this costs a few steps a chunk, whatever the chunks hold. llhttp refuses framing
+    that breaks the rules (400), so on every body it accepts the two agree."""
+
+    def __init__(self) -> None:
+        self.left = 0  # bytes of the current chunk's data and its CRLF still to come
+        self.line = b""  # the start of a chunk-size line split across reads
+        self.last = False  # past the last chunk's size line: in the trailer
+
+    def end(self, data: bytes, start: int, before: bytes) -> int:
+        """Move over ``data[start:]``; the offset where the body ends in it, or -1."""
+        position, size = start, len(data)
+        while position < size:
+            if self.last:
+                return empty_line_end(data, position, size, before)
+            if self.left:
+                step = min(self.left, size - position)
+                self.left -= step
+                position += step
+                continue
+            line_end = data.find(b"\n", position)
+            if line_end < 0:
+                self.line = (self.line + data[position:])[:32]
+                return -1
+            digits = _CHUNK_SIZE.match(self.line + data[position : min(line_end, position + 32)])
+            self.line = b""
+            position = line_end + 1
+            length = int(digits.group(), 16) if digits else 0
+            self.left = length + 2 if length else 0  # its data, then CRLF
+            self.last = not length
+        return -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +168,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_headers = True  # reading a request line and headers (or waiting for one)
         self._header_bytes = 0  # bytes fed to the parser while reading them
         self._in_request_line = True  # no line feed among them yet: a long URL is 414
+        self._begun = False  # the parser has seen this request's first byte
         self._body_left: int | None = 0  # of a Content-Length body; None: chunked
+        self._chunked: ChunkedEnd | None = None
         self._tail = b""  # the last bytes fed, for an empty line split across reads
         self._refused = False
         self._refusal: bytes | None = None  # written once the answers owed before it are out
@@ -204,12 +245,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         """Where the next piece for the parser ends: no request changes phase inside one."""
         if self._in_headers:
             limit = min(len(data), start + self.limits.max_header_bytes - self._header_bytes)
-            end = empty_line_end(data, start, limit, self._tail)
+            first = start
+            if not self._begun:  # empty lines before a request end nothing: they count, uncut
+                found = _REQUEST_LINE_BYTE.search(data, start, limit)
+                first = found.start() if found else limit
+            end = empty_line_end(data, first, limit, self._tail) if first < limit else -1
             return end if end >= 0 else limit
-        if self._body_left is None:  # chunked: its last chunk and trailer end in an empty line
-            end = empty_line_end(data, start, len(data), self._tail)
+        if self._chunked is not None:
+            end = self._chunked.end(data, start, self._tail)
             return end if end >= 0 else len(data)
-        return min(len(data), start + self._body_left) if self._body_left > 0 else len(data)
+        return min(len(data), start + self._body_left) if self._body_left else len(data)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -232,6 +277,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
+        self._begun = True
         self._begin("headers")
 
     def on_url(self, url: bytes) -> None:
@@ -248,10 +294,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._in_headers = False
-        self._body_left = 0
+        self._body_left, self._chunked = 0, None
         for name, value in self.headers:  # llhttp has refused a malformed or doubled length
             if name == b"transfer-encoding":
-                self._body_left = None
+                self._body_left, self._chunked = None, ChunkedEnd()
                 break
             if name == b"content-length":
                 self._body_left = int(value)
@@ -272,7 +318,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_headers = True  # the next bytes are the next request's
         self._header_bytes = 0
         self._in_request_line = True
-        self._body_left = 0
+        self._begun = False
+        self._body_left, self._chunked = 0, None
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:

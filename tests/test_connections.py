@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httptools
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lookalike.schema.http_server import empty_line_end
+from lookalike.schema.http_server import ChunkedEnd, empty_line_end
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
 from tests.conftest import error_codes, metric, redis_dump
@@ -632,3 +633,47 @@ def test_where_a_piece_ends_agrees_with_a_bytewise_reading(
     start, end = sorted(min(bound, len(data)) for bound in bounds)
     expected = _empty_line_end_read_bytewise(data, start, end, before)
     assert empty_line_end(data, start, end, before) == expected
+
+
+class _MessageEnds:
+    """httptools' own account of where each message ends, fed one byte at a time."""
+
+    def __init__(self) -> None:
+        self.ends: list[int] = []
+        self.fed = 0
+
+    def on_message_complete(self) -> None:
+        self.ends.append(self.fed)
+
+
+@given(
+    chunks=st.lists(st.binary(min_size=1, max_size=40), max_size=6),
+    extension=st.sampled_from([b"", b";a=b", b';name="quoted"']),
+    trailer=st.sampled_from([b"", b"X-Trailer: 1\r\n", b"A: 1\r\nB: 2\r\n"]),
+    zeros=st.integers(1, 3),
+    reads=st.lists(st.integers(1, 60), max_size=8),
+)
+def test_a_chunked_body_ends_where_httptools_ends_it(
+    chunks: list[bytes], extension: bytes, trailer: bytes, zeros: int, reads: list[int]
+) -> None:
+    """Where the connection layer cuts after a chunked body, whatever the chunks hold (empty
+    lines too), however the reads are cut: where llhttp completes the message."""
+    head = b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+    body = b"".join(b"%x%s\r\n%s\r\n" % (len(c), extension, c) for c in chunks)
+    body += b"0" * zeros + extension + b"\r\n" + trailer + b"\r\n"
+    after = b"GET / HTTP/1.1\r\n\r\n"
+    seen = _MessageEnds()
+    parser = httptools.HttpRequestParser(seen)
+    for byte in head + body + after:
+        seen.fed += 1
+        parser.feed_data(bytes([byte]))
+    assert seen.ends == [len(head + body), len(head + body + after)]
+    framing, stream, fed, found = ChunkedEnd(), body + after, 0, -1
+    for size in [*reads, len(stream)]:
+        read = stream[fed : fed + size]
+        end = framing.end(read, 0, (head + stream[:fed])[-2:])
+        if end >= 0:
+            found = fed + end
+            break
+        fed += len(read)
+    assert found == len(body)
