@@ -131,8 +131,12 @@ class ChunkedEnd:
             self.line = b""
             position = line_end + 1
             length = int(digits.group(), 16) if digits else 0
-            self.left = length + 2 if length else 0  # its data, then CRLF
-            self.last = not length
+            if not length:
+                self.last = True
+                continue
+            step = min(length + 2, size - position)  # its data, then CRLF
+            self.left = length + 2 - step
+            position += step
         return -1
 
 
