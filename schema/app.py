@@ -23,7 +23,7 @@ from lookalike.schema.execution.schema import build_schema, document_limits
 from lookalike.schema.http.endpoint import GraphQLEndpoint
 from lookalike.schema.http.graphiql import GraphiQLFiles
 from lookalike.schema.http.guards import PREFLIGHT_HEADERS, RequestGuards
-from lookalike.schema.http.observability import metrics_endpoint
+from lookalike.schema.http.observability import metrics_endpoint, observe_refusal
 from lookalike.schema.http.persisted_queries import PersistedQueries
 from lookalike.services import recovery
 from lookalike.services.books.catalogue import Catalogue
@@ -43,6 +43,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
     """Starlette's own 404 and 405 are plain text: every error here is JSON with a code."""
     status = getattr(exc, "status_code", 404)
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(status, f"HTTP_{status}")
+    observe_refusal(status, code, request.client.host if request.client else None)
     message = "nothing here: the API is at /graphql" if status == 404 else "method not allowed"
     body = {"errors": [{"message": message, "extensions": {"code": code}}]}
     return JSONResponse(body, status, headers=getattr(exc, "headers", None))

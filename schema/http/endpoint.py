@@ -1,13 +1,15 @@
 """/graphql over HTTP, as the GraphQL-over-HTTP spec and Apollo's clients expect it.
 
-One endpoint: GET (queries only; GraphiQL for a browser) and POST (JSON, or multipart for
-uploads). The response's media type follows ``Accept``: clients that ask for
-``application/graphql-response+json`` get the spec's status codes (400 for a document that
-does not parse, 422 for one that does not validate, an ambiguous operation or variables that
-do not coerce, 401/403 for a refused caller, 294 for partial data); ``application/json``
-clients (and clients that send no Accept) keep the classic 200 with ``errors``. Requests that
-are not GraphQL at all (bad JSON, unsupported media type, a mutation over GET) are refused with
-a 4xx and a JSON body with a code, whatever was accepted.
+One endpoint: GET (queries only; GraphiQL for a browser), HEAD (GET's answer without its
+body) and POST (JSON, or multipart for uploads). The response's media type follows ``Accept``:
+clients that ask for ``application/graphql-response+json`` get the spec's status codes (400
+for a document that does not parse, 422 for one that does not validate, an ambiguous
+operation, variables that do not coerce or JSON that is not a GraphQL request, 401/403 for a
+refused caller, 294 for partial data); ``application/json`` clients (and clients that send
+no Accept) keep the classic 200 with ``errors``. Requests that are not GraphQL at all (bad
+JSON, unsupported media type, a mutation over GET) are refused with a 4xx and a JSON body with
+a code, whatever was accepted. docs/decisions.md compares each status with the spec's text
+and the graphql-http audit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import orjson
 from graphql import ExecutionResult, GraphQLError, OperationType
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -51,6 +53,9 @@ SPEC_STATUS = {
     "SERVICE_UNAVAILABLE": 503,
 }
 NO_STORE = {"cache-control": "private, no-cache, must-revalidate"}
+# HEAD is GET without the body (RFC 9110 9.3.2; Starlette's routes serve it with every GET):
+# the same answer's status and headers, so it runs the same query; uvicorn drops the body.
+SAFE = ("GET", "HEAD")
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -110,21 +115,21 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response = await self.handle(request)
+        try:
+            response = await self.handle(request)
+        except ClientDisconnect:  # gone before its body came (or refused by the connection
+            return  # layer meanwhile): there is nobody to answer, and nothing went wrong here
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         client = request.client.host if request.client else None
-        if request.method not in ("GET", "POST"):
-            return self._refused(
-                Refused(
-                    405, "METHOD_NOT_ALLOWED", "use GET or POST", headers={"allow": "GET, POST"}
-                ),
-                JSON,
-                client,
+        if request.method not in SAFE and request.method != "POST":
+            refused = Refused(
+                405, "METHOD_NOT_ALLOWED", "use GET or POST", headers={"allow": "GET, HEAD, POST"}
             )
-        if request.method == "GET" and self._wants_page(request):
+            return self._refused(refused, JSON, client)
+        if request.method in SAFE and self._wants_page(request):
             if self.ide is None:
                 return self._refused(
                     Refused(404, "NOT_FOUND", "GraphiQL is switched off on this server"),

@@ -47,7 +47,8 @@ def observe_request(
 
 
 def observe_refusal(status: int, code: str, client: str | None) -> None:
-    """A request refused before GraphQL saw it (size, CSRF, timeout)."""
+    """A request refused before GraphQL saw it (size, CSRF, timeout, a malformed request)."""
+    metrics.REFUSALS.labels(str(status), code).inc()
     metrics.ERRORS.labels("http", code).inc()
     log.info("refused", extra={"status": status, "errors": [code], "client": client})
 

@@ -64,7 +64,7 @@ class GraphQLRequest:
 
 
 async def read_request(request: Request) -> GraphQLRequest:
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: GET's answer without its body
         return _from_url(request)
     content_type = request.headers.get("content-type", "")
     media, _, parameters = content_type.partition(";")
@@ -131,9 +131,11 @@ def _decode(raw: bytes | str, what: str) -> Any:
 
 def _shaped(method: Literal["GET", "POST"], body: Any) -> GraphQLRequest:
     if isinstance(body, list):
-        raise bad_request("batched operations (a JSON array) are not supported: send one")
+        raise bad_request(
+            "batched operations (a JSON array) are not supported: send one", malformed=True
+        )
     if not isinstance(body, dict):
-        raise bad_request("a GraphQL request is a JSON object with a query")
+        raise bad_request("a GraphQL request is a JSON object with a query", malformed=True)
     check_values(body)
     query, variables = body.get("query"), body.get("variables")
     operation_name, extensions = body.get("operationName"), body.get("extensions")
@@ -168,6 +170,7 @@ def check_values(value: Any) -> None:
                     400,
                     "QUERY_TOO_COMPLEX",
                     f"a list of {len(item):,} values; lists hold at most {MAX_LIST:,}",
+                    spec_status=422,  # as the document's own cost limits
                 )
             stack.extend((v, depth + 1) for v in item)
         else:

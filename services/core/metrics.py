@@ -31,6 +31,13 @@ ERRORS = Counter(
     ["operation", "code"],
     registry=REGISTRY,
 )
+REFUSALS = Counter(
+    "lookalike_http_refusals",
+    "Requests (and connections) refused before GraphQL saw them, by status and code: the "
+    "connection layer's 400, 408, 414, 431 and 503, and the endpoint's.",
+    ["status", "code"],
+    registry=REGISTRY,
+)
 LATENCY = Histogram(
     "lookalike_graphql_request_duration_seconds",
     "Time from the request's arrival to its answer.",

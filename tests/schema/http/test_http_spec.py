@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.schema.execution.executor import PlannedExecutor
 from lookalike.services.core.settings import Settings
-from tests.conftest import error_codes, from_address, metric_labels
+from tests.conftest import error_codes, from_address, metric, metric_labels
 from tests.photos import PREFLIGHT, orl
 
 SPEC = "application/graphql-response+json"
@@ -64,6 +64,21 @@ def test_request_errors_have_no_data_and_the_spec_status(
     assert (status, error_codes(answer)) == (200, [code])
     assert "data" not in answer
     assert content_type.startswith("application/json")
+
+
+def test_a_variable_list_over_the_bound_is_422_like_the_cost_limits(api: TestClient) -> None:
+    """Refused before GraphQL sees it, with the code and the spec status of the document's
+    own cost limits."""
+    body = {
+        "query": 'query($f: BookFilter) { searchBooks(text: "x", filter: $f) { distance } }',
+        "variables": {"f": {"genres": ["horror"] * 1001}},
+    }
+    for accept, status in ((MODERN, 422), (LEGACY, 400)):
+        response = api.post("/graphql", json=body, headers=accept)
+        assert (response.status_code, error_codes(response.json())) == (
+            status,
+            ["QUERY_TOO_COMPLEX"],
+        )
 
 
 def test_several_operations_run_the_one_named(api: TestClient) -> None:
@@ -264,9 +279,53 @@ def test_an_operation_name_too_long_for_a_label_is_counted_as_other(api: TestCli
     assert all(len(label) <= 64 for label in labels)
 
 
+def test_head_is_answered_as_get_without_the_body(api: TestClient) -> None:
+    """HEAD is GET without the body (RFC 9110), as Starlette serves it beside every GET route:
+    the same status and headers, the same refusal of a mutation, GraphiQL for a browser."""
+    params = {"query": TITLE}
+    get = api.get("/graphql", params=params, headers=MODERN)
+    head = api.head("/graphql", params=params, headers=MODERN)
+    assert (head.status_code, head.headers["content-type"]) == (200, f"{SPEC}; charset=utf-8")
+    assert head.headers["content-length"] == get.headers["content-length"]
+    mutation = {"query": 'mutation { deletePerson(id: "someone") }'}
+    refused = api.head("/graphql", params=mutation, headers=MODERN)
+    assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+    page = api.head("/graphql", headers={"accept": "text/html"})
+    assert (page.status_code, page.headers["content-type"][:9]) == (200, "text/html")
+    put = api.put("/graphql", json=params, headers=MODERN)
+    assert (put.status_code, put.headers["allow"]) == (405, "GET, HEAD, POST")
+    assert error_codes(put.json()) == ["METHOD_NOT_ALLOWED"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[{"query": TITLE}], 7, "a string", None],
+    ids=["a batch", "a number", "a string", "null"],
+)
+def test_json_that_is_not_a_graphql_request_is_422_under_the_spec(
+    api: TestClient, body: Any
+) -> None:
+    """The spec's 400 is for a body that is not JSON at all; JSON of the wrong shape is not a
+    well-formed GraphQL-over-HTTP request: 422 (classic clients keep 400)."""
+    for accept, status in ((MODERN, 422), (LEGACY, 400)):
+        headers = {**accept, "content-type": "application/json"}
+        response = api.post("/graphql", content=json.dumps(body), headers=headers)
+        assert (response.status_code, error_codes(response.json())) == (status, ["BAD_REQUEST"])
+
+
+def _refusals(api: TestClient, status: str, code: str) -> float:
+    page = api.get("/metrics").text
+    return metric(page, "lookalike_http_refusals_total", status=status, code=code)
+
+
 def test_unknown_paths_and_methods_are_json_too(api: TestClient) -> None:
+    """And counted among the refusals, as the endpoint's own are."""
+    before = [_refusals(api, "404", "NOT_FOUND"), _refusals(api, "405", "METHOD_NOT_ALLOWED")]
     assert error_codes(api.get("/nowhere").json()) == ["NOT_FOUND"]
     assert error_codes(api.post("/healthz").json()) == ["METHOD_NOT_ALLOWED"]
+    assert error_codes(api.put("/graphql").json()) == ["METHOD_NOT_ALLOWED"]
+    after = [_refusals(api, "404", "NOT_FOUND"), _refusals(api, "405", "METHOD_NOT_ALLOWED")]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 2]
     response = api.get("/", follow_redirects=False)
     assert (response.status_code, response.headers["location"]) == (307, "/graphql")
 
