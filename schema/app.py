@@ -33,6 +33,7 @@ from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.faces import open_faces
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import UNREACHABLE, redact
+from lookalike.services.redis_memory import MemoryLimit
 from lookalike.services.settings import Settings, get_settings
 from lookalike.services.text_embedding import text_embedder
 
@@ -75,11 +76,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when Redis answers and the index holds a fully indexed catalogue."""
+    """Ready when Redis answers and the index holds a fully indexed catalogue. A Redis that
+    refuses writes (maxmemory) still serves every read and search: "degraded", and 200, so
+    that a load balancer does not take every server of that Redis out at once
+    (docs/decisions.md, "A full Redis")."""
     catalogue: Catalogue = request.app.state.catalogue
+    memory: MemoryLimit = request.app.state.memory
     try:
         status = await catalogue.status()
         unfinished = await autoload_unfinished(catalogue)
+        refusing = await memory.refusing_writes()
     except (ServiceUnavailable, *UNREACHABLE):
         return JSONResponse({"status": "unavailable", "reason": "redis unreachable"}, 503)
     if not status.exists:
@@ -87,6 +93,8 @@ async def readyz(request: Request) -> Response:
     if catalogue.loading or unfinished or status.documents == 0 or status.percent_indexed < 1:
         reason = f"catalogue loading ({status.documents} books, {status.percent_indexed:.0%})"
         return JSONResponse({"status": "unavailable", "reason": reason}, 503)
+    if refusing:
+        return JSONResponse({"status": "degraded", "books": status.documents, "reason": refusing})
     return JSONResponse({"status": "ready", "books": status.documents})
 
 
@@ -104,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.queries = QueryEmbeddings(
                 catalogue.redis, text_embedder, settings.search_cache_size, reads=catalogue.reads
             )
+            app.state.memory = MemoryLimit(catalogue.redis)
             app.state.persisted_queries = PersistedQueries(
                 catalogue.redis, settings.persisted_queries_size
             )

@@ -268,7 +268,7 @@ class FaceStore:
         MULTI, write), again if another client changed them meanwhile. On a cluster it runs
         on the shard that holds the person's slot (``CountingCluster.node_client``)."""
         client = transaction_client(self.redis, keys[0])
-        async with redis_errors():
+        async with redis_errors("face"):
             for _ in range(5):
                 try:
                     async with client.pipeline(transaction=True) as pipe:

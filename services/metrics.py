@@ -51,6 +51,14 @@ MODEL_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+REFUSED_WRITES = Counter(
+    "lookalike_redis_refused_writes",
+    "Writes Redis refused because it reached its maxmemory, by what was written "
+    "(search_text_cache and persisted_query: skipped, the answer was given; face: "
+    "SERVICE_UNAVAILABLE).",
+    ["writing"],
+    registry=REGISTRY,
+)
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )
