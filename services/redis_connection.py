@@ -27,12 +27,18 @@ from urllib.parse import urlsplit, urlunsplit
 import hiredis
 import redis.asyncio as aredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.asyncio.connection import BlockingConnectionPool, Connection, parse_url
+from redis.asyncio.connection import (
+    BlockingConnectionPool,
+    Connection,
+    ConnectionPool,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
     DataError,
+    MaxConnectionsError,
     OutOfMemoryError,
     RedisError,
     ResponseError,
@@ -179,11 +185,21 @@ def _retry() -> Retry:
 class _WaitingPool(BlockingConnectionPool):
     """redis-py's blocking pool: a command waits up to ``timeout`` for a connection when all
     are in use (the plain pool refuses it at once, so a burst of requests failed while
-    others' commands were a millisecond from done), then raises ``NoConnectionFree``."""
+    others' commands were a millisecond from done), then raises ``NoConnectionFree``.
+
+    While a connection is free it is taken as the plain pool takes it: the blocking pool's
+    way (a condition and a timer for every command) costs several times the plain pool's
+    (docs/benchmarks.md, "Redis connection pool"). Relies on ``can_get_connection`` and on
+    ``ConnectionPool.get_connection`` raising MaxConnectionsError when none is left (redis-py
+    8.2): a connection taken meanwhile sends the command down the waiting path.
+    """
 
     async def get_connection(self, *args: Any, **options: Any) -> Any:
+        if self.can_get_connection():
+            with contextlib.suppress(MaxConnectionsError):
+                return await ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
         try:
-            return await super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
+            return await super().get_connection()  # type: ignore[no-untyped-call]
         except RedisConnectionError as exc:
             if isinstance(exc.__cause__, TimeoutError):  # the wait ran out (not a connect)
                 raise NoConnectionFree(self.timeout or 0) from None

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from lookalike.services.redis_connection import Redis
 
@@ -38,7 +39,11 @@ class MemoryLimit:
         if time.monotonic() - when < self.every:
             return reason
         reason = None
-        for node, info in (await self._infos()).items():
+        try:
+            infos = await self._infos()
+        except ResponseError:  # INFO refused (a restricted user): nothing to tell
+            infos = {}
+        for node, info in infos.items():
             over = over_limit(info)
             if over is not None:
                 where = f" on {node}" if isinstance(self.client, RedisCluster) else ""

@@ -68,6 +68,7 @@ def test_a_burst_larger_than_the_redis_pool_waits_for_connections(settings: Sett
     with TestClient(create_app(small)) as api:
         alone = {i: burst(api, similar_bodies(len(BOOK_IDS)))[n] for n, i in enumerate(BOOK_IDS)}
         assert all("errors" not in answer for answer in alone.values()), alone
+        assert api.get("/readyz").json()["status"] == "ready"  # INFO memory of every node
         for n, answer in enumerate(burst(api, similar_bodies(120))):
             assert answer["data"] == alone[BOOK_IDS[n % len(BOOK_IDS)]]["data"], answer
         for answer in burst(api, delete_bodies(80)):
