@@ -227,5 +227,4 @@ def test_a_full_redis_still_answers_searches_and_refuses_writes_as_service_unava
     )
     assert all(r["level"] == "warning" and "exc" not in r for r in refusals)
     assert not any("Traceback" in line or '"exc"' in line for line in lines), served.output()
-    control.delete("face-person:full-redis")
     control.close()
