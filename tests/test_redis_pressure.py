@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.embedded_redis import EmbeddedRedis
 from lookalike.services.settings import Settings
-from tests.conftest import API_KEY, both_backends, error_codes, metric
+from tests.conftest import API_KEY, both_backends, error_codes, metric, sync_client
 from tests.photos import ENROLL, PREFLIGHT, orl
 from tests.servers import serving
 
@@ -228,3 +228,45 @@ def test_a_full_redis_still_answers_searches_and_refuses_writes_as_service_unava
     assert all(r["level"] == "warning" and "exc" not in r for r in refusals)
     assert not any("Traceback" in line or '"exc"' in line for line in lines), served.output()
     control.close()
+
+
+def primaries(redis_url: str) -> list[redis.Redis]:
+    """A plain client to each primary: the one Redis, or each shard's primary of a cluster."""
+    client = sync_client(redis_url)
+    if isinstance(client, redis.RedisCluster):
+        found = client.get_primaries()  # type: ignore[no-untyped-call]
+        nodes = [redis.Redis(host=n.host, port=n.port) for n in found]
+        client.close()
+        return nodes
+    return [client]
+
+
+@both_backends
+def test_readyz_reports_a_full_redis_as_degraded_and_searches_go_on(
+    api: TestClient, redis_url: str
+) -> None:
+    """Every primary over its maxmemory (on a cluster, the shard named in the reason): /readyz
+    answers 200 "degraded" with the reason, a new-text search is answered and its cache write
+    counted as refused; back under the limit, /readyz is "ready" again within a second."""
+    nodes = primaries(redis_url)
+    refused_before = metric(api.get("/metrics").text, REFUSED, writing="search_text_cache")
+    try:
+        for node in nodes:
+            node.config_set("maxmemory", int(node.info("memory")["used_memory"]) // 2)
+        time.sleep(1.1)  # /readyz keeps its memory check for a second
+        ready = api.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "degraded"
+        assert "maxmemory reached" in ready.json()["reason"]
+        text = f"{uuid.uuid4().hex} a lighthouse keeper"
+        answer = api.post("/graphql", json={"query": SEARCH, "variables": {"text": text}})
+        assert "errors" not in answer.json(), answer.text
+        assert len(answer.json()["data"]["searchBooks"]) == 3
+        refused = metric(api.get("/metrics").text, REFUSED, writing="search_text_cache")
+        assert refused == refused_before + 1
+    finally:
+        for node in nodes:
+            node.config_set("maxmemory", 0)
+            node.close()
+    time.sleep(1.1)
+    assert api.get("/readyz").json()["status"] == "ready"
