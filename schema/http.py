@@ -30,6 +30,7 @@ from lookalike.schema.observability import observe_refusal, observe_request
 from lookalike.schema.persisted_queries import PersistedQueries
 from lookalike.schema.schema import Schema
 from lookalike.services.api_keys import ApiKeys
+from lookalike.services.errors import LookalikeError
 from lookalike.services.request_usage import Usage, track_usage
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -184,6 +185,9 @@ class GraphQLEndpoint:
             result = await self.schema.run(document, operation, graphql_request.variables, context)
         except GraphQLError as error:  # a request error found before execution
             result = ExecutionResult(data=None, errors=[coded(error, "BAD_REQUEST")])
+        except LookalikeError as error:  # Redis away or busy when looking a persisted query up
+            wrapped = GraphQLError(error.message, original_error=error)
+            result = ExecutionResult(data=None, errors=[coded(wrapped, "BAD_REQUEST")])
         errors = result.errors or []
         started_execution = result.data is not None or any(e.path is not None for e in errors)
         if register is not None and started_execution:
