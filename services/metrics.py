@@ -59,6 +59,8 @@ REFUSED_WRITES = Counter(
     ["writing"],
     registry=REGISTRY,
 )
+for _writing in ("search_text_cache", "persisted_query", "face"):  # at 0 from the start, so
+    REFUSED_WRITES.labels(_writing)  # that an alert on their increase sees the first one
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )
