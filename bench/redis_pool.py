@@ -1,5 +1,5 @@
 """What waiting for a connection costs when none has to be waited for: the blocking pool
-(``services/redis_connection.py``) against redis-py's plain pool it replaced.
+(``services/redis/connection.py``) against redis-py's plain pool it replaced.
 
     .venv/bin/python -m bench.redis_pool [--commands 20000] [--tasks 32]
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import redis.asyncio as aredis
 from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 
-from lookalike.services.embedded_redis import EmbeddedRedis
-from lookalike.services.redis_connection import connect
+from lookalike.services.redis.connection import connect
+from lookalike.services.redis.embedded import EmbeddedRedis
 
 
 def twin(client: aredis.Redis, pool_class: type[ConnectionPool]) -> aredis.Redis:
