@@ -35,6 +35,7 @@ from lookalike.services.embeddings.query_vectors import QueryEmbeddings
 from lookalike.services.embeddings.text_model import text_embedder
 from lookalike.services.faces.recognition import open_faces
 from lookalike.services.redis.connection import UNREACHABLE, redact
+from lookalike.services.redis.memory import MemoryLimit
 
 log = logging.getLogger("lookalike.http")
 
@@ -76,11 +77,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when Redis answers and the index holds a fully indexed catalogue."""
+    """Ready when Redis answers and the index holds a fully indexed catalogue. A Redis that
+    refuses writes (maxmemory) still serves every read and search: "degraded", and 200, so
+    that a load balancer does not take every server of that Redis out at once
+    (docs/decisions.md, "A full Redis")."""
     catalogue: Catalogue = request.app.state.catalogue
+    memory: MemoryLimit = request.app.state.memory
     try:
         status = await catalogue.status()
         unfinished = await autoload_unfinished(catalogue)
+        refusing = await memory.refusing_writes()
     except (ServiceUnavailable, *UNREACHABLE):
         return JSONResponse({"status": "unavailable", "reason": "redis unreachable"}, 503)
     if not status.exists:
@@ -88,6 +94,8 @@ async def readyz(request: Request) -> Response:
     if catalogue.loading or unfinished or status.documents == 0 or status.percent_indexed < 1:
         reason = f"catalogue loading ({status.documents} books, {status.percent_indexed:.0%})"
         return JSONResponse({"status": "unavailable", "reason": reason}, 503)
+    if refusing:
+        return JSONResponse({"status": "degraded", "books": status.documents, "reason": refusing})
     return JSONResponse({"status": "ready", "books": status.documents})
 
 
@@ -105,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.queries = QueryEmbeddings(
                 catalogue.redis, text_embedder, settings.search_cache_size, reads=catalogue.reads
             )
+            app.state.memory = MemoryLimit(catalogue.redis)
             app.state.persisted_queries = PersistedQueries(
                 catalogue.redis, settings.persisted_queries_size
             )

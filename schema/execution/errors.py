@@ -1,10 +1,10 @@
 """Every GraphQL error leaves with an ``extensions.code``, and nothing internal leaks.
 
-Domain errors carry their own code; Redis being unreachable is SERVICE_UNAVAILABLE wherever it
-surfaces; a document that does not validate is GRAPHQL_VALIDATION_FAILED (coded in the
-validation step itself, where it is known to be one); a variable that does not coerce is
-BAD_USER_INPUT; anything else is a bug, logged with its traceback and answered as
-INTERNAL_SERVER_ERROR with a generic message.
+Domain errors carry their own code; Redis being unreachable, busy (no connection came free) or
+full (a write refused at maxmemory) is SERVICE_UNAVAILABLE wherever it surfaces; a document that
+does not validate is GRAPHQL_VALIDATION_FAILED (coded in the validation step itself, where it is
+known to be one); a variable that does not coerce is BAD_USER_INPUT; anything else is a bug,
+logged with its traceback and answered as INTERNAL_SERVER_ERROR with a generic message.
 
 What goes back is bounded: a message quotes at most a short prefix of any input (a 0.9 MB id
 must not come back 0.9 MB long), and with introspection switched off no message suggests
@@ -17,9 +17,10 @@ import re
 from typing import Any
 
 from graphql import GraphQLError
+from redis.exceptions import OutOfMemoryError
 
 from lookalike.services.core.errors import LookalikeError
-from lookalike.services.redis.connection import UNREACHABLE
+from lookalike.services.redis.connection import UNREACHABLE, NoConnectionFree
 
 MAX_MESSAGE = 300
 MAX_EXTENSION_TEXT = 80
@@ -29,7 +30,9 @@ _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?", re.DOTALL)
 def is_expected(error: GraphQLError) -> bool:
     """Errors the client caused or Redis's absence explains: not worth a traceback."""
     original = error.original_error
-    return original is None or isinstance(original, (LookalikeError, GraphQLError, *UNREACHABLE))
+    return original is None or isinstance(
+        original, (LookalikeError, GraphQLError, OutOfMemoryError, *UNREACHABLE)
+    )
 
 
 def with_code(
@@ -54,8 +57,12 @@ def coded(error: GraphQLError, default: str) -> GraphQLError:
     original = error.original_error
     if isinstance(original, LookalikeError):
         return with_code(error, original.code, original.message, **original.extensions)
+    if isinstance(original, NoConnectionFree):
+        return with_code(error, "SERVICE_UNAVAILABLE", str(original))
     if isinstance(original, UNREACHABLE):
         return with_code(error, "SERVICE_UNAVAILABLE", "Redis is unreachable; try again shortly")
+    if isinstance(original, OutOfMemoryError):  # a write outside redis_errors: uncounted
+        return with_code(error, "SERVICE_UNAVAILABLE", "Redis refuses writes: maxmemory reached")
     if original is None or isinstance(original, GraphQLError):
         return with_code(error, default)
     return with_code(error, "INTERNAL_SERVER_ERROR", "Internal server error")

@@ -32,6 +32,7 @@ from lookalike.schema.http.persisted_queries import PersistedQueries
 from lookalike.schema.http.request import GraphQLRequest, Refused, read_request
 from lookalike.schema.operations.documents import DocumentLimits, parse_document, select_operation
 from lookalike.services.core.api_keys import ApiKeys
+from lookalike.services.core.errors import LookalikeError
 from lookalike.services.core.request_usage import Usage, track_usage
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -189,6 +190,9 @@ class GraphQLEndpoint:
             result = await self.schema.run(document, operation, graphql_request.variables, context)
         except GraphQLError as error:  # a request error found before execution
             result = ExecutionResult(data=None, errors=[coded(error, "BAD_REQUEST")])
+        except LookalikeError as error:  # Redis away or busy when looking a persisted query up
+            wrapped = GraphQLError(error.message, original_error=error)
+            result = ExecutionResult(data=None, errors=[coded(wrapped, "BAD_REQUEST")])
         errors = result.errors or []
         started_execution = result.data is not None or any(e.path is not None for e in errors)
         if register is not None and started_execution:

@@ -11,6 +11,7 @@ this process in memory in front of it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from typing import Any
 from graphql import GraphQLError
 
 from lookalike.schema.http.request import bad_request
+from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.redis.bounded_store import BoundedStore
 from lookalike.services.redis.connection import Redis
 
@@ -39,7 +41,7 @@ def not_found() -> GraphQLError:
 
 class PersistedQueries:
     def __init__(self, client: Redis, capacity: int, local_size: int = 1024) -> None:
-        self.store = BoundedStore(client, "persisted-queries", capacity)
+        self.store = BoundedStore(client, "persisted-queries", capacity, kind="persisted_query")
         self.local: OrderedDict[str, str] = OrderedDict()
         self.local_size = local_size
 
@@ -61,8 +63,13 @@ class PersistedQueries:
         return Resolved(query, digest if stored else None)
 
     async def register(self, digest: str, query: str) -> None:
+        """Best effort: the operation has run by now (a mutation may have changed
+        something), so its answer goes back whether Redis stored the document or not. This
+        process remembers it anyway; another one answers PERSISTED_QUERY_NOT_FOUND, and the
+        client sends the query again, as the protocol has it."""
         self._remember(digest, query)
-        await self.store.put_many({digest: query.encode("utf-8")})
+        with contextlib.suppress(ServiceUnavailable):  # full or away; a refusal is counted
+            await self.store.put_many({digest: query.encode("utf-8")})
 
     async def _lookup(self, digest: str) -> str:
         query = self.local.get(digest)

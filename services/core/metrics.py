@@ -58,6 +58,16 @@ MODEL_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+REFUSED_WRITES = Counter(
+    "lookalike_redis_refused_writes",
+    "Writes Redis refused because it reached its maxmemory, by what was written "
+    "(search_text_cache and persisted_query: skipped, the answer was given; face: "
+    "SERVICE_UNAVAILABLE).",
+    ["writing"],
+    registry=REGISTRY,
+)
+for _writing in ("search_text_cache", "persisted_query", "face"):  # at 0 from the start, so
+    REFUSED_WRITES.labels(_writing)  # that an alert on their increase sees the first one
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a Redis connect, send or reply may take."
     )
+    redis_max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Connections to Redis (to each node of a cluster, to each replica); "
+        "with all in use, a command waits for one up to LOOKALIKE_REDIS_TIMEOUT.",
+    )
     index_name: str = "books"
     key_prefix: str = "book"
     vector_type: Literal["float16", "float32"] = Field(

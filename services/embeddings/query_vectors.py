@@ -12,6 +12,7 @@ no round trip at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -19,7 +20,7 @@ from lookalike.services.core.errors import BadUserInput, check_text
 from lookalike.services.core.request_usage import model_time
 from lookalike.services.embeddings.text_model import MODEL_NAME, TextEmbedder
 from lookalike.services.redis.bounded_store import BoundedStore, digest
-from lookalike.services.redis.connection import Redis
+from lookalike.services.redis.connection import Redis, WritesRefused
 from lookalike.services.redis.replicas import Reads
 
 MAX_TEXT = 2000
@@ -46,7 +47,9 @@ class QueryEmbeddings:
         local_size: int = 4096,
         reads: Reads | None = None,
     ) -> None:
-        self.store = BoundedStore(client, f"embedcache:{MODEL_NAME}", capacity, reads=reads)
+        self.store = BoundedStore(
+            client, f"embedcache:{MODEL_NAME}", capacity, reads=reads, kind="search_text_cache"
+        )
         self.embedder = embedder
         self.local: OrderedDict[str, bytes] = OrderedDict()
         self.local_size = local_size
@@ -69,7 +72,8 @@ class QueryEmbeddings:
             with model_time("text"):
                 fresh = await asyncio.to_thread(self.embedder().encode, missing)
             found.update((t, v.tobytes()) for t, v in zip(missing, fresh, strict=True))
-            await self.store.put_many({digest(t): found[t] for t in missing})
+            with contextlib.suppress(WritesRefused):  # counted and logged; the search goes on
+                await self.store.put_many({digest(t): found[t] for t in missing})
         for text in texts:
             self.local[text] = found[text]
             self.local.move_to_end(text)

@@ -268,7 +268,7 @@ class FaceStore:
         MULTI, write), again if another client changed them meanwhile. On a cluster it runs
         on the shard that holds the person's slot (``CountingCluster.node_client``)."""
         client = transaction_client(self.redis, keys[0])
-        async with redis_errors():
+        async with redis_errors("face"):
             for _ in range(5):
                 try:
                     async with client.pipeline(transaction=True) as pipe:
@@ -284,7 +284,7 @@ class FaceStore:
     async def _sync_registry(self, person_id: str) -> None:
         """List the person in the registry if their record exists, else unlist them: run
         after every change of a person, outside its transaction (another slot)."""
-        async with redis_errors():
+        async with redis_errors("face"):
             if await self.redis.exists(self.person_key(person_id)):
                 await self.redis.zadd(self.registry, {person_id: 0})
             else:

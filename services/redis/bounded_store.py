@@ -46,8 +46,10 @@ class BoundedStore:
         capacity: int,
         buckets: int = 64,
         reads: Reads | None = None,
+        kind: str = "other",
     ) -> None:
         self.redis = client
+        self.kind = kind  # what it holds, for the count of writes Redis refused
         self.reads = reads or Reads(client)  # lookups may go to a replica
         self.namespace = namespace
         self.buckets = max(1, min(buckets, capacity))
@@ -75,9 +77,10 @@ class BoundedStore:
             return await self.reads.run(read)
 
     async def put_many(self, entries: Mapping[str, bytes]) -> None:
+        """Store the entries; WritesRefused when Redis is at its maxmemory."""
         if not entries:
             return
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+        async with redis_errors(self.kind), self.redis.pipeline(transaction=False) as pipe:
             for key, value in entries.items():
                 # EVAL with the script itself: on a cluster each shard would need the script
                 # loaded for EVALSHA, and the pipeline cannot load it there first

@@ -27,12 +27,19 @@ from urllib.parse import urlsplit, urlunsplit
 import hiredis
 import redis.asyncio as aredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.asyncio.connection import Connection, ConnectionPool, parse_url
+from redis.asyncio.connection import (
+    BlockingConnectionPool,
+    Connection,
+    ConnectionPool,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
     DataError,
+    MaxConnectionsError,
+    OutOfMemoryError,
     RedisError,
     ResponseError,
     SlotNotCoveredError,
@@ -41,6 +48,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lookalike.services.core import metrics
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.request_usage import count_round_trip, one_round_trip
 from lookalike.services.core.settings import Settings
@@ -51,6 +59,23 @@ log = logging.getLogger("lookalike.redis")
 
 # Redis 8 carries these built in; Redis Stack 7.2+ loads them as modules.
 REQUIRED_MODULES = {"search": ("search", 20800), "ReJSON": ("JSON", 20600)}
+
+MAX_CONNECTIONS = 64  # LOOKALIKE_REDIS_MAX_CONNECTIONS's default
+
+
+class NoConnectionFree(RedisConnectionError):
+    """Every connection of the pool stayed in use for the whole wait (LOOKALIKE_REDIS_TIMEOUT):
+    Redis answers too slowly for the requests this process has in flight."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(
+            f"Redis is busy: no connection to it came free within {wait:g} s; try again shortly"
+        )
+
+
+class WritesRefused(ServiceUnavailable):
+    """Redis refused a write: it reached its ``maxmemory`` and evicts nothing lookalike holds."""
+
 
 # Redis is not there for this command: the server cannot reach it, or (a cluster) the shard
 # that holds the key is down or the cluster is reconfiguring. Answered SERVICE_UNAVAILABLE.
@@ -157,17 +182,43 @@ def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
 
 
-def connect(url: str, timeout: float) -> aredis.Redis:
-    """A pooled async client for one Redis that speaks RESP3, fails fast and counts round trips."""
+class _WaitingPool(BlockingConnectionPool):
+    """redis-py's blocking pool: a command waits up to ``timeout`` for a connection when all
+    are in use (the plain pool refuses it at once, so a burst of requests failed while
+    others' commands were a millisecond from done), then raises ``NoConnectionFree``.
+
+    While a connection is free it is taken as the plain pool takes it: the blocking pool's
+    way (a condition and a timer for every command) costs several times the plain pool's
+    (docs/benchmarks.md, "Redis connection pool"). Relies on ``can_get_connection`` and on
+    ``ConnectionPool.get_connection`` raising MaxConnectionsError when none is left (redis-py
+    8.2): a connection taken meanwhile sends the command down the waiting path.
+    """
+
+    async def get_connection(self, *args: Any, **options: Any) -> Any:
+        if self.can_get_connection():
+            with contextlib.suppress(MaxConnectionsError):
+                return await ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
+        try:
+            return await super().get_connection()  # type: ignore[no-untyped-call]
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, TimeoutError):  # the wait ran out (not a connect)
+                raise NoConnectionFree(self.timeout or 0) from None
+            raise
+
+
+def connect(url: str, timeout: float, max_connections: int = MAX_CONNECTIONS) -> aredis.Redis:
+    """A pooled async client for one Redis that speaks RESP3, fails fast and counts round
+    trips; with all ``max_connections`` in use, a command waits up to ``timeout`` for one."""
     options: dict[str, Any] = dict(parse_url(url))
     options["connection_class"] = _counting(options.get("connection_class", Connection), timeout)
-    pool = ConnectionPool(
+    pool = _WaitingPool(
         protocol=3,
         socket_timeout=None,  # the connection's deadline instead (_CountingConnection)
         socket_connect_timeout=timeout,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=64,
+        max_connections=max_connections,
+        timeout=timeout,
         **options,
     )
     return aredis.Redis(connection_pool=pool)
@@ -177,8 +228,10 @@ class _CountingClusterPipeline(ClusterPipeline):
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
-        with one_round_trip():  # the shards' parts go out together: one wait
-            return await super().execute(raise_on_error, allow_redirections)
+        assert isinstance(self.cluster_client, CountingCluster)
+        async with self.cluster_client.connection_turn():
+            with one_round_trip():  # the shards' parts go out together: one wait
+                return await super().execute(raise_on_error, allow_redirections)
 
 
 class CountingCluster(RedisCluster):
@@ -186,7 +239,34 @@ class CountingCluster(RedisCluster):
 
     url = ""  # the node URL it was made from (credentials, TLS) and its timeout
     timeout = 2.0
+    max_connections = MAX_CONNECTIONS
     _node_clients: dict[str, aredis.Redis]
+    _turns: asyncio.Semaphore
+
+    @contextlib.asynccontextmanager
+    async def connection_turn(self) -> AsyncIterator[None]:
+        """A turn to send a command or a pipeline, waited for up to ``timeout``.
+
+        redis-py's cluster nodes have no blocking pool: past ``max_connections`` on a node
+        they raise MaxConnectionsError at once. A command or a pipeline takes at most one
+        connection of each node at a time (redirections and retries one after another), so
+        with ``max_connections`` turns no node runs out, and a burst waits instead of failing.
+        """
+        turns = self.__dict__.get("_turns")
+        if turns is None:
+            turns = self.__dict__.setdefault("_turns", asyncio.Semaphore(self.max_connections))
+        if turns.locked():
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await turns.acquire()
+            except TimeoutError:
+                raise NoConnectionFree(self.timeout) from None
+        else:
+            await turns.acquire()  # free: taken at once
+        try:
+            yield
+        finally:
+            turns.release()
 
     def node_client(self, key: str) -> aredis.Redis:
         """A plain client to the primary that holds ``key``'s slot.
@@ -204,7 +284,9 @@ class CountingCluster(RedisCluster):
             parts = urlsplit(self.url)
             credentials = parts.netloc.rpartition("@")[0]
             netloc = f"{credentials}@{node.host}:{node.port}" if credentials else node.name
-            clients[node.name] = connect(urlunsplit(parts._replace(netloc=netloc)), self.timeout)
+            clients[node.name] = connect(
+                urlunsplit(parts._replace(netloc=netloc)), self.timeout, self.max_connections
+            )
         return clients[node.name]
 
     async def aclose(self) -> None:
@@ -213,8 +295,9 @@ class CountingCluster(RedisCluster):
         await super().aclose()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        with one_round_trip():
-            return await super().execute_command(*args, **kwargs)
+        async with self.connection_turn():
+            with one_round_trip():
+                return await super().execute_command(*args, **kwargs)
 
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
@@ -224,8 +307,11 @@ class CountingCluster(RedisCluster):
         return _CountingClusterPipeline(self, transaction)  # type: ignore[abstract]
 
 
-def connect_cluster(url: str, timeout: float) -> CountingCluster:
-    """A cluster client from any node's URL (RESP3, fail fast, round trips counted)."""
+def connect_cluster(
+    url: str, timeout: float, max_connections: int = MAX_CONNECTIONS
+) -> CountingCluster:
+    """A cluster client from any node's URL (RESP3, fail fast, round trips counted, a burst
+    waiting for a turn: ``CountingCluster.connection_turn``)."""
     cluster = CountingCluster.from_url(
         url,
         protocol=3,
@@ -233,10 +319,10 @@ def connect_cluster(url: str, timeout: float) -> CountingCluster:
         socket_connect_timeout=timeout,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=64,
+        max_connections=max_connections,
     )
     assert isinstance(cluster, CountingCluster)
-    cluster.url, cluster.timeout = url, timeout
+    cluster.url, cluster.timeout, cluster.max_connections = url, timeout, max_connections
     return cluster
 
 
@@ -250,9 +336,11 @@ def transaction_client(client: Redis, key: str) -> aredis.Redis:
     return client
 
 
-async def open_client(url: str, socket_timeout: float) -> Redis:
+async def open_client(
+    url: str, socket_timeout: float, max_connections: int = MAX_CONNECTIONS
+) -> Redis:
     """A client for what ``url`` names: one Redis, or the cluster that node belongs to."""
-    single = connect(url, socket_timeout)
+    single = connect(url, socket_timeout, max_connections)
     try:
         info = await single.info("cluster")
     except UNREACHABLE as exc:
@@ -263,7 +351,7 @@ async def open_client(url: str, socket_timeout: float) -> Redis:
     if not int(info.get("cluster_enabled", 0)):
         return single
     await single.aclose()
-    cluster = connect_cluster(url, socket_timeout)
+    cluster = connect_cluster(url, socket_timeout, max_connections)
     try:
         await cluster.initialize()
     except (RedisError, *UNREACHABLE) as exc:
@@ -400,12 +488,28 @@ async def note_hash_encoding(client: Redis, url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def redis_errors() -> AsyncIterator[None]:
-    """Turn 'Redis is not there' into the one error the API and CLI report for it."""
+async def redis_errors(writing: str = "other") -> AsyncIterator[None]:
+    """Turn 'Redis is not there' into the one error the API and CLI report for it, and a
+    write Redis refused for want of memory into WritesRefused (counted under ``writing``,
+    what was being written)."""
     try:
         yield
+    except NoConnectionFree as exc:
+        raise ServiceUnavailable(str(exc)) from exc
     except UNREACHABLE as exc:
         raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
+    except OutOfMemoryError as exc:
+        raise refused_write(writing) from exc
+
+
+def refused_write(writing: str) -> WritesRefused:
+    """A write Redis refused at its ``maxmemory``: counted in /metrics and logged in one line
+    (no traceback: the cause is Redis's memory, not this code), and the error to raise."""
+    metrics.REFUSED_WRITES.labels(writing).inc()
+    log.warning("redis refused a write: maxmemory reached", extra={"writing": writing})
+    return WritesRefused(
+        "Redis refuses writes: it has reached its memory limit (maxmemory); try again later"
+    )
 
 
 def _text(value: Any) -> str:
@@ -434,7 +538,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[Redis, str]]:
         embedded = EmbeddedRedis(settings.data_dir)
         url = embedded.start()
     try:
-        client = await open_client(url, settings.redis_timeout)
+        client = await open_client(url, settings.redis_timeout, settings.redis_max_connections)
     except BaseException:
         if embedded is not None:
             embedded.stop()

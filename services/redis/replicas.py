@@ -33,6 +33,7 @@ from lookalike.services.core.request_usage import wrote
 from lookalike.services.core.settings import Settings
 from lookalike.services.redis.connection import (
     UNREACHABLE,
+    NoConnectionFree,
     Redis,
     connect,
     is_cluster,
@@ -146,7 +147,11 @@ def _text(value: Any) -> str:
 
 
 def _unreachable(exc: BaseException) -> bool:
+    """The replica failed (not merely busy: every connection of this process's pool to it in
+    use, which the primary may still serve)."""
     cause = exc.__cause__ if isinstance(exc, ServiceUnavailable) else exc
+    if isinstance(cause, NoConnectionFree):
+        return False
     return isinstance(cause, UNREACHABLE) or "LOADING" in str(exc)
 
 
@@ -166,7 +171,10 @@ async def open_reads(settings: Settings, primary: Redis) -> AsyncIterator[Reads]
             "LOOKALIKE_REDIS_REPLICAS is for one primary; REDIS_URL names a cluster, whose "
             "shards have replicas of their own"
         )
-    replicas = [Replica(u, connect(u, settings.redis_timeout)) for u in settings.redis_replicas]
+    replicas = [
+        Replica(u, connect(u, settings.redis_timeout, settings.redis_max_connections))
+        for u in settings.redis_replicas
+    ]
     reads = Reads(primary, replicas, settings.replica_max_lag)
     await reads.check()
     for replica in replicas:

@@ -25,6 +25,7 @@ from lookalike.services.redis.replicas import Reads, Replica, open_reads
 from tests.conftest import API_KEY, gql
 from tests.photos import ENROLL, PERSON, orl, send
 from tests.services.books.test_similar_books import COURSE
+from tests.services.redis.test_redis_pressure import burst, similar_bodies
 
 NESTED = """{ book(id: "26415") { similar(k: 5) { book { id title similar(k: 2) {
   book { id } } } } } books(first: 3) { totalCount } genres { name } }"""
@@ -83,6 +84,33 @@ def test_searches_and_reads_go_to_the_replica(
     assert calls(replica, "FT.SEARCH") > before[replica.port][0]
     assert calls(replica, "hmget") > before[replica.port][1]
     assert (calls(primary, "FT.SEARCH"), calls(primary, "hmget")) == before[primary.port]
+
+
+def test_a_burst_through_small_pools_is_served_by_the_replica_which_stays_healthy(
+    served: tuple[TestClient, Reads],
+    nodes: tuple[RedisNode, RedisNode],
+    tmp_path: Path,
+) -> None:
+    """120 queries at once through pools of 2 connections (to the primary, to the replica):
+    each read waits for a connection of the replica, none fails, and a replica that is
+    merely busy is not left out of reads (a wait that ran out would send a read to the
+    primary, not mark the replica unhealthy)."""
+    primary, replica = nodes
+    settings = Settings(
+        redis_url=primary.url,
+        redis_replicas=[replica.url],
+        redis_max_connections=2,
+        data_dir=tmp_path,
+        api_keys=[SecretStr(API_KEY)],
+    )
+    with TestClient(create_app(settings)) as api:
+        reads: Reads = api.app.state.catalogue.reads  # type: ignore[attr-defined]
+        wait_healthy(reads)
+        before = calls(replica, "FT.SEARCH")
+        answers = burst(api, similar_bodies(120))
+        assert all("errors" not in a for a in answers), [a for a in answers if "errors" in a]
+        assert [r.healthy for r in reads.replicas] == [True], reads.replicas
+        assert calls(replica, "FT.SEARCH") >= before + 120
 
 
 def test_a_request_that_wrote_reads_from_the_primary(
