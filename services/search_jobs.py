@@ -23,8 +23,10 @@ of its candidates (exact in every case the tests try; see README).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +50,12 @@ MAX_ROUNDS = 2
 HYBRID_CANDIDATES = 50  # the nearest and the best by BM25, each, at least
 RANKING = BookFields(frozenset({"title", "author"}))  # what HYBRID's match reads
 NOTHING = BookFields(frozenset())
+# A job whose replies hold more hits than this is read and ranked off the event loop.
+TAKEN_INLINE = 1000
+# One thread for them all: numpy releases the GIL while it multiplies, the rest of a ranking
+# is Python, which takes turns with the event loop (every switch interval) instead of holding
+# it for the whole ranking; a second thread would only queue for the GIL beside the first.
+_RANKING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
 
 
 def picking(choice: Diversity) -> BookFields:
@@ -323,18 +331,23 @@ class BestScoreJob(SearchJob):
         ]
 
     def take(self, queries: BookQueries, replies: Sequence[Reply]) -> None:
+        # The lists overlap (fifty lists of a hundred may name a thousand books): a book is
+        # made, and its vector read, once, at its first sight.
         books: dict[str, int] = {}
         candidates: list[Book] = []
         lists = []
         for reply in replies:
-            hits = queries.hits(reply, self.fields)
+            ids = [queries.book_id(key) for key, _ in reply.hits]
             rows = []
-            for hit in self._kept(hits, self.plan)[: self.size]:
-                if hit.book.id not in books:
-                    books[hit.book.id] = len(candidates)
-                    candidates.append(hit.book)
-                rows.append(books[hit.book.id])
-            lists.append(NeighbourList(tuple(rows), complete=len(hits) < self.plan.num_results))
+            for n in self.plan.keep(ids)[: self.size]:
+                row = books.get(ids[n])
+                if row is None:
+                    row = books[ids[n]] = len(candidates)
+                    key, values = reply.hits[n]
+                    candidates.append(queries.book(key, values, self.fields))
+                rows.append(row)
+            complete = len(reply.hits) < self.plan.num_results
+            lists.append(NeighbourList(tuple(rows), complete=complete))
         ranking = best_score_ranking(
             from_blobs([book.vector for book in candidates]),
             self.liked_rows,
@@ -360,3 +373,13 @@ class BestScoreJob(SearchJob):
             if short:  # the cap left too few: pick from a pool four times as large
                 self.needed = wider(self.needed)
             self.size = wider(self.size)
+
+
+async def take(job: SearchJob, queries: BookQueries, replies: Sequence[Reply]) -> None:
+    """``job.take``: on the event loop for the usual few hits, in the ranking thread for a
+    large answer (fifty lists of a hundred around liked books), so that the other requests
+    in flight go on while it is ranked."""
+    if sum(reply.size for reply in replies) <= TAKEN_INLINE:
+        job.take(queries, replies)
+    else:
+        await asyncio.get_running_loop().run_in_executor(_RANKING, job.take, queries, replies)
