@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike.services.book_filters import BookFilter
 from lookalike.services.book_queries import BookQueries, Hit, Match
-from lookalike.services.book_records import Book, BookFields
+from lookalike.services.book_records import VECTOR_KEY, Book, BookFields
 from lookalike.services.diversity import Diversity, pick, wider
 from lookalike.services.hybrid_ranking import Candidate, rank_hybrid
 from lookalike.services.keyword_query import keyword_query
@@ -331,10 +332,10 @@ class BestScoreJob(SearchJob):
         ]
 
     def take(self, queries: BookQueries, replies: Sequence[Reply]) -> None:
-        # The lists overlap (fifty lists of a hundred may name a thousand books): a book is
-        # made, and its vector read, once, at its first sight.
+        # The lists overlap (fifty lists of a hundred may name a thousand books): a book is a
+        # row at its first sight, and a Book only if it ranks among the first ``needed``.
         books: dict[str, int] = {}
-        candidates: list[Book] = []
+        candidates: list[tuple[str, Mapping[bytes, Any]]] = []  # as the replies hold them
         lists = []
         for reply in replies:
             ids = [queries.book_id(key) for key, _ in reply.hits]
@@ -343,13 +344,12 @@ class BestScoreJob(SearchJob):
                 row = books.get(ids[n])
                 if row is None:
                     row = books[ids[n]] = len(candidates)
-                    key, values = reply.hits[n]
-                    candidates.append(queries.book(key, values, self.fields))
+                    candidates.append(reply.hits[n])
                 rows.append(row)
             complete = len(reply.hits) < self.plan.num_results
             lists.append(NeighbourList(tuple(rows), complete=complete))
         ranking = best_score_ranking(
-            from_blobs([book.vector for book in candidates]),
+            from_blobs([values.get(VECTOR_KEY) for _, values in candidates]),
             self.liked_rows,
             self.disliked_rows,
             lists,
@@ -361,7 +361,7 @@ class BestScoreJob(SearchJob):
         # and no candidate was cut from the pool.
         everything = any(found.complete for found in lists) and len(top) == len(ranking.order)
         answer, short = choose(
-            [candidates[row] for row in top],
+            [queries.book(*candidates[row], self.fields) for row in top],
             [max(0.0, 1.0 - float(score)) for score in scores],
             lambda: scores,
             self.k,
