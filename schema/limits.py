@@ -1,10 +1,10 @@
 """Refuse an operation whose size is out of proportion before any resolver runs.
 
-The limits, all settings, all QUERY_TOO_COMPLEX with the measured figure and the limit in
-``extensions``:
+The limits, all settings but the nesting (graphql-core's own bound), all QUERY_TOO_COMPLEX
+with the measured figure and the limit in ``extensions``:
 
 - **length** and **tokens** of the document, checked while it is parsed (documents.py);
-- **depth**, **aliases** and **fields** (``ShapeLimits``), which depend on the document
+- **nesting**, **depth**, **aliases** and **fields** (``ShapeLimits``), which depend on the document
   alone: checked once per distinct document (``Schema.run`` keeps the verdict), before
   graphql-core validates it. Validation compares every two fields that answer under one name
   (OverlappingFieldsCanBeMerged), so a selection set repeating ``title`` a thousand times
