@@ -14,8 +14,8 @@ import time
 
 from graphql import DocumentNode, get_introspection_query, parse, validate
 
-from lookalike.schema.schema import build_schema
-from lookalike.services.settings import Settings
+from lookalike.schema.execution.schema import build_schema
+from lookalike.services.core.settings import Settings
 
 
 def titles(count: int) -> str:
