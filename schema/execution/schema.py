@@ -28,7 +28,7 @@ from lookalike.schema.execution.errors import coded, is_expected
 from lookalike.schema.execution.executor import planned
 from lookalike.schema.execution.resolver_calls import ResolverCalls
 from lookalike.schema.limits.access import AccessControl
-from lookalike.schema.limits.shape import limit_rules
+from lookalike.schema.limits.shape import ShapeLimits
 from lookalike.schema.operations.cache import OperationCache
 from lookalike.schema.operations.documents import DocumentLimits
 from lookalike.schema.types.books import BookQuery
@@ -71,10 +71,16 @@ class Schema(strawberry.Schema):
     """
 
     def __init__(
-        self, *, access: AccessControl, rules: Sequence[type[ASTValidationRule]], **kwargs: Any
+        self,
+        *,
+        access: AccessControl,
+        limits: ShapeLimits,
+        rules: Sequence[type[ASTValidationRule]] = (),
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.access = access
+        self.limits = limits
         self.rules = (*specified_rules, *rules)
         self.validated: OperationCache[list[GraphQLError]] = OperationCache()
 
@@ -117,7 +123,11 @@ class Schema(strawberry.Schema):
         return result
 
     def _validate(self, document: DocumentNode) -> list[GraphQLError]:
-        """Strawberry's validation (graphql-core's rules and its own) with the limit rules."""
+        """The shape limits, then Strawberry's validation (graphql-core's rules and its own):
+        a document over a limit is refused before validation can work hard on it."""
+        refused = self.limits.refusal(document)
+        if refused is not None:
+            return [refused]
         errors = validate_document(self._schema, document, self.rules)
         return [coded(error, VALIDATION_FAILED) for error in errors]
 
@@ -140,16 +150,17 @@ Query = merge_types("Query", (BookQuery, FaceQuery))
 def build_schema(settings: Settings) -> Schema:
     """The schema with this deployment's limits and access rules.
 
-    The limit rules are made here, once: validation is kept per operation, so a document is
-    checked against them once however often it is sent.
+    Validation is kept per operation, so a document is checked against the limits once
+    however often it is sent.
     """
-    rules: list[type[ASTValidationRule]] = list(
-        limit_rules(
-            max_depth=settings.max_query_depth,
-            max_aliases=settings.max_query_aliases,
-            max_introspection_depth=settings.max_introspection_depth,
-        )
+    limits = ShapeLimits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_query_aliases,
+        max_introspection_depth=settings.max_introspection_depth,
+        max_fields=settings.max_query_fields,
+        max_selection_fields=settings.max_selection_fields,
     )
+    rules: list[type[ASTValidationRule]] = []
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     executor = planned(settings.max_query_cost)
@@ -160,6 +171,7 @@ def build_schema(settings: Settings) -> Schema:
             keys_configured=bool(settings.api_keys or settings.identify_keys),
             keys_for_queries=settings.require_key_for_queries,
         ),
+        limits=limits,
         rules=rules,
         execution_context_class=executor,
         config=StrawberryConfig(name_converter=RememberedNames()),

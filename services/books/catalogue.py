@@ -41,6 +41,7 @@ from lookalike.services.books.search.jobs import (
     KeywordJob,
     NearestJob,
     SearchJob,
+    take,
 )
 from lookalike.services.books.search.recommendations import RecommendStrategy, average_vector_query
 from lookalike.services.core.errors import ServiceUnavailable
@@ -278,7 +279,7 @@ class Catalogue:
                 read, found_replies = None, await self._searches.run(queries)
             replies = iter(found_replies)
             for job, found in asked:
-                job.take(self.queries, [next(replies) for _ in found])
+                await take(job, self.queries, [next(replies) for _ in found])
             pending = [job for job in pending if not job.done]
             first = False
         return read, [job.answer for job in jobs]

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     )
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")
+    max_query_fields: int = Field(
+        default=500, ge=1, description="Field selections of a query, fragments expanded."
+    )
+    max_selection_fields: int = Field(
+        default=100, ge=1, description="Fields one selection set may hold, repeats included."
+    )
     max_query_tokens: int = Field(default=2000, ge=10, description="Tokens a document may hold.")
     max_query_length: int = Field(
         default=64 * 1024, ge=100, description="Characters a document may hold."

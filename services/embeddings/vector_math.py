@@ -22,11 +22,13 @@ def from_blobs(blobs: Sequence[bytes | None]) -> Matrix:
     """Vector blobs (FLOAT16 or FLOAT32, told apart by length) as unit rows; a missing blob
     (a book with no description) is a row of zeros, similar to nothing."""
     rows = np.zeros((len(blobs), DIMENSIONS), dtype=np.float64)
-    for n, blob in enumerate(blobs):
-        if blob is None:
-            continue
-        kind = np.float16 if len(blob) == DIMENSIONS * 2 else np.float32
-        rows[n] = np.frombuffer(blob, dtype=kind)
+    half = [n for n, blob in enumerate(blobs) if blob is not None and len(blob) == DIMENSIONS * 2]
+    single = [n for n, blob in enumerate(blobs) if blob is not None and len(blob) != DIMENSIONS * 2]
+    # one buffer a kind, read at once: a row at a time was most of a large ranking's time
+    for found, kind in ((half, np.float16), (single, np.float32)):
+        if found:
+            joined = b"".join(blobs[n] or b"" for n in found)
+            rows[found] = np.frombuffer(joined, dtype=kind).reshape(len(found), DIMENSIONS)
     return unit_rows(rows)
 
 

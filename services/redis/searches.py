@@ -26,14 +26,34 @@ from lookalike.services.redis.indexes import fully_indexed, info_of
 from lookalike.services.redis.replicas import Reads
 
 
-@dataclass(frozen=True, slots=True)
 class Reply:
     """One FT.SEARCH reply: the number of matches, each returned hit's key and fields, and
-    each hit's score (a full-text query WITHSCORES; 0 otherwise)."""
+    each hit's score (a full-text query WITHSCORES; 0 otherwise). The hits are read from the
+    reply when first asked for: a large answer where it is ranked, off the event loop
+    (``search_jobs.take``)."""
 
-    total: int
-    hits: list[tuple[str, dict[bytes, Any]]]
-    scores: list[float]
+    __slots__ = ("_hits", "_results", "_scores", "size", "total")
+
+    def __init__(self, total: int, results: list[dict[bytes, Any]]) -> None:
+        self.total = total
+        self.size = len(results)  # hits returned
+        self._results = results
+        self._hits: list[tuple[str, dict[bytes, Any]]] | None = None
+        self._scores: list[float] | None = None
+
+    @property
+    def hits(self) -> list[tuple[str, dict[bytes, Any]]]:
+        if self._hits is None:
+            self._hits = [
+                (hit[b"id"].decode(), hit.get(b"extra_attributes", {})) for hit in self._results
+            ]
+        return self._hits
+
+    @property
+    def scores(self) -> list[float]:
+        if self._scores is None:
+            self._scores = [float(hit.get(b"score", 0.0)) for hit in self._results]
+        return self._scores
 
     def texts(self, name: bytes) -> list[str]:
         """One returned field of every hit, as text."""
@@ -130,7 +150,4 @@ class SearchPipeline:
 
 
 def _read(reply: dict[bytes, Any]) -> Reply:
-    results = reply[b"results"]
-    hits = [(hit[b"id"].decode(), hit.get(b"extra_attributes", {})) for hit in results]
-    scores = [float(hit.get(b"score", 0.0)) for hit in results]
-    return Reply(total=int(reply[b"total_results"]), hits=hits, scores=scores)
+    return Reply(int(reply[b"total_results"]), reply[b"results"])

@@ -23,15 +23,18 @@ of its candidates (exact in every case the tests try; see README).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike.services.books.filters import BookFilter
 from lookalike.services.books.queries import BookQueries, Hit, Match
-from lookalike.services.books.records import Book, BookFields
+from lookalike.services.books.records import VECTOR_KEY, Book, BookFields
 from lookalike.services.books.search.diversity import Diversity, pick, wider
 from lookalike.services.books.search.hybrid import Candidate, rank_hybrid
 from lookalike.services.books.search.keyword import keyword_query
@@ -48,6 +51,12 @@ MAX_ROUNDS = 2
 HYBRID_CANDIDATES = 50  # the nearest and the best by BM25, each, at least
 RANKING = BookFields(frozenset({"title", "author"}))  # what HYBRID's match reads
 NOTHING = BookFields(frozenset())
+# A job whose replies hold more hits than this is read and ranked off the event loop.
+TAKEN_INLINE = 1000
+# One thread for them all: numpy releases the GIL while it multiplies, the rest of a ranking
+# is Python, which takes turns with the event loop (every switch interval) instead of holding
+# it for the whole ranking; a second thread would only queue for the GIL beside the first.
+_RANKING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
 
 
 def picking(choice: Diversity) -> BookFields:
@@ -323,20 +332,24 @@ class BestScoreJob(SearchJob):
         ]
 
     def take(self, queries: BookQueries, replies: Sequence[Reply]) -> None:
+        # The lists overlap (fifty lists of a hundred may name a thousand books): a book is a
+        # row at its first sight, and a Book only if it ranks among the first ``needed``.
         books: dict[str, int] = {}
-        candidates: list[Book] = []
+        candidates: list[tuple[str, Mapping[bytes, Any]]] = []  # as the replies hold them
         lists = []
         for reply in replies:
-            hits = queries.hits(reply, self.fields)
+            ids = [queries.book_id(key) for key, _ in reply.hits]
             rows = []
-            for hit in self._kept(hits, self.plan)[: self.size]:
-                if hit.book.id not in books:
-                    books[hit.book.id] = len(candidates)
-                    candidates.append(hit.book)
-                rows.append(books[hit.book.id])
-            lists.append(NeighbourList(tuple(rows), complete=len(hits) < self.plan.num_results))
+            for n in self.plan.keep(ids)[: self.size]:
+                row = books.get(ids[n])
+                if row is None:
+                    row = books[ids[n]] = len(candidates)
+                    candidates.append(reply.hits[n])
+                rows.append(row)
+            complete = len(reply.hits) < self.plan.num_results
+            lists.append(NeighbourList(tuple(rows), complete=complete))
         ranking = best_score_ranking(
-            from_blobs([book.vector for book in candidates]),
+            from_blobs([values.get(VECTOR_KEY) for _, values in candidates]),
             self.liked_rows,
             self.disliked_rows,
             lists,
@@ -348,7 +361,7 @@ class BestScoreJob(SearchJob):
         # and no candidate was cut from the pool.
         everything = any(found.complete for found in lists) and len(top) == len(ranking.order)
         answer, short = choose(
-            [candidates[row] for row in top],
+            [queries.book(*candidates[row], self.fields) for row in top],
             [max(0.0, 1.0 - float(score)) for score in scores],
             lambda: scores,
             self.k,
@@ -360,3 +373,13 @@ class BestScoreJob(SearchJob):
             if short:  # the cap left too few: pick from a pool four times as large
                 self.needed = wider(self.needed)
             self.size = wider(self.size)
+
+
+async def take(job: SearchJob, queries: BookQueries, replies: Sequence[Reply]) -> None:
+    """``job.take``: on the event loop for the usual few hits, in the ranking thread for a
+    large answer (fifty lists of a hundred around liked books), so that the other requests
+    in flight go on while it is ranked."""
+    if sum(reply.size for reply in replies) <= TAKEN_INLINE:
+        job.take(queries, replies)
+    else:
+        await asyncio.get_running_loop().run_in_executor(_RANKING, job.take, queries, replies)

@@ -123,7 +123,7 @@ def best_score_ranking(
     """
     to_liked = candidates @ unit_rows(liked).T
     scores = _best_scores(to_liked, candidates, unit_rows(disliked))
-    order = sorted(range(len(scores)), key=lambda row: (-scores[row], row))
+    order: list[int] = np.argsort(-scores, kind="stable").tolist()  # ties: the earlier row
     if any(found.complete for found in lists):
         return BestScoreRanking(order, scores, certain=True)
     floor = max(float(to_liked[list(found.rows), n].min()) for n, found in enumerate(lists))

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from graphql import OperationDefinitionNode, build_schema, parse
@@ -85,7 +86,7 @@ def test_tokens_are_limited_before_the_document_is_parsed(api: TestClient) -> No
     assert "data" not in body  # a request error: nothing ran
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
     assert body["errors"][0]["extensions"]["maxTokens"] == 2000
-    assert "errors" not in gql(api, f'{{ book(id: "9") {{ {" ".join(["title"] * 500)} }} }}')
+    assert "errors" not in gql(api, f'{{ book(id: "9") {{ {" ".join(["title"] * 100)} }} }}')
 
 
 def test_a_json_body_over_the_limit_is_refused_with_413(api: TestClient) -> None:
@@ -272,6 +273,161 @@ def test_a_fragment_bomb_is_measured_without_expanding_it(api: TestClient) -> No
     body = gql(api, query)
     assert time.perf_counter() - started < 2
     assert body["data"]["book"]["title"]
+
+
+# --- fields: repeats, fragments and merged selections are counted before validation ---------
+
+# graphql-core's validation compares every two fields answering under one name: a thousand
+# repeats of `title` cost it a million comparisons before it gave up with "Validation
+# aborted.". Each document here is refused before validation, with what was too large.
+
+
+def titles(count: int) -> str:
+    return " ".join(["title"] * count)
+
+
+def fragments(count: int, body: str, prefix: str = "F") -> str:
+    return " ".join(f"fragment {prefix}{n} on Book {{ {body} }}" for n in range(count))
+
+
+def spread_chain(count: int) -> str:
+    """``count`` fragments that only spread the next one, then a title."""
+    chain = " ".join(f"fragment C{n} on Book {{ ...C{n + 1} }}" for n in range(count))
+    return f"{chain} fragment C{count} on Book {{ title }}"
+
+
+TOO_MANY_FIELDS = [
+    pytest.param(
+        f'{{ book(id: "9") {{ {titles(1000)} }} }}',
+        {"selectionFields": 1000, "maxSelectionFields": 100},
+        "the selection set of book holds 1,000 fields",
+        id="a field repeated",
+    ),
+    pytest.param(
+        f'{{ book(id: "9") {{ {titles(60)} id title }} }}'.replace("id title", titles(41)),
+        {"selectionFields": 101, "maxSelectionFields": 100},
+        "the selection set of book holds 101 fields",
+        id="one over",
+    ),
+    pytest.param(
+        '{ book(id: "9") { ' + " ".join(["... on Book { " + titles(20) + " }"] * 10) + " } }",
+        {"selectionFields": 200, "maxSelectionFields": 100},
+        "the selection set of book holds 200 fields",
+        id="inline fragments",
+    ),
+    pytest.param(
+        '{ book(id: "9") { '
+        + " ".join(f"...F{n}" for n in range(5))
+        + " } } "
+        + fragments(5, titles(30)),
+        {"selectionFields": 150, "maxSelectionFields": 100},
+        "the selection set of book holds 150 fields",
+        id="fragments spread together",
+    ),
+    pytest.param(
+        'query($k: Int = 1) { book(id: "9") { similar(k: $k) { book { ...F0 } } '
+        "similar(k: $k) { book { ...F1 } } } } " + fragments(2, titles(60)),
+        {"selectionFields": 120, "maxSelectionFields": 100},
+        "the selection set of book.similar.book holds 120 fields",
+        id="fields merged under one name",
+    ),
+    pytest.param(
+        '{ book(id: "9") { ' + " ".join(["t: title"] * 200) + " } }",
+        {"aliases": 200, "maxAliases": 30},
+        "the query uses 200 aliases",
+        id="an alias repeated",
+    ),
+    pytest.param(
+        "{ " + " ".join(f'b{n}: book(id: "9") {{ {titles(20)} }}' for n in range(30)) + " }",
+        {"fields": 30 + 24 * 20, "maxFields": 500},  # counted until past the limit
+        "the document selects more than 500 fields",
+        id="aliased selections",
+    ),
+    pytest.param(
+        "{ "
+        + " ".join(f'b{n}: book(id: "9") {{ ...F0 }}' for n in range(6))
+        + " } "
+        + fragments(1, titles(90)),
+        {"fields": 6 + 6 * 90, "maxFields": 500},
+        "the document selects more than 500 fields",
+        id="a fragment spread in many places",
+    ),
+    pytest.param(
+        '{ book(id: "9") { id } } ' + fragments(1, titles(1000), prefix="Unused"),
+        {"selectionFields": 1000, "maxSelectionFields": 100},
+        "the selection set of a fragment no operation spreads holds 1,000 fields",
+        id="a fragment never spread",
+    ),
+    pytest.param(
+        '{ book(id: "9") { ...C0 } } ' + spread_chain(240),
+        {"nesting": 243, "maxNesting": 200},
+        "nest 243 levels deep",
+        id="fragments spreading fragments",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "figures", "message"), TOO_MANY_FIELDS)
+def test_too_many_fields_are_refused_before_validation(
+    api: TestClient, query: str, figures: dict[str, int], message: str
+) -> None:
+    body = gql(api, query)
+    assert "data" not in body  # a request error: nothing ran
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    (error,) = body["errors"]
+    assert error["extensions"].items() >= figures.items()
+    assert message in error["message"]
+    assert "aborted" not in error["message"]
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(f'{{ book(id: "9") {{ {titles(100)} }} }}', id="a full selection set"),
+        pytest.param(
+            "{ " + " ".join(f'b{n}: book(id: "9") {{ {titles(99)} }}' for n in range(5)) + " }",
+            id="500 fields",
+        ),
+        pytest.param(
+            '{ book(id: "9") { ' + " ".join(["...F0"] * 500) + " } } " + fragments(1, titles(99)),
+            id="one fragment spread 500 times",
+        ),
+        pytest.param(
+            '{ book(id: "9") { similar(k: 1) { book { ...F0 } } similar(k: 1) { book { ...F0 } } '
+            "} } " + fragments(1, titles(99)),
+            id="one fragment in fields merged",
+        ),
+        pytest.param('{ book(id: "9") { ...C0 } } ' + spread_chain(150), id="150 fragments deep"),
+    ],
+)
+def test_documents_at_the_field_limits_are_answered(api: TestClient, query: str) -> None:
+    body = gql(api, query)
+    assert "errors" not in body, body["errors"]
+    assert body["data"]
+
+
+def test_a_refused_document_is_measured_once(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verdict is kept with the document's validation: a document sent again is not
+    walked again, refused or not."""
+    (endpoint,) = [r.endpoint for r in api.app.routes if getattr(r, "path", "") == "/graphql"]  # type: ignore[attr-defined]
+    limits = endpoint.schema.limits
+    walks: list[int] = []
+
+    class Counted:
+        def refusal(self, document: Any) -> Any:
+            walks.append(1)
+            return limits.refusal(document)
+
+    monkeypatch.setattr(endpoint.schema, "limits", Counted())
+    refused = f'{{ book(id: "9") {{ {titles(999)} }} }} # measured once'
+    answered = f'{{ book(id: "9") {{ {titles(99)} }} }} # measured once'
+    for _ in range(3):
+        assert error_codes(gql(api, refused)) == ["QUERY_TOO_COMPLEX"]
+        assert "errors" not in gql(api, answered)
+    assert len(walks) == 2
 
 
 # --- what the cost counts besides items ----------------------------------------------------
