@@ -51,6 +51,18 @@ MODEL_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+PLANNED_OPERATIONS = Counter(
+    "lookalike_graphql_planned_operations",
+    "Query operations in which plans (lookalike.schema.plans) completed values: the fast path ran.",
+    registry=REGISTRY,
+)
+FALLBACKS = Counter(
+    "lookalike_graphql_fallbacks",
+    "Query operations in which graphql-core's own execution completed values the fast path "
+    "(plans, direct resolver calls) could not, by reason (lookalike.schema.plans.Fallback).",
+    ["reason"],
+    registry=REGISTRY,
+)
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )

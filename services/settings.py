@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     )
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")
+    fast_path: bool = Field(
+        default=True,
+        description="Plans and direct resolver calls complete query answers; false: "
+        "graphql-core's own execution for everything (to compare, or bisect).",
+    )
     max_query_tokens: int = Field(default=2000, ge=10, description="Tokens a document may hold.")
     max_query_length: int = Field(
         default=64 * 1024, ge=100, description="Characters a document may hold."
