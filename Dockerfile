@@ -12,12 +12,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Exactly the versions CI tested, each checked by its hash (requirements.lock, made by
-# .ci/lock). torch's CPU build comes from PyTorch's CPU index (PyPI's x86_64 wheel pulls about
-# 3 GB of CUDA libraries); its hash is the x86_64 wheel's, so the image is built for amd64.
+# .ci/lock). torch's CPU build is found on PyTorch's page of torch files, nothing else there
+# (PyPI's x86_64 wheel pulls about 3 GB of CUDA libraries); the hash locked is the x86_64
+# wheel's, so the image is built for amd64.
 COPY requirements.lock ./
 RUN python -m venv /opt/lookalike \
  && /opt/lookalike/bin/pip install --require-hashes -r requirements.lock \
-      --extra-index-url https://download.pytorch.org/whl/cpu
+      --find-links https://download.pytorch.org/whl/cpu/torch/
 COPY pyproject.toml README.md ./
 COPY schema schema
 COPY resolvers resolvers
