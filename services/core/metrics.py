@@ -1,0 +1,119 @@
+"""Process metrics in Prometheus format, served at /metrics.
+
+One registry for the process (not the client library's global one, which also collects
+whatever other libraries register). Labels are bounded: operation names come from clients,
+so only the first ``MAX_OPERATIONS`` distinct names get a series of their own.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import cache
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+MAX_OPERATIONS = 100
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+REQUESTS = Counter(
+    "lookalike_graphql_requests",
+    "GraphQL requests answered, by operation name.",
+    ["operation"],
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "lookalike_graphql_errors",
+    "Errors returned, by operation name and extensions.code (refusals before GraphQL count "
+    "under operation 'http').",
+    ["operation", "code"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "lookalike_graphql_request_duration_seconds",
+    "Time from the request's arrival to its answer.",
+    ["operation"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+ROUND_TRIPS = Histogram(
+    "lookalike_redis_round_trips_per_request",
+    "Redis round trips one GraphQL request made.",
+    buckets=(0, 1, 2, 3, 4, 5, 6, 8, 12, 20, 50, 100),
+    registry=REGISTRY,
+)
+MODEL_SECONDS = Histogram(
+    "lookalike_model_inference_seconds",
+    "Time in an embedding model call (text: a batch of search texts; face: one photo).",
+    ["model"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+PLANNED_OPERATIONS = Counter(
+    "lookalike_graphql_planned_operations",
+    "Query operations in which plans (lookalike.schema.execution.plans) completed values: the fast path ran.",
+    registry=REGISTRY,
+)
+FALLBACKS = Counter(
+    "lookalike_graphql_fallbacks",
+    "Query operations in which graphql-core's own execution completed values the fast path "
+    "(plans, direct resolver calls) could not, by reason (lookalike.schema.plans.Fallback).",
+    ["reason"],
+    registry=REGISTRY,
+)
+CATALOGUE_BOOKS = Gauge(
+    "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
+)
+ENROLLED_PEOPLE = Gauge(
+    "lookalike_enrolled_people",
+    "People enrolled for identification (read at scrape).",
+    registry=REGISTRY,
+)
+
+_operations: set[str] = set()
+_lock = threading.Lock()
+
+
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+
+
+def operation_label(name: str | None) -> str:
+    """The label for an operation: its name, 'anonymous', or 'other' past the bound.
+
+    Only GraphQL names of at most 64 characters become labels (a client once sent a name of
+    500,000 characters): anything else is 'other' too.
+    """
+    if not name:
+        return "anonymous"
+    if not _NAME.fullmatch(name):
+        return "other"
+    with _lock:
+        if name in _operations:
+            return name
+        if len(_operations) < MAX_OPERATIONS:
+            _operations.add(name)
+            return name
+    return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSeries:
+    label: str
+    requests: Counter
+    latency: Histogram
+
+
+@cache  # at most MAX_OPERATIONS + 2 labels, so as many entries
+def _series(label: str) -> OperationSeries:
+    return OperationSeries(label, REQUESTS.labels(label), LATENCY.labels(label))
+
+
+def operation_series(name: str | None) -> OperationSeries:
+    """An operation's request count and latency series (the labelled children, found once)."""
+    return _series(operation_label(name))
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
