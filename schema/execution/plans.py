@@ -29,13 +29,20 @@ next level's keys into more than one batch: graphql-core's own path awaits its o
 task each).
 Resolve middleware, abstract types, types with an ``is_type_of`` check, deferred fragments
 and operations other than queries are never planned.
+
+Every fallback of a query to graphql-core's own execution is counted in /metrics by its reason
+(``Fallback``), and the first of each reason in a process is logged: plans rely on parts of
+graphql-core and Strawberry that are not public, and an upgrade that broke them would otherwise
+only make the answers slower.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from inspect import isawaitable
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -64,13 +71,56 @@ from lookalike.schema.execution.resolver_calls import (
 )
 from lookalike.schema.operations.cache import Fragments, ValuesCache, directive_variables
 from lookalike.schema.operations.documents import CACHE_ENTRIES, CACHE_TEXT
+from lookalike.services.core.metrics import FALLBACKS
+
+log = logging.getLogger("lookalike.graphql")
+
+
+class Fallback(Enum):
+    """Why graphql-core's own execution completed a value instead of a plan: the label of
+    ``lookalike_graphql_fallbacks``. The first four come with an error the answer reports;
+    the others are places plans do not serve, and ``error`` is a failure of the plans
+    themselves (graphql-core's or Strawberry's internals they use may have changed)."""
+
+    VALUE = "value"  # a null in a non-null field, not a list, a value a scalar refuses
+    LEAF = "leaf"  # the same, for a plain leaf beside fields graphql-core runs
+    RESOLVER = "resolver"  # a resolver raised, or what it returned failed
+    ARGUMENTS = "arguments"  # a resolver's arguments did not coerce
+    ABSTRACT_TYPE = "abstract_type"  # an interface, a union, a type with is_type_of
+    DEFERRED = "deferred"  # @defer
+    FRAGMENT_ARGUMENTS = "fragment_arguments"
+    FOREIGN_FIELD = "foreign_field"  # a field Strawberry did not make (or no longer marks)
+    MIDDLEWARE = "middleware"  # resolve middleware sees every field: no plans at all
+    WRAPPER = "wrapper"  # a resolver called through Strawberry's wrapper, not directly
+    ERROR = "error"
+
+
+_warned: set[Fallback] = set()
+
+
+def fell_back(reason: Fallback, error: BaseException | None = None) -> None:
+    """Count one operation that fell back for ``reason``; log the first of each reason (with
+    the traceback of an ``error``): a steady count of a reason that is not an error the
+    answers report means the fast path is off."""
+    FALLBACKS.labels(reason.value).inc()
+    if reason not in _warned:
+        _warned.add(reason)
+        log.warning(
+            "a query fell back to graphql-core's own execution (%s); further ones are counted "
+            "in lookalike_graphql_fallbacks",
+            reason.value,
+            exc_info=error if reason is Fallback.ERROR else None,
+        )
 
 
 class NotPlain(Exception):
     """This value needs graphql-core's own completion (which will report what is wrong)."""
 
+    def __init__(self, reason: Fallback = Fallback.VALUE) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
 
-UNPLANNED = object()  # Planner.complete: this place is graphql-core's to complete
+
 MAX_PLANS = 20_000  # plans kept in all (OperationPlans): at most 1.6 KB each, measured
 
 
@@ -159,8 +209,8 @@ class Made:
 
 
 # (id of the type, ids of the field nodes) -> the nodes (kept alive, so that their ids are
-# not reused while the plan is) and what was made for that place (None: graphql-core's)
-Places = dict[tuple[int, tuple[int, ...]], tuple[tuple[FieldNode, ...], Made | None]]
+# not reused while the plan is) and what was made for that place (a Fallback: graphql-core's)
+Places = dict[tuple[int, tuple[int, ...]], tuple[tuple[FieldNode, ...], Made | Fallback]]
 
 
 class OperationPlans:
@@ -228,7 +278,7 @@ class Planner:
     def complete(
         self, return_type: GraphQLOutputType, field_details_list: Any, path: Path, result: Any
     ) -> Any:
-        """The completed value, a coroutine of it, or UNPLANNED for a place no plan can
+        """The completed value, a coroutine of it, or the Fallback of a place no plan can
         serve; NotPlain (or what a read raised) for a value graphql-core must complete."""
         nodes = tuple(details.node for details in field_details_list)
         key = (id(return_type), tuple(map(id, nodes)))
@@ -238,7 +288,7 @@ class Planner:
             self.places[key] = (nodes, made)
         else:
             made = known[1]
-        return UNPLANNED if made is None else self._run(made, result, path)
+        return made if isinstance(made, Fallback) else self._run(made, result, path)
 
     def _run(self, made: Made, value: Any, path: Path | None) -> Any:
         run = Run(self.executor)
@@ -260,12 +310,12 @@ class Planner:
                 try:
                     results = [await level[0].result]
                 except Exception as error:
-                    raise NotPlain from error
+                    raise NotPlain(Fallback.RESOLVER) from error
             else:
                 results = await asyncio.gather(*(w.result for w in level), return_exceptions=True)
                 failed = next((r for r in results if isinstance(r, BaseException)), None)
                 if failed is not None:  # before the next level is asked for: nothing wasted
-                    raise NotPlain from failed
+                    raise NotPlain(Fallback.RESOLVER) from failed
             try:
                 for waiting, result in zip(level, results, strict=True):
                     waiting.answer[waiting.key] = waiting.plan(result, waiting.path, run)
@@ -274,28 +324,30 @@ class Planner:
                 raise
         return answer
 
-    def make(self, type_: GraphQLOutputType, field_details_list: Any) -> Made | None:
+    def make(self, type_: GraphQLOutputType, field_details_list: Any) -> Made | Fallback:
         self.kept.made()
         if is_non_null_type(type_):
             inner = self.make(type_.of_type, field_details_list)
-            return None if inner is None else Made(_non_null(inner.plan), inner.needs_path)
+            if isinstance(inner, Fallback):
+                return inner
+            return Made(_non_null(inner.plan), inner.needs_path)
         if is_list_type(type_):
             inner = self.make(type_.of_type, field_details_list)
-            return None if inner is None else Made(_listed(inner), inner.needs_path)
+            return inner if isinstance(inner, Fallback) else Made(_listed(inner), inner.needs_path)
         if is_leaf_type(type_):
             return Made(_leaf(type_.coerce_output_value), needs_path=False)
         if not is_object_type(type_) or type_.is_type_of is not None:
-            return None
+            return Fallback.ABSTRACT_TYPE
         grouped, deferred, _ = self.executor.collect_subfields(type_, field_details_list)
-        return None if deferred else self._fields(type_, grouped)
+        return Fallback.DEFERRED if deferred else self._fields(type_, grouped)
 
-    def _fields(self, type_: GraphQLObjectType, grouped: Mapping[str, Any]) -> Made | None:
+    def _fields(self, type_: GraphQLObjectType, grouped: Mapping[str, Any]) -> Made | Fallback:
         """The plan of an object of ``type_`` whose fields, by response name, are these."""
         steps: list[Step] = []
         for response_name, details in grouped.items():
             step = self.step(type_, response_name, details)
-            if step is None:
-                return None
+            if isinstance(step, Fallback):
+                return step
             steps.append(step)
         needs_path = any(
             isinstance(step, Resolve) or (isinstance(step, Read) and step.made.needs_path)
@@ -303,22 +355,24 @@ class Planner:
         )
         return Made(_object(type_.name, steps), needs_path)
 
-    def step(self, parent: GraphQLObjectType, response_name: str, details: Any) -> Step | None:
+    def step(self, parent: GraphQLObjectType, response_name: str, details: Any) -> Step | Fallback:
         name = details[0].node.name.value
         if name == "__typename":
             return Typename(response_name, parent.name)
         field = parent.fields.get(name)
-        if field is None or any(d.fragment_variable_values is not None for d in details):
-            return None
+        if field is None:
+            return Fallback.FOREIGN_FIELD
+        if any(d.fragment_variable_values is not None for d in details):
+            return Fallback.FRAGMENT_ARGUMENTS
         plain = self.plain.fields.get((parent.name, name))
         made = self.make(field.type, details)
-        if made is None:
-            return None
+        if isinstance(made, Fallback):
+            return made
         if plain is not None:
             return Read(response_name, plain, made)
         definition = strawberry_field(field)
         if definition is None:
-            return None
+            return Fallback.FOREIGN_FIELD
         executor = self.executor
         node: FieldNode = details[0].node
         direct = self.calls.resolver(definition) if self.calls is not None else None
@@ -327,7 +381,7 @@ class Planner:
             try:  # the same in every request: coerced (and converted) once
                 fixed = _arguments(field, node, executor, direct)
             except Exception:  # graphql-core's own path will report it
-                return None
+                return Fallback.ARGUMENTS
         return Resolve(
             response_name,
             field,
@@ -393,12 +447,16 @@ class Resolve:
                 try:
                     arguments = _arguments(self.field, self.nodes[0], run.executor, self.direct)
                 except Exception:  # graphql-core's own path will report it
-                    raise NotPlain from None
+                    raise NotPlain(Fallback.ARGUMENTS) from None
                 run.arguments[id(self)] = arguments
         info = run.executor.build_resolve_info(self.field, self.nodes, self.parent, path)
-        if self.direct is not None:
-            return self.direct(source, info, arguments)
-        return self.resolve(source, info, **arguments)
+        try:
+            if self.direct is not None:
+                return self.direct(source, info, arguments)
+            run.executor.fell_back(Fallback.WRAPPER)
+            return self.resolve(source, info, **arguments)
+        except Exception as error:  # graphql-core calls it again, and reports what it raises
+            raise NotPlain(Fallback.RESOLVER) from error
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,7 @@ def build_schema(settings: Settings) -> Schema:
     rules: list[type[ASTValidationRule]] = []
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
-    executor = planned(settings.max_query_cost)
+    executor = planned(settings.max_query_cost, settings.fast_path)
     schema = Schema(
         query=Query,
         mutation=Mutation,
@@ -176,7 +176,8 @@ def build_schema(settings: Settings) -> Schema:
         execution_context_class=executor,
         config=StrawberryConfig(name_converter=RememberedNames()),
     )
-    executor.calls = ResolverCalls.installed(schema)
+    if settings.fast_path:
+        executor.calls = ResolverCalls.installed(schema)
     return schema
 
 

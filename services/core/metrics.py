@@ -68,6 +68,19 @@ REFUSED_WRITES = Counter(
 )
 for _writing in ("search_text_cache", "persisted_query", "face"):  # at 0 from the start, so
     REFUSED_WRITES.labels(_writing)  # that an alert on their increase sees the first one
+PLANNED_OPERATIONS = Counter(
+    "lookalike_graphql_planned_operations",
+    "Query operations in which plans (lookalike.schema.execution.plans) completed values: "
+    "the fast path ran.",
+    registry=REGISTRY,
+)
+FALLBACKS = Counter(
+    "lookalike_graphql_fallbacks",
+    "Query operations in which graphql-core's own execution completed values the fast path "
+    "(plans, direct resolver calls) could not, by reason (lookalike.schema.plans.Fallback).",
+    ["reason"],
+    registry=REGISTRY,
+)
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     max_selection_fields: int = Field(
         default=100, ge=1, description="Fields one selection set may hold, repeats included."
     )
+    fast_path: bool = Field(
+        default=True,
+        description="Plans and direct resolver calls complete query answers; false: "
+        "graphql-core's own execution for everything (to compare, or bisect).",
+    )
     max_query_tokens: int = Field(default=2000, ge=10, description="Tokens a document may hold.")
     max_query_length: int = Field(
         default=64 * 1024, ge=100, description="Characters a document may hold."

@@ -23,6 +23,7 @@ from strawberry.dataloader import DataLoader
 from lookalike.schema.execution.executor import planned
 from lookalike.schema.execution.plans import OperationPlans
 from lookalike.schema.execution.resolver_calls import DirectResolver, ResolverCalls
+from lookalike.services.core.metrics import REGISTRY
 
 
 def _planned(query: type) -> strawberry.Schema:
@@ -372,13 +373,20 @@ def test_the_plans_kept_are_bounded_however_many_operations_clients_send() -> No
     schema = strawberry.Schema(query=TreeQuery, execution_context_class=executor)
     executor.calls = ResolverCalls.installed(schema)
     executor.plans = OperationPlans(max_plans=60)
+    planned_before = _planned_operations()
     for n in range(40):  # each a new operation, and a @skip value of its own
         document = (
             f"query($s: Boolean!) {{ roots {{ id children(k: {n % 3 + 1}) {{ name }} "
-            f"children @skip(if: $s) {{ id }} n{n}: name }} }}"
+            f"more: children @skip(if: $s) {{ id }} n{n}: name }} }}"
         )
         for skip in (True, False):
             planned_answer, _ = anyio.run(_run_tree, schema, document, {"s": skip, "k": 2})
             standard, _ = anyio.run(_run_tree, TREE_STANDARD, document, {"s": skip, "k": 2})
+            assert not planned_answer.errors, planned_answer.errors  # the documents run
             assert _answer(planned_answer) == _answer(standard)
         assert executor.plans.plans <= 60
+    assert _planned_operations() - planned_before == 80  # every answer was the plans' own
+
+
+def _planned_operations() -> float:
+    return REGISTRY.get_sample_value("lookalike_graphql_planned_operations_total") or 0.0
