@@ -2,10 +2,11 @@
 
 Plans (schema/execution/plans.py) and direct resolver calls
 (schema/execution/resolver_calls.py) use parts of graphql-core and Strawberry that are not
-public; when they break, graphql-core's own execution answers instead, with the same data. Comparing answers cannot tell the two apart, so these
-tests read the two counters the executor keeps in /metrics: operations in which plans
-completed values (``lookalike_graphql_planned_operations``) and operations that fell back, by
-reason (``lookalike_graphql_fallbacks``).
+public; when they break, graphql-core's own execution answers instead, with the same data.
+Comparing answers cannot tell the two apart, so these tests read the two counters the executor
+keeps in /metrics: operations in which plans completed values
+(``lookalike_graphql_planned_operations``) and operations that fell back, by reason
+(``lookalike_graphql_fallbacks``).
 """
 
 from __future__ import annotations
