@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 
 from bench.phone_photos import phone_photo
+from lookalike.services.face_images import ImageLimits, Photo
 from lookalike.services.face_model import FaceModel
 from lookalike.services.settings import get_settings
 
@@ -135,10 +136,11 @@ def main() -> None:
     enrolled = people["data"]["people"]["totalCount"]
 
     model = FaceModel()
+    limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
 
     def embed_alone(image: bytes) -> float:
         started = time.perf_counter()
-        model.embed(image, settings.max_image_pixels)
+        model.embed(Photo(image, limits))
         return (time.perf_counter() - started) * 1000
 
     async def interleaved() -> tuple[list[float], list[float]]:

@@ -51,6 +51,12 @@ MODEL_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+FACE_DECODED_PIXELS = Counter(
+    "lookalike_face_decoded_pixels",
+    "Pixels the face workers decoded (a photo refused from its header adds none; a JPEG "
+    "counts the pixels of the scales it was decoded at).",
+    registry=REGISTRY,
+)
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )
