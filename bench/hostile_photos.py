@@ -23,9 +23,12 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pillow_heif
 from PIL import Image
 
 from bench.phone_photos import ORL, phone_photo
+
+pillow_heif.register_heif_opener()  # to write HEIC
 
 
 def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
@@ -85,6 +88,20 @@ def png_of_chunks(chunks: int) -> bytes:
     small = encoded(Image.new("RGB", (64, 64), "gray"), "PNG")
     header_end = 8 + 25
     return small[:header_end] + _chunk(b"prIv", b"") * chunks + small[header_end:]
+
+
+def png_of_text(chunks: int) -> bytes:
+    """A 64 x 64 PNG with this many zTXt chunks of 1 MB of text, 1 KB each compressed."""
+    text = b"comment\0\0" + zlib.compress(b"a" * 1_000_000, 9)
+    small = encoded(Image.new("RGB", (64, 64), "gray"), "PNG")
+    header_end = 8 + 25
+    return small[:header_end] + _chunk(b"zTXt", text) * chunks + small[header_end:]
+
+
+def exif_of_entries(entries: int) -> bytes:
+    """EXIF (TIFF) data whose first directory has this many entries (65,535 at most)."""
+    body = b"".join(struct.pack("<HHII", 0x9000 + n % 4096, 3, 1, 1) for n in range(entries))
+    return b"II*\0" + struct.pack("<IH", 8, entries) + body + b"\0\0\0\0"
 
 
 def jpeg_of_scans(width: int, height: int, scans: int) -> bytes:
@@ -154,6 +171,16 @@ HOSTILE: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "png-100000-chunks": (
         "64 x 64 PNG after 100,000 empty chunks",
         lambda: png_of_chunks(100_000),
+        "UNSUPPORTED_IMAGE",
+    ),
+    "png-60-mb-of-text": (
+        "64 x 64 PNG with 60 zTXt chunks of 1 MB each",
+        lambda: png_of_text(60),
+        "INVALID_IMAGE",
+    ),
+    "webp-65535-exif-entries": (
+        "64 x 64 WebP with 786 KB of EXIF",
+        lambda: encoded(Image.new("RGB", (64, 64)), "WEBP", exif=exif_of_entries(65_535)),
         "UNSUPPORTED_IMAGE",
     ),
     "jpeg-1000-scans": (

@@ -15,7 +15,8 @@ let through decodes in C at a cost bounded by its pixel count:
 - **The structure Pillow parses in Python is bounded first**: the markers of a JPEG before its
   first scan and every chunk of a PNG are walked (C searches, one Python step per block) and
   refused past ``MAX_BLOCKS``; fill or junk bytes between JPEG markers (which Pillow skips
-  one byte at a time) past ``MAX_SKIPPED``; compressed PNG text past ``MAX_PNG_TEXT``.
+  one byte at a time) past ``MAX_SKIPPED``; compressed PNG text past ``MAX_PNG_TEXT``; EXIF
+  (its entries parsed in Python to find the orientation) past ``MAX_EXIF``.
   Progressive JPEG scans are each a pass over the whole picture at any scale: scans times
   pixels are bounded (``SCAN_PASSES``).
 - **Pixel formats that decode in C only**: an allow-list of modes; BMP must be uncompressed
@@ -66,6 +67,7 @@ MAX_SKIPPED = 1_024  # fill and junk bytes between JPEG markers
 # pixels, in passes over max_decoded_pixels.
 SCAN_PASSES = 20
 MAX_PNG_TEXT = 4 * 1024 * 1024  # decompressed text and ICC profile in a PNG, in bytes
+MAX_EXIF = 65_536  # bytes of EXIF (all a JPEG segment holds), parsed in Python for rotation
 
 # Pillow's documented limit on decompressed PNG text (64 MB by default): inflating that much
 # would cost more than decoding a phone photo.
@@ -234,13 +236,25 @@ def _check_png(data: bytes) -> None:
             )
         if kind == b"IEND":
             return
+        if kind == b"eXIf" and length > MAX_EXIF:
+            raise _exif_too_large(length)
         pos += 12 + length
+
+
+def _exif_too_large(size: int) -> UnsupportedImage:
+    return UnsupportedImage(
+        f"the image has {size:,} bytes of EXIF, more than the {MAX_EXIF:,} read here",
+        reason="exif",
+    )
 
 
 def _check_cost(image: ImageFile.ImageFile, limits: ImageLimits, data: bytes) -> int:
     """Refuse what cannot be decoded cheaply, from the header; the finest scale (1, 2, 4 or
     8) the photo may be decoded at."""
     kind = f"{image.format} image" if image.format else "image"
+    exif = image.info.get("exif")
+    if isinstance(exif, bytes) and len(exif) > MAX_EXIF:
+        raise _exif_too_large(len(exif))
     if image.mode not in MODES:
         raise UnsupportedImage(
             f"the {kind} has pixels of mode {image.mode}, which is not read here; "
