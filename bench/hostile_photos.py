@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import functools
 import io
 import json
@@ -263,6 +264,16 @@ def _tiled(width: int, height: int) -> Image.Image:
     return wall
 
 
+def _portrait(width: int, height: int) -> Image.Image:
+    """The phone photo tiled to this size, with s2/7 scaled x18 in the middle: a portrait
+    taken with a 48 MP camera."""
+    wall = _tiled(width, height)
+    face = Image.open(ORL / "s2" / "7.bmp").convert("RGB")
+    face = face.resize((face.width * 18, face.height * 18), Image.Resampling.LANCZOS)
+    wall.paste(face, ((width - face.width) // 2, (height - face.height) // 2))
+    return wall
+
+
 def _on_plain(width: int, height: int) -> Image.Image:
     """ORL's s2/7 scaled x9 a little off centre on a plain slate background (a small PNG
     however many pixels; on light grey the detector also finds a second face)."""
@@ -289,11 +300,11 @@ EDGE: dict[str, tuple[str, Callable[[], bytes]]] = {
         lambda: encoded(_phone(), "JPEG", quality=90, progressive=True),
     ),
     "jpeg-48mp": (
-        "48 MP JPEG (8,064 x 6,048), decoded at 1/2 at the finest",
-        lambda: encoded(_tiled(8_064, 6_048), "JPEG", quality=85),
+        "48 MP JPEG portrait (8,064 x 6,048), decoded at 1/2 at the finest",
+        lambda: encoded(_portrait(8_064, 6_048), "JPEG", quality=85),
     ),
-    "webp-16mp": ("16 MP WebP (4,608 x 3,456)", lambda: encoded(_tiled(4_608, 3_456), "WEBP")),
-    "png-16mp": ("16.8 MP PNG (4,096 x 4,096)", lambda: encoded(_on_plain(4_096, 4_096), "PNG")),
+    "webp-12.5mp": ("12.5 MP WebP (4,080 x 3,072)", lambda: encoded(_tiled(4_080, 3_072), "WEBP")),
+    "png-12.5mp": ("12.5 MP PNG (4,080 x 3,072)", lambda: encoded(_on_plain(4_080, 3_072), "PNG")),
 }
 
 
@@ -325,7 +336,7 @@ async def against_ordinary(
     (alternating which goes first), and this one's answer."""
     mine: list[float] = []
     theirs: list[float] = []
-    answer = ""
+    answer = collections.Counter[str]()
     async with httpx.AsyncClient(timeout=120) as client:
         for n in range(pairs):
             sides = [(ordinary[n % len(ordinary)], theirs), (image, mine)]
@@ -333,8 +344,9 @@ async def against_ordinary(
                 elapsed, got = await identified(client, url, photo)
                 times.append(elapsed)
                 if photo is image:
-                    answer = got
-    return float(np.median(theirs)), float(np.median(mine)), answer
+                    answer[got] += 1
+    (most, _), *others = answer.most_common()
+    return float(np.median(theirs)), float(np.median(mine)), most + "*" * bool(others)
 
 
 def main() -> None:
@@ -347,6 +359,7 @@ def main() -> None:
     ordinary = [(ORL / f"s{n}" / "7.bmp").read_bytes() for n in range(1, 11)]
     files = {name: (what, make()) for name, (what, make, _) in HOSTILE.items()}
     files |= {name: (what, make()) for name, (what, make) in EDGE.items()}
+    print("files:", "; ".join(f"{name}: {what}" for name, (what, _) in files.items()))
     asyncio.run(against_ordinary(url, ordinary[0], ordinary, 3))  # warm up
     ratios: dict[str, list[float]] = {name: [] for name in files}
     medians: dict[str, list[tuple[float, float]]] = {name: [] for name in files}
@@ -370,6 +383,7 @@ def main() -> None:
         print(f"{name:26} {len(image):10,} {answers[name]:>18} {base:7.1f} {mine:8.1f}  {runs}")
     worst = max(ratios, key=lambda name: max(ratios[name]))
     refused = [max(r) for name, r in ratios.items() if name in HOSTILE]
+    print("*: another answer too in that run (see docs/benchmarks.md)")
     print(
         f"refused files: at most {max(refused):.2f}x an ordinary photo; every file: at most "
         f"{max(ratios[worst]):.2f}x ({worst})"

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         default=50_000_000, ge=10_000, description="Pixels a photo's header may declare."
     )
     max_decoded_pixels: int = Field(
-        default=16_777_216,
+        default=12_600_000,
         ge=10_000,
         description="Pixels decoded at full resolution (formats other than JPEG; 16-bit count "
         "double) and the finest a JPEG is decoded at.",
