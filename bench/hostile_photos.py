@@ -1,6 +1,6 @@
 """Small files that would decode slowly, and photos at the edge of the limits (issue 22).
 
-Shared by tests/test_photo_costs.py (each is refused, with its code, before a pixel is
+Shared by tests/services/faces/test_photo_costs.py (each is refused, with its code, before a pixel is
 decoded) and by the bench, which times identifying each against an ordinary ORL photo:
 
     .venv/bin/python -m bench.hostile_photos [--url http://127.0.0.1:8000] [--runs 3]
