@@ -344,6 +344,7 @@ def faces_eval(
     import os
 
     from lookalike.services.faces.evaluation import evaluate, parse_numbers, people_in
+    from lookalike.services.faces.images import ImageLimits
     from lookalike.services.faces.workers import FaceWorkers
     from lookalike.services.redis.connection import open_redis
 
@@ -356,7 +357,8 @@ def faces_eval(
     async def work() -> list[str]:
         enrolled, queried = parse_numbers(enroll), parse_numbers(query)
         total = sum(len(images) for images in people_in(dataset).values())
-        embedder = FaceWorkers(os.cpu_count() or 1, settings.max_image_pixels)
+        limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
+        embedder = FaceWorkers(os.cpu_count() or 1, limits)
         try:
             await embedder.start()
             async with open_redis(settings) as (client, _):

@@ -53,15 +53,23 @@ class PersonNotFound(LookalikeError):
 
 
 class InvalidImage(LookalikeError):
-    """Not a decodable JPEG, PNG, BMP or WebP."""
+    """Not a decodable JPEG, MPO, HEIC/HEIF, AVIF, WebP, PNG or BMP."""
 
     code = "INVALID_IMAGE"
 
 
 class ImageTooLarge(LookalikeError):
-    """More pixels than LOOKALIKE_MAX_IMAGE_PIXELS, found from the header before decoding."""
+    """More pixels than the limits allow (a side, the header's count, the pixels decoded
+    whole), found from the header before decoding."""
 
     code = "IMAGE_TOO_LARGE"
+
+
+class UnsupportedImage(LookalikeError):
+    """A format read here, encoded in a way that cannot be decoded cheaply (RLE BMP, a JPEG
+    of hundreds of scans, ...): refused from the header; re-encoding it as JPEG helps."""
+
+    code = "UNSUPPORTED_IMAGE"
 
 
 class PayloadTooLarge(LookalikeError):

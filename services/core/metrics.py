@@ -81,6 +81,12 @@ FALLBACKS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+FACE_DECODED_PIXELS = Counter(
+    "lookalike_face_decoded_pixels",
+    "Pixels the face workers decoded (a photo refused from its header adds none; a JPEG "
+    "counts the pixels of the scales it was decoded at).",
+    registry=REGISTRY,
+)
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )

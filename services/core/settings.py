@@ -97,7 +97,15 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="JSON request bodies.")
-    max_image_pixels: int = Field(default=50_000_000, ge=10_000)
+    max_image_pixels: int = Field(
+        default=50_000_000, ge=10_000, description="Pixels a photo's header may declare."
+    )
+    max_decoded_pixels: int = Field(
+        default=12_600_000,
+        ge=10_000,
+        description="Pixels decoded at full resolution (formats other than JPEG; 16-bit count "
+        "double) and the finest a JPEG is decoded at.",
+    )
     max_query_cost: int = Field(
         default=20_000, ge=1, description="Items a query may return, list sizes multiplied."
     )

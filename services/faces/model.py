@@ -109,9 +109,10 @@ class FaceModel:
         self._landmarks = dlib.shape_predictor(str(files[LANDMARKS]))
         self._resnet = dlib.face_recognition_model_v1(str(files[RESNET]))
 
-    def embed(self, data: bytes, max_pixels: int) -> FaceEmbedding:
+    def embed(self, photo: Photo) -> FaceEmbedding:
+        """The largest face's vector; ``photo`` has passed its header checks (the worker makes
+        it, so that it can report what was decoded whatever happens here)."""
         started = time.perf_counter()
-        photo = Photo(data, max_pixels)
         picture = photo.pixels(photo.scale_for(DECODE_SIDE))
         faces = self.detect(picture.rgb)
         if not faces:
@@ -156,9 +157,10 @@ class FaceModel:
 
 
 def _finer(photo: Photo, picture: Picture, box: Box) -> tuple[Picture, Box]:
-    """The picture again at a finer scale when the face is too small in it (JPEG only)."""
+    """The picture again at a finer scale when the face is too small in it, no finer than
+    the photo may be decoded at."""
     scale = picture.scale
-    while scale > 1 and box[2] * picture.scale / scale < FACE_SIDE:
+    while scale > photo.finest and box[2] * picture.scale / scale < FACE_SIDE:
         scale //= 2
     if scale == picture.scale:
         return picture, box

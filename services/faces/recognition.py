@@ -22,6 +22,7 @@ from lookalike.services.core.errors import (
     check_text,
 )
 from lookalike.services.core.settings import Settings
+from lookalike.services.faces.images import ImageLimits
 from lookalike.services.faces.model import MODEL_LABEL, weight_files
 from lookalike.services.faces.store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.faces.workers import FaceWorkers
@@ -144,7 +145,8 @@ async def open_faces(
     """The face service on this Redis: model files found, keys and index up to date, workers
     started with the model loaded. Reads go through ``reads`` (replicas) when given."""
     weight_files()  # a missing file: one sentence now, not one per worker
-    embedder = FaceWorkers(settings.face_workers, settings.max_image_pixels)
+    limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
+    embedder = FaceWorkers(settings.face_workers, limits)
     try:
         store = face_store(settings.face_layout, client, reads=reads)
         await store.open()

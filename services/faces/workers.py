@@ -33,8 +33,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from lookalike.services.core import metrics
 from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.core.request_usage import model_time
+from lookalike.services.faces.images import ImageLimits, Photo
 from lookalike.services.faces.model import FaceEmbedding, FaceModel
 
 log = logging.getLogger("lookalike.faces")
@@ -42,8 +44,9 @@ START_TIMEOUT = 120.0  # seconds a new worker may take to load the model
 RESPAWN_DELAYS = (0.0, 1.0, 5.0)  # then every 30 s, while a worker will not start
 
 
-def _serve(photos: Connection, replies: Connection, max_pixels: int) -> None:
-    """A worker: load the model, then embed each photo sent, until the pipe closes."""
+def _serve(photos: Connection, replies: Connection, limits: ImageLimits) -> None:
+    """A worker: load the model, then embed each photo sent, until the pipe closes. Each
+    reply says how many pixels were decoded (none for a photo refused from its header)."""
     # Ctrl-C reaches the whole process group: the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -57,13 +60,15 @@ def _serve(photos: Connection, replies: Connection, max_pixels: int) -> None:
             data = photos.recv_bytes()
         except (EOFError, OSError):
             return  # the server is gone
+        photo = None
         try:
-            reply: tuple[str, Any] = ("ok", model.embed(data, max_pixels))
+            photo = Photo(data, limits)
+            reply: tuple[str, Any] = ("ok", model.embed(photo))
         except LookalikeError as exc:  # the photo's fault: NO_FACE, INVALID_IMAGE, ...
             reply = ("error", exc)
         except Exception:
             reply = ("bug", traceback.format_exc())
-        replies.send(reply)
+        replies.send((*reply, photo.decoded_pixels if photo is not None else 0))
 
 
 @dataclass(eq=False)
@@ -122,9 +127,9 @@ async def _receive(conn: Connection) -> Any:
 class FaceWorkers:
     """``workers`` processes, each embedding one photo at a time."""
 
-    def __init__(self, workers: int, max_pixels: int) -> None:
+    def __init__(self, workers: int, limits: ImageLimits) -> None:
         self.size = workers
-        self.max_pixels = max_pixels
+        self.limits = limits
         self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
@@ -209,7 +214,7 @@ class FaceWorkers:
         replies_in, replies_out = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_serve,
-            args=(photos_in, replies_out, self.max_pixels),
+            args=(photos_in, replies_out, self.limits),
             name="lookalike-face",
             daemon=True,
         )
@@ -264,8 +269,9 @@ def _join(processes: list[BaseProcess]) -> None:
         process.join(timeout=10)
 
 
-def _unpack(reply: tuple[str, Any]) -> FaceEmbedding:
-    kind, value = reply
+def _unpack(reply: tuple[str, Any, int]) -> FaceEmbedding:
+    kind, value, decoded_pixels = reply
+    metrics.FACE_DECODED_PIXELS.inc(decoded_pixels)
     if kind == "ok":
         embedding: FaceEmbedding = value
         return embedding

@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
 from lookalike.services.core.settings import Settings
+from lookalike.services.faces.images import ImageLimits, Photo
 from lookalike.services.faces.model import FaceModel
 from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.conftest import API_KEY, error_codes, gql
@@ -45,7 +46,8 @@ def enrol_as_the_old_version(client: redis.Redis, layout: str, model: FaceModel)
     for person_id, (source, name) in PEOPLE.items():
         photos = [orl(source, n) for n in PHOTOS]
         hashes = [hashlib.sha256(p).hexdigest() for p in photos]
-        vectors = [model.embed(p, 10_000_000).vector for p in photos]
+        limits = ImageLimits(10_000_000, 10_000_000)
+        vectors = [model.embed(Photo(p, limits)).vector for p in photos]
         if layout == "hash":
             for image_hash, vector in zip(hashes, vectors, strict=True):
                 client.hset(

@@ -25,6 +25,7 @@ import pytest
 
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
+from lookalike.services.faces.images import ImageLimits
 from lookalike.services.faces.workers import FaceWorkers
 from tests.photos import ENROLL, IDENTIFY, PREFLIGHT, encoded, orl, orl_image, tiled
 from tests.servers import Served, serving
@@ -158,7 +159,7 @@ def test_closing_the_pool_never_blocks_the_event_loop() -> None:
     """A worker stopped mid-photo: closing kills it at once, and the loop keeps turning."""
 
     async def scenario() -> tuple[float, float, bool]:
-        workers = FaceWorkers(1, 10_000_000)
+        workers = FaceWorkers(1, ImageLimits(10_000_000, 10_000_000))
         await workers.start()
         (pid,) = workers.pids()
         os.kill(pid, signal.SIGSTOP)
