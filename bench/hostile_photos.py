@@ -268,7 +268,7 @@ def _portrait(width: int, height: int) -> Image.Image:
     """The phone photo tiled to this size, with s2/7 scaled x18 in the middle: a portrait
     taken with a 48 MP camera."""
     wall = _tiled(width, height)
-    face = Image.open(ORL / "s2" / "7.bmp").convert("RGB")
+    face = Image.open(ORL / "s2" / "7.png").convert("RGB")
     face = face.resize((face.width * 18, face.height * 18), Image.Resampling.LANCZOS)
     wall.paste(face, ((width - face.width) // 2, (height - face.height) // 2))
     return wall
@@ -277,7 +277,7 @@ def _portrait(width: int, height: int) -> Image.Image:
 def _on_plain(width: int, height: int) -> Image.Image:
     """ORL's s2/7 scaled x9 a little off centre on a plain slate background (a small PNG
     however many pixels; on light grey the detector also finds a second face)."""
-    face = Image.open(ORL / "s2" / "7.bmp").convert("RGB")
+    face = Image.open(ORL / "s2" / "7.png").convert("RGB")
     face = face.resize((face.width * 9, face.height * 9), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (width, height), (90, 110, 120))
     canvas.paste(face, ((width - face.width) // 2 + 300, (height - face.height) // 2 - 100))
@@ -356,7 +356,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5, help="photo pairs a file and run")
     args = parser.parse_args()
     url = args.url.rstrip("/") + "/graphql"
-    ordinary = [(ORL / f"s{n}" / "7.bmp").read_bytes() for n in range(1, 11)]
+    ordinary = [(ORL / f"s{n}" / "7.png").read_bytes() for n in range(1, 11)]
     files = {name: (what, make()) for name, (what, make, _) in HOSTILE.items()}
     files |= {name: (what, make()) for name, (what, make) in EDGE.items()}
     print("files:", "; ".join(f"{name}: {what}" for name, (what, _) in files.items()))
