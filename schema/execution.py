@@ -49,7 +49,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         root = self.schema.get_root_type(self.operation.operation)
         fragments = {name: f.definition for name, f in self.fragments.items()}
         if root is not None:
-            cost = self.costs.cost(self.operation, root, fragments, self.variable_values)
+            books = self.context_value.catalogue.books
+            cost = self.costs.cost(self.operation, root, fragments, self.variable_values, books)
             max_cost = self.max_cost
             if cost > max_cost:
                 error = too_complex(
