@@ -21,8 +21,9 @@ parent:
 - one per filter value it sends (a filter of a hundred long names is parsed by Redis and
   checked by the server every time it runs), one per excluded id, and ``EXAMPLE`` per liked
   or disliked id (its vector read, decoded and used);
-- the model: ``MODEL_RUN`` per photo a face field embeds, and half a unit per character of a
-  search text (the sentence model's time grows with the text).
+- the model: ``MODEL_RUN`` per photo a face field embeds, and ``TEXT_MODEL_RUN`` per search
+  text and half a unit per character of it (the sentence model's time grows with the text;
+  whether the text's embedding is kept from an earlier request is not known beforehand).
 
 Fields under a list field cost that much for every item of it (list sizes multiplied down the
 tree), and a few of a book's fields weigh on every book shown (``PAYLOAD``: a description is a
@@ -77,6 +78,7 @@ RANGE_MATCHES = 32  # books a range search may match, a unit (scored, counted, s
 PAGE_SCAN = 64  # books of the catalogue a page of ``books`` sorts by id, a unit
 EXAMPLE = 4  # per liked or disliked id: its vector read, decoded and scored with
 BEST_SCORED = 256  # candidates times liked and disliked vectors BEST_SCORE compares, a unit
+TEXT_MODEL_RUN = 500  # a search text the sentence model embeds (a text new to the server)
 MODEL_RUN = 5_000
 SCHEMA_INTROSPECTION = 5_000  # __schema: every type and field
 TYPE_INTROSPECTION = 100  # __type: one type
@@ -144,7 +146,8 @@ def _text_search(args: Mapping[str, Any], books: int) -> Work:
     mode = args.get("mode")
     budget = search_budget(k, *_picking(args), mode if mode is not None else SearchMode.HYBRID)
     found = _searching(k, budget, args)
-    return Work(found.items, found.extra + len(args.get("text") or "") // 2)
+    text = len(args.get("text") or "")
+    return Work(found.items, found.extra + TEXT_MODEL_RUN + text // 2)
 
 
 def _recommend(args: Mapping[str, Any], books: int) -> Work:
