@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="JSON request bodies.")
     max_image_pixels: int = Field(default=50_000_000, ge=10_000)
     max_query_cost: int = Field(
-        default=20_000, ge=1, description="Items a query may return, list sizes multiplied."
+        default=20_000, ge=1, description="Work a query may cost, in returned items."
     )
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")
