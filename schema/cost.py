@@ -11,8 +11,9 @@ parent:
 - the books a search goes through whatever it returns, which grow with the catalogue (its
   size as the server last read it, ``Catalogue.books``): a range search scores, counts and
   sorts every book it may match (the share of the catalogue its radius can cover,
-  ``search_budget.radius_reach``; r of 2 is the whole catalogue), and a page of ``books``
-  sorts the catalogue by id;
+  ``search_budget.radius_reach``; r of 2 is the whole catalogue), a KNN with a filter (facets,
+  or many books to leave out: the liked and disliked of ``recommend``) goes through more of
+  the index, and a page of ``books`` sorts the catalogue by id;
 - the candidates it searches beyond the items it returns: ``diversity`` and ``maxPerAuthor``
   pick k from the max(50, 5k) nearest (and the cap may search four times that again),
   HYBRID ranks the 50 nearest and the 50 best by BM25, BEST_SCORE searches a list around
@@ -63,6 +64,7 @@ from lookalike.schema.operation_cache import (
     variables_in,
 )
 from lookalike.services.book_requests import SearchMode
+from lookalike.services.leave_out import ASK_MORE_UP_TO
 from lookalike.services.recommendations import RecommendStrategy
 from lookalike.services.search_budget import (
     Budget,
@@ -78,6 +80,7 @@ RANGE_MATCHES = 32  # books a range search may match, a unit (scored, counted, s
 PAGE_SCAN = 64  # books of the catalogue a page of ``books`` sorts by id, a unit
 EXAMPLE = 4  # per liked or disliked id: its vector read, decoded and scored with
 BEST_SCORED = 64  # candidates times liked and disliked vectors BEST_SCORE compares, a unit
+FILTERED_SCAN = 256  # books of the catalogue a filtered KNN goes through, a unit
 TEXT_MODEL_RUN = 500  # a search text the sentence model embeds (a text new to the server)
 MODEL_RUN = 5_000
 SCHEMA_INTROSPECTION = 5_000  # __schema: every type and field
@@ -129,23 +132,29 @@ def _picking(args: Mapping[str, Any]) -> tuple[float, bool]:
     return (float(diversity) if diversity else 0.0), args.get("maxPerAuthor") is not None
 
 
-def _searching(items: int, budget: Budget, args: Mapping[str, Any]) -> Work:
+def _searching(
+    items: int, budget: Budget, args: Mapping[str, Any], books: int, left_out: int
+) -> Work:
     """``items`` returned, after the searches and candidates of ``budget``, the filter's
-    values and the excluded ids."""
+    values and the excluded ids. A search with a filter (facets, or more books to leave out
+    than are asked for and dropped: ``leave_out``) is RediSearch's filtered KNN, which goes
+    through more of the index the larger the catalogue: ``FILTERED_SCAN`` books a unit."""
     extra = SEARCH * budget.searches + max(0, budget.candidates - items)
+    if _filter_values(args) or left_out > ASK_MORE_UP_TO:
+        extra += budget.searches * -(-books // FILTERED_SCAN)
     return Work(items, extra + _filter_values(args) + _ids(args, "exclude"))
 
 
 def _similar(args: Mapping[str, Any], books: int) -> Work:
     k = _count(args, "k", 5)
-    return _searching(k, nearest_budget(k, *_picking(args)), args)
+    return _searching(k, nearest_budget(k, *_picking(args)), args, books, _ids(args, "exclude") + 1)
 
 
 def _text_search(args: Mapping[str, Any], books: int) -> Work:
     k = _count(args, "k", 10)
     mode = args.get("mode")
     budget = search_budget(k, *_picking(args), mode if mode is not None else SearchMode.HYBRID)
-    found = _searching(k, budget, args)
+    found = _searching(k, budget, args, books, _ids(args, "exclude"))
     text = len(args.get("text") or "")
     return Work(found.items, found.extra + TEXT_MODEL_RUN + text // 2)
 
@@ -155,8 +164,8 @@ def _recommend(args: Mapping[str, Any], books: int) -> Work:
     liked, disliked = _ids(args, "liked"), _ids(args, "disliked")
     strategy = args.get("strategy") or RecommendStrategy.AVERAGE_VECTOR
     budget = recommend_budget(k, liked, disliked, strategy, *_picking(args))
-    found = _searching(k, budget, args)
     examples = liked + disliked
+    found = _searching(k, budget, args, books, examples + _ids(args, "exclude"))
     scored = budget.candidates * examples if strategy is RecommendStrategy.BEST_SCORE else 0
     return Work(found.items, found.extra + EXAMPLE * examples + -(-scored // BEST_SCORED))
 

@@ -16,6 +16,7 @@ from lookalike.schema.app import create_app
 from lookalike.schema.cost import (
     BEST_SCORED,
     EXAMPLE,
+    FILTERED_SCAN,
     PAGE_SCAN,
     RANGE_MATCHES,
     SEARCH,
@@ -36,6 +37,13 @@ def page_work(api: TestClient) -> int:
     the whole catalogue by id (the catalogue's size as the server knows it)."""
     books: int = api.get("/readyz").json()["books"]
     return SEARCH + -(-books // PAGE_SCAN)
+
+
+def filtered(api: TestClient) -> int:
+    """What a KNN with a filter costs beyond one without: it goes through more of the index
+    the larger the catalogue."""
+    books: int = api.get("/readyz").json()["books"]
+    return -(-books // FILTERED_SCAN)
 
 
 def every_book(api: TestClient) -> int:
@@ -232,7 +240,9 @@ def test_one_document_is_costed_anew_for_each_value_that_changes_its_cost(
         assert cost_of(id="9", deep=True) == 1 + 5 + SEARCH + 5 * deep_per_book
         assert cost_of(id="10", deep=True) == 1 + 5 + SEARCH + 5 * deep_per_book
         assert cost_of(id="9", k=3, deep=True) == 1 + 3 + SEARCH + 3 * deep_per_book
-        assert cost_of(id="9", k=2, deep=True, f=many) == 1 + 2 + SEARCH + 2 * (deep_per_book + 100)
+        assert cost_of(id="9", k=2, deep=True, f=many) == 1 + 2 + SEARCH + 2 * (
+            deep_per_book + 100 + filtered(api)
+        )
 
 
 def test_a_variable_sent_as_null_is_not_taken_for_one_left_out(api: TestClient) -> None:
@@ -618,11 +628,14 @@ def test_liked_disliked_and_excluded_ids_count_each(api: TestClient) -> None:
     seen = [str(n) for n in range(100_000, 100_500)]  # ids of no book: still costed
     body = gql(api, query, liked=["9"], disliked=[], seen=seen)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
-    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + 500)
+    # and its two searches (the cap's second) leave 500 books out by a filter
+    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + 500 + 2 * filtered(api))
     assert body["extensions"]["cost"]["redisRoundTrips"] == 0
 
     liked, disliked = IDS[:50], IDS[50:100]
     body = gql(api, query, liked=liked, disliked=disliked, seen=None)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
-    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + EXAMPLE * (49 + 50))
+    assert body["errors"][0]["extensions"]["cost"] == 15 * (
+        PICKED_COST + EXAMPLE * (49 + 50) + 2 * filtered(api)
+    )
     assert body["extensions"]["cost"]["redisRoundTrips"] == 0
