@@ -40,10 +40,10 @@ from graphql.execution import VariableValues
 from bench import http_client
 from bench.books import NESTED
 from bench.scale import Measured, free_port, generate, load_into_redis
-from lookalike.schema.cost import operation_cost
-from lookalike.schema.schema import build_schema
-from lookalike.services.embedded_redis import running_url
-from lookalike.services.settings import Settings, get_settings
+from lookalike.schema.execution.schema import build_schema
+from lookalike.schema.limits.cost import operation_cost
+from lookalike.services.core.settings import Settings, get_settings
+from lookalike.services.redis.embedded import running_url
 
 LIMIT = Settings.model_fields["max_query_cost"].default
 MAX_ALIASES = 20
