@@ -62,7 +62,10 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         root = self.schema.get_root_type(self.operation.operation)
         fragments = {name: f.definition for name, f in self.fragments.items()}
         if root is not None:
-            cost = self.costs.cost(self.operation, root, fragments, self.variable_values)
+            # the catalogue's size prices radius searches (none: a schema without books)
+            catalogue = getattr(self.context_value, "catalogue", None)
+            books = catalogue.books if catalogue is not None else 0
+            cost = self.costs.cost(self.operation, root, fragments, self.variable_values, books)
             max_cost = self.max_cost
             if cost > max_cost:
                 error = too_complex(

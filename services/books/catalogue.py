@@ -103,6 +103,10 @@ class Catalogue:
         self.queries = BookQueries(settings)
         self.answers: KeptAnswers[Match] = KeptAnswers()  # searchBooks, per catalogue version
         self.version_key = f"catalogue-version:{settings.index_name}"
+        # The books the index held when ``status`` last asked (on opening, then every few
+        # seconds from the recovery watch): the query cost prices radius searches by it
+        # without a round trip of its own.
+        self.books = 0
 
     def doc_key(self, book_id: str) -> str:
         return self._prefix + book_id
@@ -374,10 +378,12 @@ class Catalogue:
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
         if info is None:
+            self.books = 0
             return IndexStatus(exists=False, documents=0, percent_indexed=0.0)
+        self.books = int(info.get("num_docs", 0))
         return IndexStatus(
             exists=True,
-            documents=int(info.get("num_docs", 0)),
+            documents=self.books,
             percent_indexed=float(info.get("percent_indexed", 0.0)),
         )
 

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         "double) and the finest a JPEG is decoded at.",
     )
     max_query_cost: int = Field(
-        default=20_000, ge=1, description="Items a query may return, list sizes multiplied."
+        default=20_000, ge=1, description="Work a query may cost, in returned items."
     )
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")

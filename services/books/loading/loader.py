@@ -267,4 +267,5 @@ async def open_catalogue(settings: Settings) -> AsyncIterator[tuple[Catalogue, s
         loaded = await prepare_catalogue(catalogue, autoload=settings.catalogue_autoload)
         if loaded is not None:
             log.info("loaded the shipped catalogue", extra={"summary": str(loaded)})
+        await catalogue.status()  # its size, for the query cost (kept fresh by recovery.watch)
         yield catalogue, url

@@ -11,6 +11,7 @@ excluded id on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from lookalike.services.books.requests import SearchMode
 from lookalike.services.books.search.diversity import pool_size, wider
@@ -56,3 +57,34 @@ def recommend_budget(
     # without dislikes or a cap the first lists are always enough (recommendations.py)
     rounds = [size, wider(size)] if disliked or capped else [size]
     return Budget(liked * len(rounds), liked * sum(rounds))
+
+
+# The share of the catalogue within cosine distance r of its densest book, measured on the
+# shipped catalogue (docs/decisions.md, "Pricing a radius search"): (r, share) points, joined
+# by straight lines; from the last on, the whole catalogue.
+RADIUS_SHARE = (
+    (0.0, 0.003),
+    (0.3, 0.003),
+    (0.4, 0.01),
+    (0.5, 0.05),
+    (0.55, 0.13),
+    (0.6, 0.28),
+    (0.65, 0.48),
+    (0.7, 0.7),
+    (0.75, 0.84),
+    (0.8, 0.94),
+    (0.85, 0.98),
+    (0.9, 1.0),
+)
+
+
+def radius_reach(r: float, books: int) -> int:
+    """How many books a range search of radius r may match in a catalogue of ``books``:
+    which books it matches is known only once it has run, so it is priced by the share the
+    range covers around the densest book (r of 0.9 and more: every book)."""
+    share = 1.0
+    for (r0, s0), (r1, s1) in pairwise(RADIUS_SHARE):
+        if r <= r1:
+            share = s0 + (s1 - s0) * (max(r, r0) - r0) / (r1 - r0)
+            break
+    return max(1, round(books * share))

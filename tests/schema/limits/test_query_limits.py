@@ -15,7 +15,15 @@ from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
 from lookalike.schema.execution.schema import sdl
-from lookalike.schema.limits.cost import SEARCH, OperationCosts
+from lookalike.schema.limits.cost import (
+    BEST_SCORED,
+    EXAMPLE,
+    FILTERED_SCAN,
+    PAGE_SCAN,
+    RANGE_MATCHES,
+    SEARCH,
+    OperationCosts,
+)
 from lookalike.services.core.settings import Settings
 from tests.conftest import API_KEY, error_codes, gql, metric
 from tests.exact_search import IDS
@@ -23,6 +31,26 @@ from tests.photos import IDENTIFY, PREFLIGHT, orl, send
 
 NESTED_620 = """{ books(first: 20) { edges { node {
   similar(k: 5) { book { similar(k: 5) { book { title } } } } } } } }"""
+
+
+def page_work(api: TestClient) -> int:
+    """What a page of ``books`` costs beyond the books it returns: its search, which sorts
+    the whole catalogue by id (the catalogue's size as the server knows it)."""
+    books: int = api.get("/readyz").json()["books"]
+    return SEARCH + -(-books // PAGE_SCAN)
+
+
+def filtered(api: TestClient) -> int:
+    """What a KNN with a filter costs beyond one without: it goes through more of the index
+    the larger the catalogue."""
+    books: int = api.get("/readyz").json()["books"]
+    return -(-books // FILTERED_SCAN)
+
+
+def every_book(api: TestClient) -> int:
+    """What a range search over the whole catalogue costs."""
+    books: int = api.get("/readyz").json()["books"]
+    return SEARCH + -(-books // RANGE_MATCHES)
 
 
 def nested(k: int, levels: int) -> str:
@@ -213,7 +241,9 @@ def test_one_document_is_costed_anew_for_each_value_that_changes_its_cost(
         assert cost_of(id="9", deep=True) == 1 + 5 + SEARCH + 5 * deep_per_book
         assert cost_of(id="10", deep=True) == 1 + 5 + SEARCH + 5 * deep_per_book
         assert cost_of(id="9", k=3, deep=True) == 1 + 3 + SEARCH + 3 * deep_per_book
-        assert cost_of(id="9", k=2, deep=True, f=many) == 1 + 2 + SEARCH + 2 * (deep_per_book + 100)
+        assert cost_of(id="9", k=2, deep=True, f=many) == 1 + 2 + SEARCH + 2 * (
+            deep_per_book + 100 + filtered(api)
+        )
 
 
 def test_a_variable_sent_as_null_is_not_taken_for_one_left_out(api: TestClient) -> None:
@@ -239,7 +269,7 @@ def test_the_costs_kept_are_bounded_by_the_documents_they_hold() -> None:
         operation = document.definitions[0]
         assert isinstance(operation, OperationDefinitionNode)
         variables = VariableValues(sources={}, coerced={})
-        assert costs.cost(operation, root, {}, variables) > 0
+        assert costs.cost(operation, root, {}, variables, 1486) > 0
         assert len(costs.kept.operations) <= 50
         assert costs.kept.operations.chars <= 20_000
 
@@ -258,8 +288,118 @@ def test_searches_count_even_when_they_return_nothing(api: TestClient) -> None:
     body = gql(api, query)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
     assert body["errors"][0]["extensions"]["cost"] == (
-        100 + SEARCH + 100 * (100 + SEARCH) + 100 * 100 * (0 + SEARCH)
+        100 + page_work(api) + 100 * (100 + SEARCH) + 100 * 100 * every_book(api)
     )
+
+
+# --- a radius search costs the books it may match (issue 22) -------------------------------
+
+PAGE_OF_100 = "books(first: 100) {{ edges {{ node {{ {} }} }} }}"
+ALL_BOOKS = "withinRadius(r: 2, first: 0) { totalCount }"
+
+
+def aliased_pages(inner: str, count: int = 17) -> str:
+    return " ".join(f"p{n}: " + PAGE_OF_100.format(inner) for n in range(count))
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        # the report: 17 pages of 100 books, each counting every book within r of it
+        ("{ " + aliased_pages(ALL_BOOKS) + " }", {}),
+        (
+            "query($r: Float!, $first: Int!) { "
+            + aliased_pages("withinRadius(r: $r, first: $first) { totalCount }")
+            + " }",
+            {"r": 2, "first": 0},
+        ),
+        (
+            "query($r: Float! = 2, $first: Int = 0) { "
+            + aliased_pages("withinRadius(r: $r, first: $first) { totalCount }")
+            + " }",
+            {},
+        ),
+        (
+            "query { " + aliased_pages("...Everything") + " } "
+            "fragment Everything on Book { " + ALL_BOOKS + " }",
+            {},
+        ),
+        ("{ " + aliased_pages("... on Book { " + ALL_BOOKS + " }") + " }", {}),
+        # one page, the same search under twenty names (each alias is its own field)
+        (
+            "{ "
+            + PAGE_OF_100.format(
+                " ".join(
+                    f"n{n}: withinRadius(r: 1.{n:02d}, first: 0) {{ totalCount }}"
+                    for n in range(17)
+                )
+            )
+            + " }",
+            {},
+        ),
+        # r of 1 already reaches every book of the shipped catalogue
+        ("{ " + aliased_pages("withinRadius(r: 1, first: 0) { totalCount }") + " }", {}),
+        # the default page of 10 matches from it
+        ("{ " + aliased_pages("withinRadius(r: 2) { totalCount }", 9) + " }", {}),
+        # nested under similar: 20 x 50 books counting the whole catalogue
+        (
+            "query($k: Int = 50) { books(first: 20) { edges { node { similar(k: $k) { book { "
+            + ALL_BOOKS
+            + " } } } } } }",
+            {},
+        ),
+    ],
+)
+def test_a_radius_over_the_catalogue_is_refused_however_it_is_asked(
+    api: TestClient, query: str, variables: dict[str, object]
+) -> None:
+    """17 aliased pages of ``withinRadius(r: 2, first: 0) { totalCount }`` cost 18,870 when
+    only returned items counted, and kept Redis's one thread busy for seconds: each range
+    search scores and counts every book it matches, and r of 2 matches every book."""
+    body = gql(api, query, **variables)
+    assert "data" not in body  # a request error: nothing ran
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert body["errors"][0]["extensions"]["cost"] > 20_000
+    assert body["extensions"]["cost"]["redisRoundTrips"] == 0
+
+
+def test_the_radius_report_costs_every_book_it_may_match(api: TestClient) -> None:
+    body = gql(api, "{ " + aliased_pages(ALL_BOOKS) + " }")
+    assert body["errors"][0]["extensions"]["cost"] == 17 * (
+        100 + page_work(api) + 100 * every_book(api)
+    )
+
+
+def test_a_narrow_radius_on_a_page_runs_and_a_wide_one_on_fewer_books(api: TestClient) -> None:
+    """What is refused is the work, not the field: small radii stay cheap, and the whole
+    catalogue counted from a page of 100 books is within the limit."""
+    narrow = gql(api, "{ " + aliased_pages("withinRadius(r: 0.3) { totalCount }", 8) + " }")
+    assert "errors" not in narrow, narrow["errors"]
+    wide = gql(api, "{ " + aliased_pages(ALL_BOOKS, 1) + " }")
+    assert "errors" not in wide, wide["errors"]
+    books: int = api.get("/readyz").json()["books"]
+    counts = [e["node"]["withinRadius"]["totalCount"] for e in wide["data"]["p0"]["edges"]]
+    # every other book (with a vector: a book without a description has none), for each
+    assert len(set(counts)) == 1
+    assert books - 5 < counts[0] < books
+
+
+def test_a_radius_costs_more_as_the_catalogue_grows_and_kept_costs_follow() -> None:
+    """The cost kept for an operation is for the catalogue size it was worked out at: the
+    same operation on a catalogue grown to 20,000 books costs what a search over 20,000 does."""
+    costs = OperationCosts()
+    schema = build_schema(sdl())
+    root = schema.query_type
+    assert root is not None
+    operation = parse("{ " + PAGE_OF_100.format(ALL_BOOKS) + " }").definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    variables = VariableValues(sources={}, coerced={})
+    small = costs.cost(operation, root, {}, variables, 1_486)
+    grown = costs.cost(operation, root, {}, variables, 20_000)
+    radius = 100 * (-(-20_000 // RANGE_MATCHES) - -(-1_486 // RANGE_MATCHES))
+    page = -(-20_000 // PAGE_SCAN) - -(-1_486 // PAGE_SCAN)
+    assert grown - small == radius + page
+    assert costs.cost(operation, root, {}, variables, 1_486) == small
 
 
 def test_a_fragment_bomb_is_measured_without_expanding_it(api: TestClient) -> None:
@@ -448,7 +588,7 @@ def test_first_null_costs_the_twenty_it_returns(
     body = gql(api, query.replace("BELOW", below), **variables)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
     assert body["errors"][0]["extensions"]["cost"] == (
-        20 + SEARCH + 20 * (100 + SEARCH) + 2000 * (100 + SEARCH)
+        20 + page_work(api) + 20 * (100 + SEARCH) + 2000 * (100 + SEARCH)
     )
 
 
@@ -515,7 +655,7 @@ def test_each_photo_a_request_embeds_counts(api: TestClient) -> None:
 # searches, 1,250 hits, of which 1,200 beyond the 50 returned.
 CAPPED = 50 + 2 * SEARCH + (250 + 1000 - 50)
 PICKED = 'liked: ["9"], k: 50, diversity: 0.5, maxPerAuthor: 1'  # AVERAGE_VECTOR: the same
-PICKED_COST = CAPPED + 1  # and the liked book's vector read
+PICKED_COST = CAPPED + EXAMPLE  # and the liked book's vector read
 
 
 def recommends(arguments: str, count: int, spread: str = "") -> str:
@@ -590,12 +730,12 @@ def test_a_capped_similar_on_every_book_of_a_page_counts_its_candidates(api: Tes
     """A page of 16 books with 50 neighbours each returns 816 books, and searches 20,000."""
     body = gql(api, SIMILAR_PAGE, first=16)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
-    assert body["errors"][0]["extensions"]["cost"] == 16 + SEARCH + 16 * CAPPED
+    assert body["errors"][0]["extensions"]["cost"] == 16 + page_work(api) + 16 * CAPPED
     assert body["extensions"]["cost"]["redisRoundTrips"] == 0
     fragment = """query($first: Int!) { books(first: $first) { edges { node { ...Capped } } } }
       fragment Capped on Book { shown: similar(k: 50, maxPerAuthor: 1) { distance } }"""
     same = gql(api, fragment, first=16)
-    assert same["errors"][0]["extensions"]["cost"] == 16 + SEARCH + 16 * CAPPED
+    assert same["errors"][0]["extensions"]["cost"] == 16 + page_work(api) + 16 * CAPPED
     # without the cap the same page returns the same 816 books and searches only those
     assert "errors" not in gql(api, SIMILAR_PAGE, first=16, cap=None)
     runs = gql(api, SIMILAR_PAGE, first=15)
@@ -610,7 +750,9 @@ def test_best_score_counts_a_list_around_every_liked_book(api: TestClient) -> No
         'recommend(liked: ["9", "15"], disliked: ["26415"], k: 50, strategy: BEST_SCORE, '
         "diversity: 0.5)"
     )
-    each = 50 + 2 * 2 * SEARCH + (2 * (500 + 2000) - 50) + 3  # + the three examples' reads
+    # + the three examples' reads, and each of the 5,000 hits compared with the three
+    each = 50 + 2 * 2 * SEARCH + (2 * (500 + 2000) - 50) + 3 * EXAMPLE
+    each += -(-5000 * 3 // BEST_SCORED)
 
     def aliased(count: int) -> str:
         return "{ " + " ".join(f"r{n}: {field} {{ distance }}" for n in range(count)) + " }"
@@ -627,9 +769,10 @@ def test_best_score_counts_a_list_around_every_liked_book(api: TestClient) -> No
 LISTS = """query($liked: [ID!]!, $disliked: [ID!], $seen: [ID!]) { REPEATED }"""
 
 
-def test_liked_disliked_and_excluded_ids_count_one_each(api: TestClient) -> None:
+def test_liked_disliked_and_excluded_ids_count_each(api: TestClient) -> None:
     """Fifteen picked recommendations run; the same fields excluding 500 books each, or liking
-    50 and disliking 50, are refused, dearer by exactly one a listed id."""
+    50 and disliking 50, are refused, dearer by exactly one an excluded id and ``EXAMPLE`` a
+    liked or disliked one."""
     fields = recommends(
         "liked: $liked, disliked: $disliked, exclude: $seen, k: 50, diversity: 0.5, "
         "maxPerAuthor: 1",
@@ -641,11 +784,14 @@ def test_liked_disliked_and_excluded_ids_count_one_each(api: TestClient) -> None
     seen = [str(n) for n in range(100_000, 100_500)]  # ids of no book: still costed
     body = gql(api, query, liked=["9"], disliked=[], seen=seen)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
-    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + 500)
+    # and its two searches (the cap's second) leave 500 books out by a filter
+    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + 500 + 2 * filtered(api))
     assert body["extensions"]["cost"]["redisRoundTrips"] == 0
 
     liked, disliked = IDS[:50], IDS[50:100]
     body = gql(api, query, liked=liked, disliked=disliked, seen=None)
     assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
-    assert body["errors"][0]["extensions"]["cost"] == 15 * (PICKED_COST + 49 + 50)
+    assert body["errors"][0]["extensions"]["cost"] == 15 * (
+        PICKED_COST + EXAMPLE * (49 + 50) + 2 * filtered(api)
+    )
     assert body["extensions"]["cost"]["redisRoundTrips"] == 0
