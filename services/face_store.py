@@ -34,7 +34,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from redis.asyncio.client import Pipeline
@@ -61,6 +61,7 @@ from lookalike.services.search_pipeline import SearchPipeline
 log = logging.getLogger(__name__)
 
 Layout = Literal["hash", "json"]
+T = TypeVar("T")
 KEYS_VERSION = b"2"  # 2: every key of a person carries the person as its hash tag
 FACE_FIELD = "img:"  # hash layout: the person's record lists each face as img:<image hash>
 
@@ -70,6 +71,15 @@ class Person:
     id: str
     name: str | None
     face_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """What one enrolment wrote: whether the face was new, and the person as the same
+    transaction left them (a delete right after it cannot make it look unwritten)."""
+
+    added: bool
+    person: Person
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +254,9 @@ class FaceStore:
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
-    ) -> bool:
-        """Add one face; False when this image was enrolled for this person already."""
+    ) -> Enrolment:
+        """Add one face (not ``added`` when this image was enrolled for this person
+        already), and read the person back in the same transaction."""
         raise NotImplementedError
 
     async def delete(self, person_id: str) -> bool:
@@ -262,11 +273,12 @@ class FaceStore:
                 await pipe.execute()
 
     async def _watched(
-        self, keys: Sequence[str], change: Callable[[Pipeline], Awaitable[bool]]
-    ) -> bool:
+        self, keys: Sequence[str], change: Callable[[Pipeline], Awaitable[Callable[[list[Any]], T]]]
+    ) -> T:
         """Run ``change`` as an optimistic transaction on one person's keys (WATCH, read,
-        MULTI, write), again if another client changed them meanwhile. On a cluster it runs
-        on the shard that holds the person's slot (``CountingCluster.node_client``)."""
+        MULTI, write), again if another client changed them meanwhile; ``change`` hands back
+        what makes the result of the transaction's replies. On a cluster it runs on the shard
+        that holds the person's slot (``CountingCluster.node_client``)."""
         client = transaction_client(self.redis, keys[0])
         async with redis_errors():
             for _ in range(5):
@@ -274,9 +286,9 @@ class FaceStore:
                     async with client.pipeline(transaction=True) as pipe:
                         await pipe.watch(*keys)
                         result = await change(pipe)
-                        await pipe.execute()
+                        replies = await pipe.execute()
                         note_write()
-                        return result
+                        return result(replies)
                 except WatchError:
                     continue
         raise ServiceUnavailable("too many concurrent changes of the same person; try again")
@@ -362,11 +374,11 @@ class HashFaceStore(FaceStore):
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
-    ) -> bool:
+    ) -> Enrolment:
         face_key = self.face_key(person_id, image_hash)
         person_key = self.person_key(person_id)
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], Enrolment]:
             new = not await pipe.exists(face_key)
             pipe.multi()  # type: ignore[no-untyped-call]
             if new:
@@ -382,16 +394,23 @@ class HashFaceStore(FaceStore):
                 pipe.hset(person_key, f"{FACE_FIELD}{image_hash[:32]}", 1)
             if name is not None:
                 pipe.hset(person_key, "name", name)
-            return new
+            pipe.hmget(person_key, ["name", "face_count"])
 
-        added = await self._watched([face_key, person_key], change)
+            def enrolment(replies: list[Any]) -> Enrolment:
+                stored, count = replies[-1]
+                known = stored.decode() if stored else None
+                return Enrolment(new, Person(person_id, known, int(count)))
+
+            return enrolment
+
+        done = await self._watched([face_key, person_key], change)
         await self._sync_registry(person_id)
-        return added
+        return done
 
     async def delete(self, person_id: str) -> bool:
         person_key = self.person_key(person_id)
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], bool]:
             fields = [_text(f) for f in await pipe.hkeys(person_key)]
             faces = [
                 self.face_key(person_id, f[len(FACE_FIELD) :])
@@ -400,7 +419,7 @@ class HashFaceStore(FaceStore):
             ]
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.delete(person_key, *faces)
-            return bool(fields)
+            return lambda _: bool(fields)
 
         deleted = await self._watched([person_key], change)
         await self._sync_registry(person_id)
@@ -461,32 +480,39 @@ class JsonFaceStore(FaceStore):
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
-    ) -> bool:
+    ) -> Enrolment:
         key = self.person_key(person_id)
         floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], Enrolment]:
             raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
             hashes = json.loads(raw)[0] if raw else None
             pipe.multi()  # type: ignore[no-untyped-call]
+            new = hashes is None or image_hash not in hashes
             if hashes is None:
                 document = {"id": person_id, "name": name, "image_hashes": [image_hash]}
                 pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
                 pipe.execute_command("JSON.SET", key, "$.embeddings", f"[{floats}]")
-                return True
-            new = image_hash not in hashes
-            if new:
-                pipe.execute_command("JSON.ARRAPPEND", key, "$.embeddings", floats)
-                pipe.execute_command(
-                    "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
-                )
-            if name is not None:
-                pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
-            return new
+            else:
+                if new:
+                    pipe.execute_command("JSON.ARRAPPEND", key, "$.embeddings", floats)
+                    pipe.execute_command(
+                        "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
+                    )
+                if name is not None:
+                    pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
+            pipe.execute_command("JSON.GET", key, "$.name", "$.image_hashes")
 
-        added = await self._watched([key], change)
+            def enrolment(replies: list[Any]) -> Enrolment:
+                values = json.loads(replies[-1])
+                stored, count = values["$.name"][0], len(values["$.image_hashes"][0])
+                return Enrolment(new, Person(person_id, stored, count))
+
+            return enrolment
+
+        done = await self._watched([key], change)
         await self._sync_registry(person_id)
-        return added
+        return done
 
     async def delete(self, person_id: str) -> bool:
         async with redis_errors():

@@ -117,8 +117,8 @@ class FaceService:
         self._check_size(data)
         face = await self.embedder.embed(data)
         image_hash = hashlib.sha256(data).hexdigest()
-        await self.store.enroll(person_id, name.strip() if name else None, image_hash, face.vector)
-        return await self.get(person_id)
+        named = name.strip() if name else None
+        return (await self.store.enroll(person_id, named, image_hash, face.vector)).person
 
     async def get(self, person_id: str) -> Person:
         (person,) = await self.store.get_many([person_id])
