@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.schema.graphiql_page import GraphiQLFiles
 from lookalike.schema.http import GraphQLEndpoint
@@ -29,7 +31,7 @@ from lookalike.services import recovery
 from lookalike.services.api_keys import ApiKeys
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import autoload_unfinished, open_catalogue
-from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.faces import open_faces
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import UNREACHABLE, redact
@@ -64,6 +66,33 @@ class CORS(CORSMiddleware):
         }
         body = {"errors": [{"message": message, "extensions": {"code": "CORS_REFUSED"}}]}
         return JSONResponse(body, response.status_code, headers=headers)
+
+
+class StartupFailures:
+    """A start-up refused on purpose (Redis unreachable or unfit, settings the index does not
+    match) is said in its one sentence; its traceback goes to the debug log.
+
+    Starlette reports a failed lifespan to the server with the formatted traceback, which
+    uvicorn logs as the error: the sentence that matters would be its last line. The failed
+    message is sent while Starlette handles the exception, so ``sys.exc_info`` names it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def reporting(message: Message) -> None:
+            error = sys.exc_info()[1]
+            if message["type"] == "lifespan.startup.failed" and isinstance(error, LookalikeError):
+                log.debug("start-up failed", exc_info=error)
+                message = {**message, "message": error.message}
+            await send(message)
+
+        await self.app(scope, receive, reporting)
 
 
 async def home(request: Request) -> Response:
@@ -149,6 +178,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_found},
     )
+    app.add_middleware(StartupFailures)
     app.add_middleware(
         RequestGuards,
         max_body_bytes=settings.max_body_bytes,
