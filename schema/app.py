@@ -33,6 +33,7 @@ from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import autoload_unfinished, open_catalogue
 from lookalike.services.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.faces import open_faces
+from lookalike.services.index_users import announced
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import UNREACHABLE, redact
 from lookalike.services.settings import Settings, get_settings
@@ -104,7 +105,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when Redis answers and the index holds a fully indexed catalogue."""
+    """Ready when Redis answers, the index holds a fully indexed catalogue, and the indexes
+    are still of this process's settings (not converted under it by another process)."""
     catalogue: Catalogue = request.app.state.catalogue
     try:
         status = await catalogue.status()
@@ -113,6 +115,9 @@ async def readyz(request: Request) -> Response:
         return JSONResponse({"status": "unavailable", "reason": "redis unreachable"}, 503)
     if not status.exists:
         return JSONResponse({"status": "unavailable", "reason": "index missing"}, 503)
+    changed = await recovery.changed_under(catalogue, request.app.state.faces.store)
+    if changed is not None:
+        return JSONResponse({"status": "unavailable", "reason": changed}, 503)
     if catalogue.loading or unfinished or status.documents == 0 or status.percent_indexed < 1:
         reason = f"catalogue loading ({status.documents} books, {status.percent_indexed:.0%})"
         return JSONResponse({"status": "unavailable", "reason": reason}, 503)
@@ -127,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with (
             open_catalogue(settings) as (catalogue, url),
             open_faces(settings, catalogue.redis, catalogue.reads) as faces,
+            announced(catalogue.redis, [catalogue.use(), faces.store.use()]),
         ):
             app.state.catalogue = catalogue
             app.state.faces = faces

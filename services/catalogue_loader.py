@@ -21,7 +21,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from lookalike.services.book_index import BOOK_INDEX_EXTRAS, vector_bytes
+from lookalike.services.book_index import BOOK_INDEX_EXTRAS, shaping_settings, vector_bytes
 from lookalike.services.book_records import book_hash, record_digests, sha256_text
 from lookalike.services.book_writes import write_book
 from lookalike.services.catalogue import Catalogue
@@ -30,7 +30,7 @@ from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.redis_connection import open_redis, redis_errors
 from lookalike.services.redis_lock import held_lock
 from lookalike.services.redis_replicas import open_reads
-from lookalike.services.search_indexes import IndexChange, ensure_index
+from lookalike.services.search_indexes import Conversion, IndexChange, ensure_index
 from lookalike.services.settings import Settings
 from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
 from lookalike.services.text_embedding import TextEmbedder, text_embedder
@@ -71,14 +71,27 @@ class _Pending:
     needs_model: bool = False
 
 
-async def ensure_book_index(catalogue: Catalogue) -> IndexChange:
-    """The books index as this version defines it; books an earlier version stored differently
-    (JSON documents, the other vector type) are converted before it is rebuilt."""
+CONVERT = (
+    "convert it first with 'lookalike books convert' (refused while they run; --force "
+    "converts under them, and they stop being ready until restarted with its settings)"
+)
+
+
+async def ensure_book_index(catalogue: Catalogue, *, force: bool = False) -> IndexChange:
+    """The books index as this version and these settings define it; books stored otherwise
+    (JSON documents of an earlier version, the other vector type) are converted before it is
+    rebuilt. Refused while other live servers use it, unless ``force`` (``index_users``)."""
     change = await ensure_index(
         catalogue.redis,
         catalogue.schema,
         extras=BOOK_INDEX_EXTRAS,
         before_rebuild=lambda: upgrade_books(catalogue),
+        conversion=Conversion(
+            catalogue.settings.index_name,
+            shaping_settings(catalogue.settings),
+            CONVERT,
+            force=force,
+        ),
     )
     if change != "unchanged":  # a new index, or books converted for a rebuilt one
         await catalogue.changed()

@@ -46,13 +46,18 @@ from redisvl.schema import IndexSchema
 
 from lookalike.services.errors import ServiceUnavailable
 from lookalike.services.face_model import DIMENSIONS
+from lookalike.services.index_users import IndexUse, refuse_while_used
 from lookalike.services.redis_connection import Redis, redis_errors, transaction_client
 from lookalike.services.redis_lock import held_lock
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.request_usage import note_write
 from lookalike.services.search_indexes import (
+    Conversion,
+    DefinitionWatch,
+    definition_key,
     drop_index,
     ensure_index,
+    fingerprint,
     fully_indexed,
     index_info,
 )
@@ -127,13 +132,30 @@ class FaceStore:
         self.marker = f"{namespace}faces:layout"
         self.keys_version = f"{namespace}faces:keys-version"
         self.index = AsyncSearchIndex(self.schema(), redis_client=client)
-        self._searches = SearchPipeline(self.reads, self.index.name)
+        self.store_name = f"{namespace}faces"  # in the registry of live servers
+        self.settings = f"FACE_LAYOUT={self.layout}"
+        self.definition = fingerprint(self.index.schema)
+        self.watch = DefinitionWatch(  # changed under this process: SERVICE_UNAVAILABLE
+            client,
+            {
+                self.marker: self.layout.encode(),
+                definition_key(self.index.schema): self.definition.encode(),
+            },
+            "the face index",
+            self.settings,
+        )
+        self._searches = SearchPipeline(self.reads, self.index.name, self.watch)
 
     def schema(self) -> IndexSchema:
         raise NotImplementedError
 
     def person_key(self, person_id: str) -> str:
         return f"{self.ns}face-person:{{{person_id}}}"
+
+    def use(self) -> IndexUse:
+        """What a server announces it needs of the faces (``index_users``): the layout and
+        its index's definition."""
+        return IndexUse(self.store_name, f"{self.layout}:{self.definition}", self.settings)
 
     async def open(self) -> None:
         """Check the layout, rename keys of earlier versions, bring the index up to date.
@@ -152,9 +174,18 @@ class FaceStore:
                         f"them, or forget them first (FACE_LAYOUT={stored} lookalike faces "
                         "forget ID) to start over"
                     )
+                await refuse_while_used(
+                    self.redis,
+                    self.store_name,
+                    what=f"the face store (FACE_LAYOUT={stored})",
+                    settings=self.settings,
+                    convert="stop them first",
+                    force=False,
+                )
                 await self.redis.set(self.marker, self.layout)
             await self._rename_old_keys()
-        if await ensure_index(self.redis, self.index.schema) != "unchanged":
+        conversion = Conversion(self.store_name, self.settings, "stop them first")
+        if await ensure_index(self.redis, self.index.schema, conversion=conversion) != "unchanged":
             await self._until_indexed()
 
     async def _until_indexed(self, limit: float = 600.0) -> None:
@@ -217,6 +248,7 @@ class FaceStore:
         return renamed
 
     async def page(self, first: int, after: str | None) -> PeoplePage:
+        self.watch.check()
         low = f"({after}" if after is not None else "-"
 
         async def read(client: Redis) -> list[Any]:
@@ -344,6 +376,8 @@ class HashFaceStore(FaceStore):
         return f"{self.ns}face:{{{person_id}}}:{image_hash[:32]}"
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        self.watch.check()
+
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 for person_id in person_ids:
@@ -375,6 +409,7 @@ class HashFaceStore(FaceStore):
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
     ) -> Enrolment:
+        self.watch.check()
         face_key = self.face_key(person_id, image_hash)
         person_key = self.person_key(person_id)
 
@@ -408,6 +443,7 @@ class HashFaceStore(FaceStore):
         return done
 
     async def delete(self, person_id: str) -> bool:
+        self.watch.check()
         person_key = self.person_key(person_id)
 
         async def change(pipe: Pipeline) -> Callable[[list[Any]], bool]:
@@ -455,6 +491,8 @@ class JsonFaceStore(FaceStore):
         )
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        self.watch.check()
+
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 for person_id in person_ids:  # one key a command: people live in many slots
@@ -481,6 +519,7 @@ class JsonFaceStore(FaceStore):
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
     ) -> Enrolment:
+        self.watch.check()
         key = self.person_key(person_id)
         floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
 
@@ -515,6 +554,7 @@ class JsonFaceStore(FaceStore):
         return done
 
     async def delete(self, person_id: str) -> bool:
+        self.watch.check()
         async with redis_errors():
             deleted = await self.redis.delete(self.person_key(person_id))
         note_write()
