@@ -122,8 +122,14 @@ def test_a_server_whose_settings_disagree_refuses_to_start_and_the_first_keeps_a
     assert vector_size(environment) == 768  # still FLOAT16
 
 
-def test_a_face_layout_that_disagrees_refuses_to_start(tmp_path: Path) -> None:
-    """Nobody enrolled yet (so the layout could change), but a live server uses the other."""
+PEOPLE = "{ people(first: 5) { totalCount } }"
+
+
+def test_a_face_layout_that_disagrees_refuses_to_start_and_a_change_under_it_is_unready(
+    tmp_path: Path,
+) -> None:
+    """Nobody enrolled yet (so the layout could change), but a live server uses the other.
+    When the layout changes under a server anyway, it stops serving faces until it is back."""
     own = {"REDIS_URL": "", "LOOKALIKE_REDIS_URL": "", "LOOKALIKE_DATA_DIR": str(tmp_path)}
     with serving(tmp_path / "first.log", **own, FACE_LAYOUT="hash") as first:
         code, lines = refused_start(tmp_path / "second.log", {**own, "FACE_LAYOUT": "json"})
@@ -132,6 +138,21 @@ def test_a_face_layout_that_disagrees_refuses_to_start(tmp_path: Path) -> None:
         assert "FACE_LAYOUT=json" in errors[0]
         assert "1 other live lookalike process" in errors[0]
         assert httpx.get(f"{first.base}/readyz").json()["status"] == "ready"
+        assert "errors" not in post(first, PEOPLE)[1]
+
+        client = redis.Redis.from_url((tmp_path / "redis.url").read_text().strip())
+        client.set("faces:layout", "json")  # what a json server alone would have done
+        ready = httpx.get(f"{first.base}/readyz")
+        assert ready.status_code == 503
+        assert "the face index was converted by another process" in ready.json()["reason"]
+        assert "FACE_LAYOUT=hash" in ready.json()["reason"]
+        assert codes(post(first, PEOPLE)[1]) == ["SERVICE_UNAVAILABLE"]
+        answers(first)  # books are another index: still served
+
+        client.set("faces:layout", "hash")
+        assert httpx.get(f"{first.base}/readyz").status_code == 200
+        assert "errors" not in post(first, PEOPLE)[1]
+        client.close()
 
 
 def test_the_command_converts_the_index_while_no_server_runs(
