@@ -33,7 +33,6 @@ from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_loader import autoload_unfinished, open_catalogue
 from lookalike.services.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.faces import open_faces
-from lookalike.services.index_users import announced
 from lookalike.services.query_embeddings import QueryEmbeddings
 from lookalike.services.redis_connection import UNREACHABLE, redact
 from lookalike.services.settings import Settings, get_settings
@@ -130,9 +129,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
-            open_catalogue(settings) as (catalogue, url),
-            open_faces(settings, catalogue.redis, catalogue.reads) as faces,
-            announced(catalogue.redis, [catalogue.use(), faces.store.use()]),
+            open_catalogue(settings, announce=True) as (catalogue, url),
+            open_faces(settings, catalogue.redis, catalogue.reads, announce=True) as faces,
         ):
             app.state.catalogue = catalogue
             app.state.faces = faces

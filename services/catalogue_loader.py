@@ -27,6 +27,7 @@ from lookalike.services.book_writes import write_book
 from lookalike.services.catalogue import Catalogue
 from lookalike.services.catalogue_upgrade import upgrade_books
 from lookalike.services.errors import ServiceUnavailable
+from lookalike.services.index_users import announced
 from lookalike.services.redis_connection import open_redis, redis_errors
 from lookalike.services.redis_lock import held_lock
 from lookalike.services.redis_replicas import open_reads
@@ -272,11 +273,21 @@ async def _needs_autoload(catalogue: Catalogue) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def open_catalogue(settings: Settings) -> AsyncIterator[tuple[Catalogue, str]]:
+async def open_catalogue(
+    settings: Settings, *, announce: bool = False
+) -> AsyncIterator[tuple[Catalogue, str]]:
     """Redis (embedded or REDIS_URL) with a ready catalogue, reading from replicas when there
-    are any: what the server and CLI start from."""
-    async with open_redis(settings) as (client, url), open_reads(settings, client) as reads:
+    are any: what the server and CLI start from. A server ``announce``s its use of the index
+    (``index_users``) before it looks at it, so that another server starting at the same
+    moment with other settings finds it there and does not convert the index under it."""
+    async with (
+        open_redis(settings) as (client, url),
+        open_reads(settings, client) as reads,
+        contextlib.AsyncExitStack() as stack,
+    ):
         catalogue = Catalogue(client, settings, reads)
+        if announce:
+            await stack.enter_async_context(announced(client, [catalogue.use()]))
         loaded = await prepare_catalogue(catalogue, autoload=settings.catalogue_autoload)
         if loaded is not None:
             log.info("loaded the shipped catalogue", extra={"summary": str(loaded)})

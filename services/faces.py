@@ -24,6 +24,7 @@ from lookalike.services.errors import (
 from lookalike.services.face_model import MODEL_LABEL, weight_files
 from lookalike.services.face_store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.face_workers import FaceWorkers
+from lookalike.services.index_users import announced
 from lookalike.services.redis_connection import Redis
 from lookalike.services.redis_replicas import Reads
 from lookalike.services.settings import Settings
@@ -139,16 +140,18 @@ class FaceService:
 
 @contextlib.asynccontextmanager
 async def open_faces(
-    settings: Settings, client: Redis, reads: Reads | None = None
+    settings: Settings, client: Redis, reads: Reads | None = None, *, announce: bool = False
 ) -> AsyncIterator[FaceService]:
     """The face service on this Redis: model files found, keys and index up to date, workers
-    started with the model loaded. Reads go through ``reads`` (replicas) when given."""
+    started with the model loaded. Reads go through ``reads`` (replicas) when given. A server
+    ``announce``s its use of the faces first (``index_users``), as ``open_catalogue`` does."""
     weight_files()  # a missing file: one sentence now, not one per worker
     embedder = FaceWorkers(settings.face_workers, settings.max_image_pixels)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(embedder.close)
         store = face_store(settings.face_layout, client, reads=reads)
+        if announce:
+            await stack.enter_async_context(announced(client, [store.use()]))
         await store.open()
         await embedder.start()
         yield FaceService(store, embedder, settings.face_threshold, settings.max_upload_bytes)
-    finally:
-        await embedder.close()

@@ -9,10 +9,12 @@ it is not ready and answers SERVICE_UNAVAILABLE rather than failing its requests
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,8 @@ def environment(settings: Settings, tmp_path: Path) -> Iterator[dict[str, str]]:
         "LOOKALIKE_DATA_DIR": str(tmp_path / "data"),
         "LOOKALIKE_INDEX_NAME": name,
         "LOOKALIKE_KEY_PREFIX": name,
+        # a shared machine: a catalogue chunk's write may wait on Redis for over 2 s
+        "LOOKALIKE_REDIS_TIMEOUT": "10",
     }
     client = redis.Redis.from_url(settings.redis_url or "")
     client.ft(name).dropindex(delete_documents=True)
@@ -204,3 +208,34 @@ def test_a_conversion_forced_under_a_live_server_makes_it_unready_not_failing(
     assert vector_size(environment) == 1536  # the stale server did not convert it back
     with serving(tmp_path / "full.log", **environment, LOOKALIKE_VECTOR_TYPE="float32") as full:
         answers(full)
+
+
+def test_two_servers_of_other_settings_starting_together_one_serves_every_book(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    """Each announces itself before it looks at the index: whichever creates it, the other
+    finds it announced and refuses, instead of converting the index while it loads."""
+    servers = {
+        kind: start_server(tmp_path / f"{kind}.log", **environment, LOOKALIKE_VECTOR_TYPE=kind)
+        for kind in ("float16", "float32")
+    }
+    try:
+        for served in servers.values():
+            while served.process.poll() is None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{served.base}/readyz").status_code == 200:
+                        break
+                time.sleep(0.2)
+        running = [kind for kind, served in servers.items() if served.process.poll() is None]
+        assert len(running) == 1, {k: s.output()[-2000:] for k, s in servers.items()}
+        (winner,) = running
+        served = servers[winner]
+        answers(served)
+        assert httpx.get(f"{served.base}/readyz").json() == {"status": "ready", "books": 1486}
+        assert vector_size(environment) == (768 if winner == "float16" else 1536)
+        (loser,) = set(servers) - {winner}
+        assert servers[loser].process.returncode != 0
+        assert "other live lookalike process" in servers[loser].output()
+    finally:
+        for served in servers.values():
+            served.stop()
