@@ -220,8 +220,9 @@ def test_two_servers_of_other_settings_starting_together_one_serves_every_book(
         for kind in ("float16", "float32")
     }
     try:
+        deadline = time.monotonic() + 180
         for served in servers.values():
-            while served.process.poll() is None:
+            while served.process.poll() is None and time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(f"{served.base}/readyz").status_code == 200:
                         break
