@@ -4,7 +4,7 @@
 #   docker compose up                      # API + Redis 8 (compose.yaml)
 #   docker run -p 8000:8000 -v lookalike-data:/data -e LOOKALIKE_API_KEYS=... lookalike
 #                                          # API alone, on its embedded Redis in /data
-# Linted by the test command (tests/test_container.py runs hadolint, and checks that
+# Linted by the test command (tests/project/test_container.py runs hadolint, and checks that
 # every path and command named here exists).
 
 FROM python:3.11-slim-bookworm AS build

@@ -50,8 +50,8 @@ from bench.course import (
     read_title,
     read_vector,
 )
-from lookalike.services.embedded_redis import running_url
-from lookalike.services.settings import get_settings
+from lookalike.services.core.settings import get_settings
+from lookalike.services.redis.embedded import running_url
 
 NESTED = """query($first: Int!) { books(first: $first) { edges { node { id title
   similar(k: 5) { distance book { title similar(k: 5) { distance book { title } } } } } } } }"""

@@ -27,14 +27,14 @@ from redisvl.query import VectorQuery
 
 from bench.exclusion import loaded_redis
 from bench.scale import shipped_scale
-from lookalike.services.book_index import vector_bytes
-from lookalike.services.book_records import VECTOR_FIELD
-from lookalike.services.recommendations import average_vector_query
-from lookalike.services.redis_connection import open_client
-from lookalike.services.redis_replicas import Reads
-from lookalike.services.search_pipeline import SearchPipeline
-from lookalike.services.settings import Settings
-from lookalike.services.vector_math import unit_rows
+from lookalike.services.books.index import vector_bytes
+from lookalike.services.books.records import VECTOR_FIELD
+from lookalike.services.books.search.recommendations import average_vector_query
+from lookalike.services.core.settings import Settings
+from lookalike.services.embeddings.vector_math import unit_rows
+from lookalike.services.redis.connection import open_client
+from lookalike.services.redis.replicas import Reads
+from lookalike.services.redis.searches import SearchPipeline
 
 PLAN = {10: (100, 200, 400), 50: (100, 200, 400), 250: (250, 500, 1000)}
 KINDS = ("a book", "liked books", "liked and disliked")

@@ -25,7 +25,7 @@ import redis
 from redis.commands.search.query import Query
 
 from bench.json_layout import write_json_catalogue
-from lookalike.services.shipped_catalogue import read_shipped
+from lookalike.services.books.loading.shipped import read_shipped
 
 COURSE_NAME = "course"
 

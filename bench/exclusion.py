@@ -43,17 +43,17 @@ from redisvl.query import VectorQuery
 from redisvl.query.filter import FilterExpression
 
 from bench.scale import ScaleCatalogue, generate, shipped_scale
-from lookalike.services.book_filters import BookFilter, excluding
-from lookalike.services.book_index import vector_bytes
-from lookalike.services.book_records import VECTOR_FIELD
-from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import load_books
-from lookalike.services.embedded_redis import EmbeddedRedis
-from lookalike.services.redis_connection import Redis, open_client
-from lookalike.services.redis_replicas import Reads
-from lookalike.services.search_pipeline import SearchPipeline
-from lookalike.services.settings import Settings
-from lookalike.services.text_embedding import text_embedder
+from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.filters import BookFilter, excluding
+from lookalike.services.books.index import vector_bytes
+from lookalike.services.books.loading.loader import load_books
+from lookalike.services.books.records import VECTOR_FIELD
+from lookalike.services.core.settings import Settings
+from lookalike.services.embeddings.text_model import text_embedder
+from lookalike.services.redis.connection import Redis, open_client
+from lookalike.services.redis.embedded import EmbeddedRedis
+from lookalike.services.redis.replicas import Reads
+from lookalike.services.redis.searches import SearchPipeline
 
 SIZES = (0, 1, 5, 20, 50, 100, 200, 500)
 WAYS = ("filter", "ask more", "mix")

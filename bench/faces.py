@@ -29,8 +29,8 @@ import httpx
 import numpy as np
 
 from bench.phone_photos import phone_photo
-from lookalike.services.face_model import FaceModel
-from lookalike.services.settings import get_settings
+from lookalike.services.core.settings import get_settings
+from lookalike.services.faces.model import FaceModel
 
 IDENTIFY = """mutation($image: Upload!) { identifyFace(image: $image, k: 3) {
   person { id } distance candidates { person { id } distance } facesDetected } }"""

@@ -4,7 +4,7 @@ Each book a JSON document ``<prefix>:<id>`` (the record, ``id_number``, the two 
 embedding as a JSON array of numbers) with the same vector as a FLOAT32 blob in
 ``<prefix>-vector:<id>``, under a JSON index. Used to measure what the old layout cost
 (bench/memory.py) and to test that a server of this version converts it
-(tests/test_layout_upgrade.py).
+(tests/services/books/loading/test_layout_upgrade.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import redis
 from redisvl.index import SearchIndex
 from redisvl.schema import IndexSchema
 
-from lookalike.services.book_records import content_hash, sha256_text
-from lookalike.services.shipped_catalogue import ShippedCatalogue
+from lookalike.services.books.loading.shipped import ShippedCatalogue
+from lookalike.services.books.records import content_hash, sha256_text
 
 OLD_FIELDS = (
     "id", "title", "author", "description", "genres", "editions",

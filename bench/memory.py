@@ -32,16 +32,16 @@ from redisvl.schema import IndexSchema
 
 from bench.json_layout import write_json_catalogue
 from bench.scale import ScaleCatalogue, generate, recall, shipped_scale
-from lookalike.services.book_index import BOOK_INDEX_EXTRAS, book_schema, vector_bytes
-from lookalike.services.book_records import book_hash
-from lookalike.services.book_writes import write_book
-from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import load_books
-from lookalike.services.embedded_redis import EmbeddedRedis
-from lookalike.services.redis_connection import connect
-from lookalike.services.search_indexes import IndexExtras, create_index
-from lookalike.services.settings import Settings
-from lookalike.services.text_embedding import text_embedder
+from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.index import BOOK_INDEX_EXTRAS, book_schema, vector_bytes
+from lookalike.services.books.loading.loader import load_books
+from lookalike.services.books.records import book_hash
+from lookalike.services.books.writes import write_book
+from lookalike.services.core.settings import Settings
+from lookalike.services.embeddings.text_model import text_embedder
+from lookalike.services.redis.connection import connect
+from lookalike.services.redis.embedded import EmbeddedRedis
+from lookalike.services.redis.indexes import IndexExtras, create_index
 
 NAME = "books"
 

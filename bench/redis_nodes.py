@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from bench.scale import free_port
-from lookalike.services.embedded_redis import server_command
+from lookalike.services.redis.embedded import server_command
 
 
 @dataclass

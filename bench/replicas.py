@@ -24,12 +24,12 @@ import redis
 
 from bench.redis_nodes import RedisNode, wait_in_sync
 from bench.scale import generate
-from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import load_books
-from lookalike.services.redis_connection import open_client
-from lookalike.services.settings import Settings
-from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
-from lookalike.services.text_embedding import text_embedder
+from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.loading.loader import load_books
+from lookalike.services.books.loading.shipped import ShippedCatalogue, read_shipped
+from lookalike.services.core.settings import Settings
+from lookalike.services.embeddings.text_model import text_embedder
+from lookalike.services.redis.connection import open_client
 
 
 async def load(url: str, data: ShippedCatalogue, name: str = "books") -> None:

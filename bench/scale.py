@@ -43,15 +43,15 @@ import httpx
 import numpy as np
 import redis
 
-from lookalike.services.book_records import ALL_FIELDS, BookFields, sha256_text
-from lookalike.services.book_requests import SimilarRequest
-from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import load_books
-from lookalike.services.embedded_redis import running_url
-from lookalike.services.redis_connection import open_client
-from lookalike.services.settings import Settings, get_settings
-from lookalike.services.shipped_catalogue import ShippedCatalogue, read_shipped
-from lookalike.services.text_embedding import MODEL_NAME, Vectors, text_embedder
+from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.loading.loader import load_books
+from lookalike.services.books.loading.shipped import ShippedCatalogue, read_shipped
+from lookalike.services.books.records import ALL_FIELDS, BookFields, sha256_text
+from lookalike.services.books.requests import SimilarRequest
+from lookalike.services.core.settings import Settings, get_settings
+from lookalike.services.embeddings.text_model import MODEL_NAME, Vectors, text_embedder
+from lookalike.services.redis.connection import open_client
+from lookalike.services.redis.embedded import running_url
 
 SIMILAR = "query($id: ID!) { book(id: $id) { similar(k: 10) { distance book { title } } } }"
 FIRST_GENERATED_ID = 1_000_000

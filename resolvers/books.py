@@ -11,16 +11,16 @@ from collections.abc import Awaitable
 from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import BookRead
-from lookalike.services.book_records import Book, BookFields, is_book_id
-from lookalike.services.book_requests import (
+from lookalike.services.books.catalogue import BookPage, Match, RadiusPage
+from lookalike.services.books.records import Book, BookFields, is_book_id
+from lookalike.services.books.requests import (
     PageRequest,
     RadiusRequest,
     RecommendRequest,
     SearchRequest,
     SimilarRequest,
 )
-from lookalike.services.catalogue import BookPage, Match, RadiusPage
-from lookalike.services.errors import BookNotFound
+from lookalike.services.core.errors import BookNotFound
 
 
 async def book(ctx: Context, book_id: str, fields: BookFields) -> Book:

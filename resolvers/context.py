@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lookalike.resolvers.loaders import Loaders
-from lookalike.services.api_keys import Caller
-from lookalike.services.book_records import BookFields
-from lookalike.services.catalogue import Catalogue
-from lookalike.services.faces import FaceService
-from lookalike.services.query_embeddings import QueryEmbeddings
-from lookalike.services.request_usage import Usage
+from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.records import BookFields
+from lookalike.services.core.api_keys import Caller
+from lookalike.services.core.request_usage import Usage
+from lookalike.services.embeddings.query_vectors import QueryEmbeddings
+from lookalike.services.faces.recognition import FaceService
 
 
 @dataclass

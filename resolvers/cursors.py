@@ -10,7 +10,7 @@ import base64
 import binascii
 from collections.abc import Callable
 
-from lookalike.services.errors import BadUserInput, quote
+from lookalike.services.core.errors import BadUserInput, quote
 
 
 def encode(kind: str, key: str) -> str:

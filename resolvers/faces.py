@@ -8,9 +8,9 @@ from starlette.datastructures import UploadFile
 
 from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
-from lookalike.services.errors import InvalidImage, PersonNotFound
-from lookalike.services.face_store import PeoplePage, Person
-from lookalike.services.faces import PERSON_ID, Identification, Verification
+from lookalike.services.core.errors import InvalidImage, PersonNotFound
+from lookalike.services.faces.recognition import PERSON_ID, Identification, Verification
+from lookalike.services.faces.store import PeoplePage, Person
 
 
 async def read_upload(upload: Any) -> bytes:

@@ -16,17 +16,17 @@ from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
-from lookalike.services.book_records import Book, BookFields
-from lookalike.services.book_requests import (
+from lookalike.services.books.catalogue import Catalogue, Match, RadiusPage
+from lookalike.services.books.records import Book, BookFields
+from lookalike.services.books.requests import (
     RadiusRequest,
     RecommendRequest,
     SearchRequest,
     SimilarRequest,
 )
-from lookalike.services.catalogue import Catalogue, Match, RadiusPage
-from lookalike.services.errors import BookNotFound
-from lookalike.services.face_store import FaceStore, Person
-from lookalike.services.query_embeddings import QueryEmbeddings
+from lookalike.services.core.errors import BookNotFound
+from lookalike.services.embeddings.query_vectors import QueryEmbeddings
+from lookalike.services.faces.store import FaceStore, Person
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,22 +21,22 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lookalike.schema.graphiql_page import GraphiQLFiles
-from lookalike.schema.http import GraphQLEndpoint
-from lookalike.schema.http_guards import PREFLIGHT_HEADERS, RequestGuards
-from lookalike.schema.observability import metrics_endpoint
-from lookalike.schema.persisted_queries import PersistedQueries
-from lookalike.schema.schema import build_schema, document_limits
+from lookalike.schema.execution.schema import build_schema, document_limits
+from lookalike.schema.http.endpoint import GraphQLEndpoint
+from lookalike.schema.http.graphiql import GraphiQLFiles
+from lookalike.schema.http.guards import PREFLIGHT_HEADERS, RequestGuards
+from lookalike.schema.http.observability import metrics_endpoint
+from lookalike.schema.http.persisted_queries import PersistedQueries
 from lookalike.services import recovery
-from lookalike.services.api_keys import ApiKeys
-from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import autoload_unfinished, open_catalogue
-from lookalike.services.errors import LookalikeError, ServiceUnavailable
-from lookalike.services.faces import open_faces
-from lookalike.services.query_embeddings import QueryEmbeddings
-from lookalike.services.redis_connection import UNREACHABLE, redact
-from lookalike.services.settings import Settings, get_settings
-from lookalike.services.text_embedding import text_embedder
+from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.loading.loader import autoload_unfinished, open_catalogue
+from lookalike.services.core.api_keys import ApiKeys
+from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
+from lookalike.services.core.settings import Settings, get_settings
+from lookalike.services.embeddings.query_vectors import QueryEmbeddings
+from lookalike.services.embeddings.text_model import text_embedder
+from lookalike.services.faces.recognition import open_faces
+from lookalike.services.redis.connection import UNREACHABLE, redact
 
 log = logging.getLogger("lookalike.http")
 

@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from lookalike.services.book_records import BookFields
-from lookalike.services.errors import LookalikeError, ServiceUnavailable
-from lookalike.services.settings import Settings, get_settings
+from lookalike.services.books.records import BookFields
+from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
+from lookalike.services.core.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -84,8 +84,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) until interrupted."""
-    from lookalike.schema.http_server import serve as run_server
-    from lookalike.services.logs import configure_logging
+    from lookalike.schema.http.server import serve as run_server
+    from lookalike.services.core.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -95,7 +95,7 @@ def serve(
 @app.command()
 def schema() -> None:
     """Print the GraphQL schema (SDL), e.g. lookalike schema > schema.graphql"""
-    from lookalike.schema.schema import sdl
+    from lookalike.schema.execution.schema import sdl
 
     out.file.write(sdl())
 
@@ -109,8 +109,8 @@ def models() -> None:
     """
     import time
 
-    from lookalike.services.face_model import MODEL_LABEL, check_model
-    from lookalike.services.text_embedding import MODEL_NAME, text_embedder
+    from lookalike.services.embeddings.text_model import MODEL_NAME, text_embedder
+    from lookalike.services.faces.model import MODEL_LABEL, check_model
 
     started = time.perf_counter()
     vectors = text_embedder().encode(["an offline check"])
@@ -138,12 +138,12 @@ def books_load(
     ] = None,
 ) -> None:
     """Add new and changed books; embeds only descriptions never embedded before."""
-    from lookalike.services.book_records import read_source_dir
-    from lookalike.services.catalogue import Catalogue
-    from lookalike.services.catalogue_loader import load_books
-    from lookalike.services.redis_connection import open_redis
-    from lookalike.services.shipped_catalogue import read_shipped
-    from lookalike.services.text_embedding import text_embedder
+    from lookalike.services.books.catalogue import Catalogue
+    from lookalike.services.books.loading.loader import load_books
+    from lookalike.services.books.loading.shipped import read_shipped
+    from lookalike.services.books.records import read_source_dir
+    from lookalike.services.embeddings.text_model import text_embedder
+    from lookalike.services.redis.connection import open_redis
 
     settings = get_settings()
 
@@ -205,10 +205,10 @@ def books_convert(
     Nothing is re-embedded. Refused (exit 3) while other live servers use the index, unless
     --force. Then start the servers with the same settings.
     """
-    from lookalike.services.book_index import shaping_settings
-    from lookalike.services.catalogue import Catalogue
-    from lookalike.services.catalogue_loader import ensure_book_index
-    from lookalike.services.redis_connection import open_redis
+    from lookalike.services.books.catalogue import Catalogue
+    from lookalike.services.books.index import shaping_settings
+    from lookalike.services.books.loading.loader import ensure_book_index
+    from lookalike.services.redis.connection import open_redis
 
     if vector_type not in (None, "float16", "float32"):
         err.print("[red]error:[/red] --vector-type is float16 or float32", highlight=False)
@@ -242,9 +242,9 @@ def books_similar(
     k: Annotated[int, typer.Option(help="How many neighbours (1 to 100).")] = 5,
 ) -> None:
     """The k books nearest to one book, as a table."""
-    from lookalike.services.book_requests import SimilarRequest
-    from lookalike.services.catalogue_loader import open_catalogue
-    from lookalike.services.errors import BookNotFound
+    from lookalike.services.books.loading.loader import open_catalogue
+    from lookalike.services.books.requests import SimilarRequest
+    from lookalike.services.core.errors import BookNotFound
 
     settings = get_settings()
 
@@ -272,11 +272,11 @@ def books_search(
     genre: Annotated[list[str] | None, typer.Option(help="Only these genres (repeatable).")] = None,
 ) -> None:
     """The k books whose descriptions are nearest in meaning to TEXT, as a table."""
-    from lookalike.services.book_filters import BookFilter
-    from lookalike.services.book_requests import SearchRequest
-    from lookalike.services.catalogue_loader import open_catalogue
-    from lookalike.services.query_embeddings import QueryEmbeddings
-    from lookalike.services.text_embedding import text_embedder
+    from lookalike.services.books.filters import BookFilter
+    from lookalike.services.books.loading.loader import open_catalogue
+    from lookalike.services.books.requests import SearchRequest
+    from lookalike.services.embeddings.query_vectors import QueryEmbeddings
+    from lookalike.services.embeddings.text_model import text_embedder
 
     settings = get_settings()
 
@@ -313,9 +313,9 @@ def books_pack(
     """Embed a catalogue with the model and write the files data/ ships (maintainers)."""
     import os
 
-    from lookalike.services.book_records import read_source_dir
-    from lookalike.services.shipped_catalogue import write_shipped
-    from lookalike.services.text_embedding import TextEmbedder
+    from lookalike.services.books.loading.shipped import write_shipped
+    from lookalike.services.books.records import read_source_dir
+    from lookalike.services.embeddings.text_model import TextEmbedder
 
     async def work() -> int:
         records = list(read_source_dir(source))
@@ -333,10 +333,10 @@ def faces_enroll(
     images: Annotated[str, typer.Option(help="Image numbers to enrol, e.g. 1-5 or 1,3,7.")] = "1-5",
 ) -> None:
     """Enrol every person folder of DIR (the folder name is the person id)."""
-    from lookalike.services.errors import NoFace
-    from lookalike.services.face_eval import parse_numbers, people_in
-    from lookalike.services.faces import open_faces, validate_person_id
-    from lookalike.services.redis_connection import open_redis
+    from lookalike.services.core.errors import NoFace
+    from lookalike.services.faces.evaluation import parse_numbers, people_in
+    from lookalike.services.faces.recognition import open_faces, validate_person_id
+    from lookalike.services.redis.connection import open_redis
 
     settings = get_settings()
 
@@ -378,9 +378,9 @@ def faces_forget(
     person_id: Annotated[str, typer.Argument(metavar="ID", help="The person's id.")],
 ) -> None:
     """Delete a person and every face vector of theirs."""
-    from lookalike.services.face_store import face_store
-    from lookalike.services.faces import validate_person_id
-    from lookalike.services.redis_connection import open_redis
+    from lookalike.services.faces.recognition import validate_person_id
+    from lookalike.services.faces.store import face_store
+    from lookalike.services.redis.connection import open_redis
 
     settings = get_settings()
 
@@ -414,9 +414,9 @@ def faces_eval(
     """Run the course's protocol on a throwaway namespace: closed and open set figures."""
     import os
 
-    from lookalike.services.face_eval import evaluate, parse_numbers, people_in
-    from lookalike.services.face_workers import FaceWorkers
-    from lookalike.services.redis_connection import open_redis
+    from lookalike.services.faces.evaluation import evaluate, parse_numbers, people_in
+    from lookalike.services.faces.workers import FaceWorkers
+    from lookalike.services.redis.connection import open_redis
 
     settings = get_settings()
     chosen = layout or settings.face_layout
@@ -446,7 +446,7 @@ def faces_eval(
         finally:
             await embedder.close()
         if plot is not None:
-            from lookalike.services.face_plot import plot_distances
+            from lookalike.services.faces.plot import plot_distances
 
             plot_distances(report, plot, title=f"{dataset.name}: {report.model}")
             return [*report.lines(), f"plot: {plot}"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from lookalike.services.catalogue import Catalogue
-from lookalike.services.catalogue_loader import autoload_unfinished, prepare_catalogue
-from lookalike.services.errors import ServiceUnavailable
-from lookalike.services.face_store import FaceStore
-from lookalike.services.redis_connection import UNREACHABLE
+from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.loading.loader import autoload_unfinished, prepare_catalogue
+from lookalike.services.core.errors import ServiceUnavailable
+from lookalike.services.faces.store import FaceStore
+from lookalike.services.redis.connection import UNREACHABLE
 
 log = logging.getLogger("lookalike.recovery")
 

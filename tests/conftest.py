@@ -20,8 +20,8 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
-from lookalike.services.embedded_redis import EmbeddedRedis
-from lookalike.services.settings import Settings
+from lookalike.services.core.settings import Settings
+from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.redis_cluster import running_cluster
 from tests.servers import serving
 

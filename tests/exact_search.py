@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lookalike.services.book_filters import BookFilter
-from lookalike.services.recommendations import average_vector_query, best_scores
-from lookalike.services.settings import Settings
-from lookalike.services.shipped_catalogue import read_shipped
-from lookalike.services.vector_math import Matrix, unit_rows
+from lookalike.services.books.filters import BookFilter
+from lookalike.services.books.loading.shipped import read_shipped
+from lookalike.services.books.search.recommendations import average_vector_query, best_scores
+from lookalike.services.core.settings import Settings
+from lookalike.services.embeddings.vector_math import Matrix, unit_rows
 
 SHIPPED = read_shipped()
 RECORDS = {r["id"]: r for r in SHIPPED.records}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.testclient import TestClient
 
-from lookalike.services.shipped_catalogue import ShippedCatalogue
+from lookalike.services.books.loading.shipped import ShippedCatalogue
 from tests.conftest import gql
 
 SAMPLE_SIZE = 200

@@ -1,0 +1,260 @@
+"""What an operation will cost the server, in items, from the values it will run with.
+
+The unit is one item returned. Each field that does work costs, per parent:
+
+- the items it returns (``k``, ``first``; a ``first: null`` costs the 20 it will return);
+- ``SEARCH`` per Redis search it may run: a search and the resolver around it cost about as
+  much CPU as ten returned books, so ``withinRadius(first: 0)`` is not free;
+- the candidates it searches beyond the items it returns: ``diversity`` and ``maxPerAuthor``
+  pick k from the max(50, 5k) nearest (and the cap may search four times that again),
+  HYBRID ranks the 50 nearest and the 50 best by BM25, BEST_SCORE searches a list around
+  every liked book (``services/books/search/budget.py`` mirrors what the searches ask for);
+- one per filter value it sends (a filter of a hundred long names is parsed by Redis and
+  checked by the server every time it runs), and one per excluded, liked or disliked id;
+- the model: ``MODEL_RUN`` per photo a face field embeds, and half a unit per character of a
+  search text (the sentence model's time grows with the text).
+
+Fields under a list field cost that much for every item of it (list sizes multiplied down the
+tree), and a few of a book's fields weigh on every book shown (``PAYLOAD``: a description is a
+kilobyte). Introspection costs a fixed amount per meta field: the whole schema, or one type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLIncludeDirective,
+    GraphQLObjectType,
+    GraphQLSkipDirective,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    Visitor,
+    get_argument_values,
+    get_directive_values,
+    get_named_type,
+    visit,
+)
+from graphql.execution import VariableValues
+
+from lookalike.schema.operations.cache import (
+    Fragments,
+    ValuesCache,
+    directive_variables,
+    variables_in,
+)
+from lookalike.schema.operations.documents import CACHE_ENTRIES, CACHE_TEXT
+from lookalike.schema.operations.field_groups import grouped_fields, sub_selections
+from lookalike.services.books.requests import SearchMode
+from lookalike.services.books.search.budget import (
+    Budget,
+    nearest_budget,
+    recommend_budget,
+    search_budget,
+)
+from lookalike.services.books.search.recommendations import RecommendStrategy
+
+SEARCH = 10
+MODEL_RUN = 5_000
+SCHEMA_INTROSPECTION = 5_000  # __schema: every type and field
+TYPE_INTROSPECTION = 100  # __type: one type
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What one field costs per parent: the items it returns, and the rest of its work."""
+
+    items: int
+    extra: int = 0
+
+
+def _count(args: Mapping[str, Any], name: str, default: int) -> int:
+    value = args.get(name)
+    return max(int(value), 0) if value is not None else default
+
+
+def _filter_values(args: Mapping[str, Any]) -> int:
+    given = args.get("filter")
+    if given is None:
+        return 0
+    if isinstance(given, Mapping):
+        return len(given.get("genres") or ()) + len(given.get("authors") or ())
+    return len(getattr(given, "genres", None) or ()) + len(getattr(given, "authors", None) or ())
+
+
+def _search(size: str, default: int) -> Callable[[Mapping[str, Any]], Work]:
+    """A field that runs one search per parent and returns ``size`` items."""
+    return lambda args: Work(_count(args, size, default), SEARCH + _filter_values(args))
+
+
+def _ids(args: Mapping[str, Any], name: str) -> int:
+    return len(args.get(name) or ())
+
+
+def _picking(args: Mapping[str, Any]) -> tuple[float, bool]:
+    """diversity and whether a cap per author is asked for, as the field will read them."""
+    diversity = args.get("diversity")
+    return (float(diversity) if diversity else 0.0), args.get("maxPerAuthor") is not None
+
+
+def _searching(items: int, budget: Budget, args: Mapping[str, Any]) -> Work:
+    """``items`` returned, after the searches and candidates of ``budget``, the filter's
+    values and the excluded ids."""
+    extra = SEARCH * budget.searches + max(0, budget.candidates - items)
+    return Work(items, extra + _filter_values(args) + _ids(args, "exclude"))
+
+
+def _similar(args: Mapping[str, Any]) -> Work:
+    k = _count(args, "k", 5)
+    return _searching(k, nearest_budget(k, *_picking(args)), args)
+
+
+def _text_search(args: Mapping[str, Any]) -> Work:
+    k = _count(args, "k", 10)
+    mode = args.get("mode")
+    budget = search_budget(k, *_picking(args), mode if mode is not None else SearchMode.HYBRID)
+    found = _searching(k, budget, args)
+    return Work(found.items, found.extra + len(args.get("text") or "") // 2)
+
+
+def _recommend(args: Mapping[str, Any]) -> Work:
+    k = _count(args, "k", 10)
+    liked, disliked = _ids(args, "liked"), _ids(args, "disliked")
+    strategy = args.get("strategy") or RecommendStrategy.AVERAGE_VECTOR
+    budget = recommend_budget(k, liked, disliked, strategy, *_picking(args))
+    found = _searching(k, budget, args)
+    return Work(found.items, found.extra + liked + disliked)  # the examples' vectors: reads
+
+
+# "Type.field" -> its work, from the arguments it will run with. Fields not listed cost nothing
+# and pass their parent's multiplier down (edges, node, book of a match...).
+# A Work is the same whatever the arguments; a function computes it from them.
+FIELD_WORK: dict[str, Work | Callable[[Mapping[str, Any]], Work]] = {
+    "Query.book": Work(1),  # a read by key, batched with its siblings
+    "Query.books": _search("first", 20),
+    "Query.searchBooks": _text_search,
+    "Query.recommend": _recommend,
+    "Query.genres": Work(300, 300 * SEARCH),  # a count per genre
+    "Query.person": Work(1),
+    "Query.people": lambda args: Work(_count(args, "first", 20), SEARCH),
+    "Book.similar": _similar,
+    "Book.withinRadius": _search("first", 10),
+    "Mutation.identifyFace": lambda args: Work(_count(args, "k", 3), MODEL_RUN + SEARCH),
+    "Mutation.verifyFace": Work(1, MODEL_RUN + SEARCH),
+    "Mutation.enrollFace": Work(1, MODEL_RUN),
+    "Mutation.deletePerson": Work(1, SEARCH),
+}
+# The names of the fields whose cost their arguments change (whatever their type: a variable
+# in such a field's arguments is counted as an input of the cost, which is only ever safe).
+ARGUMENT_COSTED = frozenset(
+    coordinate.split(".")[1] for coordinate, work in FIELD_WORK.items() if callable(work)
+)
+# Book fields heavy enough to weigh on every book shown (a description is about a kilobyte).
+PAYLOAD = {"Book.description": 5, "Book.editions": 2, "Book.inventory": 2}
+META = {"__schema": SCHEMA_INTROSPECTION, "__type": TYPE_INTROSPECTION}
+
+
+class _Costing:
+    """Walks the operation as execution will (fields.py's grouping, ``@skip``/``@include``
+    obeyed) with the argument values graphql-core coerced."""
+
+    def __init__(
+        self, fragments: Mapping[str, FragmentDefinitionNode], variables: VariableValues
+    ) -> None:
+        self.fragments = fragments
+        self.variables = variables
+
+    def included(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
+        skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
+        if skip is not None and skip.get("if") is True:
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
+        return not (include is not None and include.get("if") is False)
+
+    def cost(
+        self, selections: list[SelectionSetNode], parent: GraphQLObjectType, multiplier: int
+    ) -> int:
+        groups = grouped_fields(selections, self.fragments, self.included)
+        return sum(self.field_cost(nodes, parent, multiplier) for nodes in groups.values())
+
+    def field_cost(self, nodes: list[FieldNode], parent: GraphQLObjectType, multiplier: int) -> int:
+        name = nodes[0].name.value
+        definition = parent.fields.get(name)
+        if definition is None:  # __typename, and the introspection meta fields
+            return multiplier * META.get(name, 0)
+        coordinate = f"{parent.name}.{name}"
+        total = multiplier * PAYLOAD.get(coordinate, 0)
+        below = multiplier
+        work_of = FIELD_WORK.get(coordinate)
+        if work_of is not None:
+            work = (
+                work_of
+                if isinstance(work_of, Work)
+                else work_of(get_argument_values(definition, nodes[0], self.variables))
+            )
+            total += multiplier * (work.items + work.extra)
+            below = multiplier * work.items
+        child = get_named_type(definition.type)
+        inner = sub_selections(nodes)
+        if inner and isinstance(child, GraphQLObjectType) and below:
+            total += self.cost(inner, child, below)
+        return total
+
+
+def operation_cost(
+    operation: OperationDefinitionNode,
+    root: GraphQLObjectType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: VariableValues,
+) -> int:
+    return _Costing(fragments, variables).cost([operation.selection_set], root, 1)
+
+
+def cost_inputs(operation: OperationDefinitionNode, fragments: Fragments) -> frozenset[str]:
+    """The variables the operation's cost can depend on: those of ``@skip``/``@include`` and
+    those inside the arguments of fields whose work the arguments change. The others (a
+    book's id, a person's) never change it."""
+    found: set[str] = set(directive_variables(operation, fragments))
+
+    class Inputs(Visitor):
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            if node.name.value in ARGUMENT_COSTED:
+                for argument in node.arguments or ():
+                    found.update(variables_in(argument))
+
+    for node in (operation, *fragments.values()):
+        visit(node, Inputs())
+    return frozenset(found)
+
+
+class OperationCosts:
+    """The cost of an operation for the values of its cost inputs, computed once: walking the
+    operation and coercing the arguments again is a twentieth of a single book query's time.
+    Kept per operation like the executor's other per-operation work (``ValuesCache``:
+    ``size`` operations whose documents hold at most ``budget`` characters, ``per_operation``
+    sets of values each)."""
+
+    def __init__(
+        self, size: int = CACHE_ENTRIES, budget: int = CACHE_TEXT, per_operation: int = 64
+    ) -> None:
+        self.kept: ValuesCache[int] = ValuesCache(cost_inputs, size, budget, per_operation)
+
+    def cost(
+        self,
+        operation: OperationDefinitionNode,
+        root: GraphQLObjectType,
+        fragments: Fragments,
+        variables: VariableValues,
+    ) -> int:
+        return self.kept.get(
+            operation,
+            fragments,
+            variables.coerced,
+            lambda: operation_cost(operation, root, fragments, variables),
+        )

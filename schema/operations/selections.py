@@ -1,0 +1,102 @@
+"""Which of a book's fields a query shows, at each place a book appears, once per document.
+
+A vector query returns the fields of the books it finds (RETURN), so it can return exactly
+what the query will show: ``similar { book { title } }`` reads titles, not descriptions,
+editions and inventories. The vector comes back too when a deeper field will search from the
+book (``similar``, ``withinRadius``), so the next level needs no read of its own: one round
+trip per level. The executor works the map out as an operation starts (fields grouped as
+execution groups them, every fragment opened once per selection set, so it costs what
+execution does) and keeps it per document; a resolver looks up its own position in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    get_named_type,
+)
+
+from lookalike.schema.operations.cache import OperationCache
+from lookalike.schema.operations.field_groups import grouped_fields, sub_selections
+from lookalike.services.books.records import ALL_FIELDS, BookFields
+
+BOOK_TYPE = "Book"
+# The Book type's GraphQL fields that are stored fields, by GraphQL name.
+STORED = {
+    "title": "title",
+    "author": "author",
+    "description": "description",
+    "genres": "genres",
+    "editions": "editions",
+    "inventory": "inventory",
+    "pages": "pages",
+    "yearPublished": "year_published",
+    "url": "url",
+    "rating": "rating",
+    "ratingVotes": "rating_votes",
+}
+SEARCHES_FROM_BOOK = {"similar", "withinRadius"}  # Book fields that need the book's vector
+
+Path = tuple[str, ...]  # response keys from the root, list indices left out
+BookSelections = Mapping[Path, BookFields]
+
+_known: OperationCache[BookSelections] = OperationCache()
+
+
+def book_selections(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> BookSelections:
+    """Path of every field that returns books -> the fields the query shows of them."""
+
+    def find() -> BookSelections:
+        found: dict[Path, BookFields] = {}
+        root = schema.get_root_type(operation.operation)
+        if root is not None:
+            _walk([operation.selection_set], root, (), fragments, found)
+        return found
+
+    return _known.get(operation, find)
+
+
+def _walk(
+    selections: list[SelectionSetNode],
+    parent: GraphQLObjectType,
+    path: Path,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    found: dict[Path, BookFields],
+) -> None:
+    for key, nodes in grouped_fields(selections, fragments).items():
+        definition = parent.fields.get(nodes[0].name.value)
+        if definition is None:
+            continue
+        child = get_named_type(definition.type)
+        inner = sub_selections(nodes)
+        if not inner or not isinstance(child, GraphQLObjectType):
+            continue
+        if child.name == BOOK_TYPE:
+            found[(*path, key)] = _shown(grouped_fields(inner, fragments))
+        _walk(inner, child, (*path, key), fragments, found)
+
+
+def _shown(groups: Mapping[str, list[FieldNode]]) -> BookFields:
+    names = {STORED[n[0].name.value] for n in groups.values() if n[0].name.value in STORED}
+    vector = any(n[0].name.value in SEARCHES_FROM_BOOK for n in groups.values())
+    return BookFields(frozenset(names), vector)
+
+
+def book_fields(info: strawberry.Info, *below: str) -> BookFields:
+    """The Book fields shown under this field, ``below`` naming the fields in between
+    (``("book",)`` for a list of matches, ``("edges", "node")`` for a connection)."""
+    selections: BookSelections = getattr(info.context, "book_selections", {})
+    path = tuple(key for key in info.path.as_list() if isinstance(key, str))
+    return selections.get((*path, *below), ALL_FIELDS)

@@ -1,0 +1,289 @@
+"""The book types and queries.
+
+The services' objects are served as they are: a ``Book`` field reads the services' book (which
+holds the fields the query asked for), a ``BookMatch`` is the services' match, a
+``RadiusResult`` its radius page. Nothing is copied field by field into a second type; the
+resolvers here make the services' request objects (which check their own arguments) and say
+which of a book's fields the selection will show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Annotated, Any
+
+import strawberry
+
+from lookalike.resolvers import books
+from lookalike.resolvers.context import Context
+from lookalike.schema.operations.selections import book_fields
+from lookalike.schema.types.pagination import Connection
+from lookalike.services.books import filters as facets_module
+from lookalike.services.books.catalogue import Match, RadiusPage
+from lookalike.services.books.records import Book as BookRecord
+from lookalike.services.books.requests import (
+    PageRequest,
+    RadiusRequest,
+    RecommendRequest,
+    SearchMode,
+    SearchRequest,
+    SimilarRequest,
+)
+from lookalike.services.books.search.diversity import NO_DIVERSITY, Diversity
+from lookalike.services.books.search.recommendations import RecommendStrategy
+
+Info = strawberry.Info[Context, None]
+
+strawberry.enum(
+    SearchMode,
+    description="How searchBooks matches the text. SEMANTIC: by meaning (the text's embedding "
+    "against the descriptions'). KEYWORD: by its words (BM25 over title, author and "
+    "description, the title weighted highest). HYBRID: both, ranked by similarity + 0.5 x "
+    "(word match with the title or author)^3, so a typed title comes first and a description "
+    "keeps its meaning.",
+)
+strawberry.enum(
+    RecommendStrategy,
+    description="Qdrant's recommend strategies. AVERAGE_VECTOR: the books nearest to "
+    "avg(liked), or avg(liked) + (avg(liked) - avg(disliked)). BEST_SCORE: each book scored "
+    "by its best similarity to a liked book when that beats its best similarity to a disliked "
+    "one, else by -(best disliked similarity)^2.",
+)
+
+NO_IDS: list[strawberry.ID] = []  # the default of the id-list arguments (never mutated)
+
+EXCLUDE = (
+    "Books never returned (already seen): k books still come back when k others match. At "
+    "most 500 ids; an id that names no book is ignored."
+)
+DIVERSITY = (
+    "0 to 1: maximal marginal relevance with lambda = 1 - diversity over the max(50, 5k) best "
+    "candidates (after filter and exclusions); the first book is the best. 0: no re-ranking."
+)
+MAX_PER_AUTHOR = "At most this many books by one author (1 to 100; authors compared ignoring case)."
+
+# The arguments similar, searchBooks and recommend share, typed and described once.
+Excluded = Annotated[list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)]
+DiversityArgument = Annotated[float | None, strawberry.argument(description=DIVERSITY)]
+MaxPerAuthor = Annotated[int | None, strawberry.argument(description=MAX_PER_AUTHOR)]
+
+
+@strawberry.type(description="One physical copy of a book and what it is doing now.")
+class InventoryItem:
+    stock_id: str
+    status: str = strawberry.field(description="available, on_loan or maintenance.")
+
+
+@strawberry.input(
+    description="Narrows a vector search inside Redis. A list matches any of its values; "
+    "fields given together must all match; genres and authors match whole values as stored, "
+    "ignoring case; an unknown value matches nothing."
+)
+class BookFilter:
+    genres: list[str] | None = None
+    authors: list[str] | None = None
+    year_from: int | None = strawberry.field(default=None, description="Published in or after.")
+    year_to: int | None = strawberry.field(default=None, description="Published in or before.")
+    min_rating: float | None = strawberry.field(default=None, description="Average score, 0-5.")
+    available: bool | None = strawberry.field(
+        default=None,
+        description="true: at least one copy is available now; false: none is.",
+    )
+
+
+def _choice(diversity: float | None, max_per_author: int | None) -> Diversity:
+    if not diversity and max_per_author is None:
+        return NO_DIVERSITY  # the usual case: no object to make and check, field after field
+    return Diversity(diversity or 0.0, max_per_author)
+
+
+def _ids(given: list[strawberry.ID] | None) -> tuple[str, ...]:
+    return tuple(str(i) for i in given or ())
+
+
+def _facets(given: BookFilter | None) -> facets_module.BookFilter:
+    if given is None:
+        return facets_module.NO_FILTER
+    return facets_module.BookFilter(
+        genres=tuple(given.genres) if given.genres is not None else None,
+        authors=tuple(given.authors) if given.authors is not None else None,
+        year_from=given.year_from,
+        year_to=given.year_to,
+        min_rating=given.min_rating,
+        available=given.available,
+    )
+
+
+@strawberry.type(description="A book of the catalogue.")
+class Book:
+    id: strawberry.ID
+    title: str
+    author: str
+    description: str = strawberry.field(
+        description="May be empty: such a book has no embedding, so no neighbours."
+    )
+    genres: list[str]
+    editions: list[str]
+    pages: int | None
+    year_published: int | None
+    url: str | None
+    rating: float | None = strawberry.field(description="Average reader score, 0 to 5.")
+    rating_votes: int | None
+    inventory: list[InventoryItem]
+
+    @strawberry.field(
+        description="The k nearest other books by description (cosine distance), nearest "
+        "first, among those the filter lets through and not excluded. Exactly k unless fewer "
+        "books match; never this book itself. With diversity or maxPerAuthor, picked from the "
+        "nearest in that order (each with its own distance).",
+        graphql_type=list["BookMatch"],
+    )
+    def similar(
+        self,
+        parent: strawberry.Parent[BookRecord],
+        info: Info,
+        k: int = 5,
+        filter: BookFilter | None = None,
+        exclude: Excluded = NO_IDS,
+        diversity: DiversityArgument = 0.0,
+        max_per_author: MaxPerAuthor = None,
+    ) -> Awaitable[list[Match]]:
+        request = SimilarRequest(
+            parent.id,
+            k,
+            _facets(filter),
+            book_fields(info, "book"),
+            _ids(exclude),
+            _choice(diversity, max_per_author),
+        )
+        return books.similar(info.context, parent, request)
+
+    @strawberry.field(
+        description="Every other book within cosine distance r (0 to 2), nearest first, "
+        "a page at a time, with the total count of matches.",
+        graphql_type="RadiusResult",
+    )
+    def within_radius(
+        self,
+        parent: strawberry.Parent[BookRecord],
+        info: Info,
+        r: float,
+        filter: BookFilter | None = None,
+        first: int = 10,
+        offset: int = 0,
+    ) -> Awaitable[RadiusPage]:
+        fields = book_fields(info, "matches", "book")
+        request = RadiusRequest(parent.id, r, first, offset, _facets(filter), fields)
+        return books.within_radius(info.context, parent, request)
+
+
+@strawberry.type
+class GenreCount:
+    name: str
+    count: int
+
+
+@strawberry.type(description="A neighbour and its cosine distance (0 identical, 2 opposite).")
+class BookMatch:
+    book: Book
+    distance: float
+
+
+@strawberry.type
+class RadiusResult:
+    total_count: int
+    matches: list[BookMatch]
+
+
+@strawberry.type
+class BookQuery:
+    @strawberry.field(
+        description="A book by id; null (with BOOK_NOT_FOUND) when there is none.",
+        graphql_type=Book | None,
+    )
+    async def book(self, info: Info, id: strawberry.ID) -> BookRecord:
+        return await books.book(info.context, str(id), book_fields(info))
+
+    @strawberry.field(
+        description="The k books that best answer the text (1 to 2,000 characters): by "
+        "meaning, by its words, or both (mode). Each match carries the book's cosine distance "
+        "to the text's embedding, in the order the mode ranks (SEMANTIC: nearest first; "
+        "KEYWORD and HYBRID: best first, so distances need not grow).",
+        graphql_type=list[BookMatch],
+    )
+    async def search_books(
+        self,
+        info: Info,
+        text: str,
+        k: int = 10,
+        filter: BookFilter | None = None,
+        mode: SearchMode = SearchMode.HYBRID,
+        exclude: Excluded = NO_IDS,
+        diversity: DiversityArgument = 0.0,
+        max_per_author: MaxPerAuthor = None,
+    ) -> list[Match]:
+        request = SearchRequest(
+            text,
+            k,
+            _facets(filter),
+            book_fields(info, "book"),
+            mode,
+            _ids(exclude),
+            _choice(diversity, max_per_author),
+        )
+        return await books.search(info.context, request)
+
+    @strawberry.field(
+        description="The k books most like the liked ones and unlike the disliked ones "
+        "(RecommendStrategy), among those the filter lets through. Never a liked, disliked or "
+        "excluded book. 1 to 50 liked, 0 to 50 disliked: an id that names no book is "
+        "BOOK_NOT_FOUND. Distance: to the query vector (AVERAGE_VECTOR), or 1 - the best score "
+        "(BEST_SCORE: 0 for a copy of a liked book, 1 to 2 for a book nearer a disliked one).",
+        graphql_type=list[BookMatch],
+    )
+    async def recommend(
+        self,
+        info: Info,
+        liked: list[strawberry.ID],
+        disliked: list[strawberry.ID] | None = NO_IDS,
+        k: int = 10,
+        strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
+        filter: BookFilter | None = None,
+        exclude: Excluded = NO_IDS,
+        diversity: DiversityArgument = 0.0,
+        max_per_author: MaxPerAuthor = None,
+    ) -> list[Match]:
+        request = RecommendRequest(
+            _ids(liked),
+            _ids(disliked),
+            k,
+            strategy,
+            _facets(filter),
+            book_fields(info, "book"),
+            _ids(exclude),
+            _choice(diversity, max_per_author),
+        )
+        return await books.recommend(info.context, request)
+
+    @strawberry.field(description="Every genre with its number of books, most books first.")
+    async def genres(self, info: Info) -> list[GenreCount]:
+        return [GenreCount(name=n, count=c) for n, c in await books.genres(info.context)]
+
+    @strawberry.field(
+        description="The catalogue in id order, a page at a time (first: 0 to 100).",
+        graphql_type=Connection[Book],
+    )
+    async def books(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[Any]:
+        after_id = None if after is None else books.decode_cursor(after)
+        fields = book_fields(info, "edges", "node")
+        request = PageRequest(20 if first is None else first, after_id, fields)
+        page = await books.books_page(info.context, request)
+        return Connection.of(
+            page.books,
+            lambda book: books.encode_cursor(book.id),
+            total=page.total,
+            has_next=page.has_next,
+            after=after,
+        )

@@ -1,0 +1,134 @@
+"""The face types, queries and mutations."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from lookalike.resolvers import faces
+from lookalike.resolvers.context import Context
+from lookalike.schema.types.pagination import Connection
+from lookalike.services.faces.store import Person as PersonRecord
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type(description="An enrolled person: only face vectors are kept, never photos.")
+class Person:
+    id: strawberry.ID
+    name: str | None
+    face_count: int
+
+    @classmethod
+    def from_record(cls, record: PersonRecord) -> Person:
+        return cls(id=strawberry.ID(record.id), name=record.name, face_count=record.face_count)
+
+
+@strawberry.type(description="A person near the photo: their nearest face's cosine distance.")
+class FaceCandidate:
+    person: Person
+    distance: float
+
+
+@strawberry.type
+class FaceIdentification:
+    person: Person | None = strawberry.field(
+        description="Null when the nearest face is farther than the threshold: unknown."
+    )
+    distance: float | None = strawberry.field(description="To the nearest enrolled face.")
+    candidates: list[FaceCandidate] = strawberry.field(
+        description="The k nearest distinct people, nearest first, also when unknown."
+    )
+    threshold: float
+    model: str
+    faces_detected: int = strawberry.field(
+        description="Faces found in the photo; the largest one is the one identified."
+    )
+
+
+@strawberry.type(description="Whether a photo shows one enrolled person.")
+class FaceVerification:
+    person: Person
+    match: bool = strawberry.field(
+        description="True when the nearest of the person's faces is closer than the threshold."
+    )
+    distance: float = strawberry.field(description="To the nearest of the person's faces.")
+    threshold: float
+    faces_detected: int = strawberry.field(
+        description="Faces found in the photo; the largest one is the one compared."
+    )
+
+
+@strawberry.type
+class FaceQuery:
+    @strawberry.field(description="A person by id; null (with PERSON_NOT_FOUND) if unknown.")
+    async def person(self, info: Info, id: strawberry.ID) -> Person | None:
+        return Person.from_record(await faces.person(info.context, str(id)))
+
+    @strawberry.field(
+        description="Enrolled people in id order, a page at a time (first: 0 to 100)."
+    )
+    async def people(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[Person]:
+        page, found = await faces.people_page(info.context, 20 if first is None else first, after)
+        return Connection[Person].of(
+            [Person.from_record(p) for p in found],
+            lambda person: faces.encode_cursor(person.id),
+            total=page.total,
+            has_next=page.has_next,
+            after=after,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Who is in this photo? The largest face is compared with every enrolled "
+        "face; k (1 to 20) nearest people are returned as candidates."
+    )
+    async def identify_face(self, info: Info, image: Upload, k: int = 3) -> FaceIdentification:
+        found, people = await faces.identify(info.context, image, k)
+        by_id = {p.id: Person.from_record(p) for p in people}
+        candidates = [
+            FaceCandidate(person=by_id[c.person_id], distance=c.distance)
+            for c in found.candidates
+            if c.person_id in by_id
+        ]
+        return FaceIdentification(
+            person=by_id.get(found.person_id) if found.person_id else None,
+            distance=found.distance,
+            candidates=candidates,
+            threshold=found.threshold,
+            model=found.model,
+            faces_detected=found.faces_detected,
+        )
+
+    @strawberry.mutation(
+        description="Is this photo that person? The largest face is compared with that "
+        "person's enrolled faces only. PERSON_NOT_FOUND for an unknown id."
+    )
+    async def verify_face(
+        self, info: Info, person_id: strawberry.ID, image: Upload
+    ) -> FaceVerification:
+        found = await faces.verify(info.context, str(person_id), image)
+        return FaceVerification(
+            person=Person.from_record(found.person),
+            match=found.match,
+            distance=found.distance,
+            threshold=found.threshold,
+            faces_detected=found.faces_detected,
+        )
+
+    @strawberry.mutation(
+        description="Add the largest face of this photo to a person (created if new). The "
+        "same photo twice adds nothing. personId: 1-64 of A-Z a-z 0-9 - _."
+    )
+    async def enroll_face(
+        self, info: Info, person_id: strawberry.ID, image: Upload, name: str | None = None
+    ) -> Person:
+        return Person.from_record(await faces.enroll(info.context, str(person_id), image, name))
+
+    @strawberry.mutation(description="Forget a person and every face vector of theirs.")
+    async def delete_person(self, info: Info, id: strawberry.ID) -> bool:
+        return await faces.delete(info.context, str(id))

