@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.schema.execution.schema import build_schema, document_limits
 from lookalike.schema.http.endpoint import GraphQLEndpoint
@@ -29,7 +31,7 @@ from lookalike.services import recovery
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.loading.loader import autoload_unfinished, open_catalogue
 from lookalike.services.core.api_keys import ApiKeys
-from lookalike.services.core.errors import ServiceUnavailable
+from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.embeddings.query_vectors import QueryEmbeddings
 from lookalike.services.embeddings.text_model import text_embedder
@@ -68,6 +70,33 @@ class CORS(CORSMiddleware):
         return JSONResponse(body, response.status_code, headers=headers)
 
 
+class StartupFailures:
+    """A start-up refused on purpose (Redis unreachable or unfit, settings the index does not
+    match) is said in its one sentence; its traceback goes to the debug log.
+
+    Starlette reports a failed lifespan to the server with the formatted traceback, which
+    uvicorn logs as the error: the sentence that matters would be its last line. The failed
+    message is sent while Starlette handles the exception, so ``sys.exc_info`` names it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def reporting(message: Message) -> None:
+            error = sys.exc_info()[1]
+            if message["type"] == "lifespan.startup.failed" and isinstance(error, LookalikeError):
+                log.debug("start-up failed", exc_info=error)
+                message = {**message, "message": error.message}
+            await send(message)
+
+        await self.app(scope, receive, reporting)
+
+
 async def home(request: Request) -> Response:
     return RedirectResponse("/graphql", status_code=307)
 
@@ -77,9 +106,10 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when Redis answers and the index holds a fully indexed catalogue. A Redis that
-    refuses writes (maxmemory) still serves every read and search: "degraded", and 200, so
-    that a load balancer does not take every server of that Redis out at once
+    """Ready when Redis answers, the index holds a fully indexed catalogue, and the indexes
+    are still of this process's settings (not converted under it by another process). A
+    Redis that refuses writes (maxmemory) still serves every read and search: "degraded", and
+    200, so that a load balancer does not take every server of that Redis out at once
     (docs/decisions.md, "A full Redis")."""
     catalogue: Catalogue = request.app.state.catalogue
     memory: MemoryLimit = request.app.state.memory
@@ -91,6 +121,9 @@ async def readyz(request: Request) -> Response:
         return JSONResponse({"status": "unavailable", "reason": "redis unreachable"}, 503)
     if not status.exists:
         return JSONResponse({"status": "unavailable", "reason": "index missing"}, 503)
+    changed = await recovery.changed_under(catalogue, request.app.state.faces.store)
+    if changed is not None:
+        return JSONResponse({"status": "unavailable", "reason": changed}, 503)
     if catalogue.loading or unfinished or status.documents == 0 or status.percent_indexed < 1:
         reason = f"catalogue loading ({status.documents} books, {status.percent_indexed:.0%})"
         return JSONResponse({"status": "unavailable", "reason": reason}, 503)
@@ -105,8 +138,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
-            open_catalogue(settings) as (catalogue, url),
-            open_faces(settings, catalogue.redis, catalogue.reads) as faces,
+            open_catalogue(settings, announce=True) as (catalogue, url),
+            open_faces(settings, catalogue.redis, catalogue.reads, announce=True) as faces,
         ):
             app.state.catalogue = catalogue
             app.state.faces = faces
@@ -159,6 +192,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_found},
     )
+    app.add_middleware(StartupFailures)
     app.add_middleware(
         RequestGuards,
         max_body_bytes=settings.max_body_bytes,

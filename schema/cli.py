@@ -165,6 +165,77 @@ def books_load(
     out.print(_run(work), highlight=False)
 
 
+@books_app.command("convert")
+def books_convert(
+    vector_type: Annotated[
+        str | None,
+        typer.Option(
+            help="float16 or float32.",
+            show_default=_setting_default("vector_type", "LOOKALIKE_VECTOR_TYPE"),
+        ),
+    ] = None,
+    hnsw_m: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            max=512,
+            help="HNSW M.",
+            show_default=_setting_default("hnsw_m", "LOOKALIKE_HNSW_M"),
+        ),
+    ] = None,
+    hnsw_ef_construction: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=4096,
+            help="HNSW EF_CONSTRUCTION.",
+            show_default=_setting_default("hnsw_ef_construction", "LOOKALIKE_HNSW_EF_CONSTRUCTION"),
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Convert even while live servers use the index: they stop being ready "
+            "(503, SERVICE_UNAVAILABLE) until restarted with these settings."
+        ),
+    ] = False,
+) -> None:
+    """Convert the book index and its stored vectors to these settings, in place.
+
+    Nothing is re-embedded. Refused (exit 3) while other live servers use the index, unless
+    --force. Then start the servers with the same settings.
+    """
+    from lookalike.services.books.catalogue import Catalogue
+    from lookalike.services.books.index import shaping_settings
+    from lookalike.services.books.loading.loader import ensure_book_index
+    from lookalike.services.redis.connection import open_redis
+
+    if vector_type not in (None, "float16", "float32"):
+        err.print("[red]error:[/red] --vector-type is float16 or float32", highlight=False)
+        raise typer.Exit(1)
+    chosen = {
+        "vector_type": vector_type,
+        "hnsw_m": hnsw_m,
+        "hnsw_ef_construction": hnsw_ef_construction,
+    }
+    settings = get_settings().model_copy(
+        update={name: value for name, value in chosen.items() if value is not None}
+    )
+
+    async def work() -> str:
+        async with open_redis(settings) as (client, _):
+            catalogue = Catalogue(client, settings)
+            change = await ensure_book_index(catalogue, force=force)
+            status = await catalogue.until_indexed()
+        done = {"unchanged": "already has", "created": "created with", "rebuilt": "converted to"}
+        return (
+            f"the book index {settings.index_name!r} {done[change]} "
+            f"{shaping_settings(settings)}: {status.documents} books"
+        )
+
+    out.print(_run(work), highlight=False)
+
+
 @books_app.command("similar")
 def books_similar(
     book_id: Annotated[str, typer.Argument(metavar="ID", help="The book's id.")],

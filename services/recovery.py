@@ -53,9 +53,22 @@ async def finish_autoload(catalogue: Catalogue, *, autoload: bool) -> bool:
     return loaded is not None
 
 
+async def changed_under(catalogue: Catalogue, faces: FaceStore) -> str | None:
+    """Why this process cannot serve from the indexes any more (another process converted
+    one for other settings: ``DefinitionWatch``), or None. Redis away: None, nothing known."""
+    try:
+        return await catalogue.watch.refresh() or await faces.watch.refresh()
+    except (ServiceUnavailable, *UNREACHABLE):
+        return None
+
+
 async def watch(catalogue: Catalogue, faces: FaceStore, *, autoload: bool, every: float) -> None:
-    """Run ``restore_if_empty`` and ``finish_autoload`` for the life of the server."""
+    """For the life of the server: notice an index converted under it, else run
+    ``restore_if_empty`` and ``finish_autoload``. An index converted for other settings is
+    never restored to this process's: that would undo the conversion under the others."""
     while True:
         await asyncio.sleep(every)
+        if await changed_under(catalogue, faces) is not None:
+            continue
         if not await restore_if_empty(catalogue, faces, autoload=autoload):
             await finish_autoload(catalogue, autoload=autoload)

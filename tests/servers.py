@@ -42,6 +42,12 @@ class Served:
             time.sleep(0.2)
         raise AssertionError(f"not ready within {timeout} s:\n{self.output()}")
 
+    def shutdown(self, timeout: float = 60) -> None:
+        """Stop as an orchestrator does (SIGTERM): the server finishes and cleans up (and
+        uvicorn then ends by the signal it caught)."""
+        self.process.terminate()
+        self.process.wait(timeout)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

@@ -12,6 +12,7 @@ are replicas (``Reads``); on a cluster a pipeline is split by shard and sent to 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from redisvl.query import FilterQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
 from lookalike.services.books.filters import BookFilter
-from lookalike.services.books.index import book_schema
+from lookalike.services.books.index import BOOK_INDEX_EXTRAS, book_schema, shaping_settings
 from lookalike.services.books.queries import BookQueries, Match
 from lookalike.services.books.records import VECTOR_FIELD, Book, BookFields
 from lookalike.services.books.requests import (
@@ -48,7 +49,13 @@ from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.vector_math import from_blobs
 from lookalike.services.redis.connection import Redis, in_one_round_trip, redis_errors
-from lookalike.services.redis.indexes import index_info
+from lookalike.services.redis.index_users import IndexUse
+from lookalike.services.redis.indexes import (
+    DefinitionWatch,
+    definition_key,
+    fingerprint,
+    index_info,
+)
 from lookalike.services.redis.replicas import Reads
 from lookalike.services.redis.searches import SearchPipeline
 
@@ -99,7 +106,14 @@ class Catalogue:
         self.schema = book_schema(settings)
         self._prefix = settings.key_prefix + ":"
         self.loading = False  # a (re)load is writing books: not ready, answers may be partial
-        self._searches = SearchPipeline(self.reads, settings.index_name)
+        self.definition = fingerprint(self.schema, BOOK_INDEX_EXTRAS)
+        self.watch = DefinitionWatch(  # converted under this process: SERVICE_UNAVAILABLE
+            client,
+            {definition_key(self.schema): self.definition.encode()},
+            f"the book index {settings.index_name!r}",
+            shaping_settings(settings),
+        )
+        self._searches = SearchPipeline(self.reads, settings.index_name, self.watch)
         self.queries = BookQueries(settings)
         self.answers: KeptAnswers[Match] = KeptAnswers()  # searchBooks, per catalogue version
         self.version_key = f"catalogue-version:{settings.index_name}"
@@ -111,10 +125,15 @@ class Catalogue:
     def doc_key(self, book_id: str) -> str:
         return self._prefix + book_id
 
+    def use(self) -> IndexUse:
+        """What a server announces it needs of the index (``index_users``)."""
+        return IndexUse(self.settings.index_name, self.definition, shaping_settings(self.settings))
+
     async def read(self, book_ids: Sequence[str], fields: BookFields) -> list[Book | None]:
         """Books in the order asked, with these fields; None where there is no such book."""
         if not book_ids:
             return []
+        self.watch.check()  # the vectors read would be of the other type
         names = [EXISTS, *fields.returned()]
         keys = [name.encode() for name in names]
         commands = [("HMGET", self.doc_key(book_id), *names) for book_id in book_ids]
@@ -367,6 +386,15 @@ class Catalogue:
             results = await self._searches.run(counts)
         found = [(g, r.total) for g, r in zip(genres, results, strict=True) if r.total]
         return sorted(found, key=lambda item: (-item[1], item[0]))
+
+    async def until_indexed(self, every: float = 0.1) -> IndexStatus:
+        """The index's status once it holds every book (a rebuilt index reads its books in
+        the background)."""
+        while True:
+            status = await self.status()
+            if not status.exists or status.percent_indexed >= 1:
+                return status
+            await asyncio.sleep(every)
 
     async def status(self) -> IndexStatus:
         """The index's size and progress; ``exists`` False when there is no index (a Redis

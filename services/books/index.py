@@ -38,6 +38,14 @@ TITLE_WEIGHT = 3.0
 NUMPY_TYPES = {"float16": np.float16, "float32": np.float32}
 
 
+def shaping_settings(settings: Settings) -> str:
+    """The settings that shape the books index, as an operator sets them (for messages)."""
+    return (
+        f"LOOKALIKE_VECTOR_TYPE={settings.vector_type}, LOOKALIKE_HNSW_M={settings.hnsw_m}, "
+        f"LOOKALIKE_HNSW_EF_CONSTRUCTION={settings.hnsw_ef_construction}"
+    )
+
+
 def book_schema(settings: Settings) -> IndexSchema:
     tags = {"separator": TAG_SEPARATOR}
     fields: list[dict[str, Any]] = [

@@ -27,6 +27,7 @@ from lookalike.services.faces.model import MODEL_LABEL, weight_files
 from lookalike.services.faces.store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.faces.workers import FaceWorkers
 from lookalike.services.redis.connection import Redis
+from lookalike.services.redis.index_users import announced
 from lookalike.services.redis.replicas import Reads
 
 PERSON_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -118,8 +119,8 @@ class FaceService:
         self._check_size(data)
         face = await self.embedder.embed(data)
         image_hash = hashlib.sha256(data).hexdigest()
-        await self.store.enroll(person_id, name.strip() if name else None, image_hash, face.vector)
-        return await self.get(person_id)
+        named = name.strip() if name else None
+        return (await self.store.enroll(person_id, named, image_hash, face.vector)).person
 
     async def get(self, person_id: str) -> Person:
         (person,) = await self.store.get_many([person_id])
@@ -140,17 +141,19 @@ class FaceService:
 
 @contextlib.asynccontextmanager
 async def open_faces(
-    settings: Settings, client: Redis, reads: Reads | None = None
+    settings: Settings, client: Redis, reads: Reads | None = None, *, announce: bool = False
 ) -> AsyncIterator[FaceService]:
     """The face service on this Redis: model files found, keys and index up to date, workers
-    started with the model loaded. Reads go through ``reads`` (replicas) when given."""
+    started with the model loaded. Reads go through ``reads`` (replicas) when given. A server
+    ``announce``s its use of the faces first (``index_users``), as ``open_catalogue`` does."""
     weight_files()  # a missing file: one sentence now, not one per worker
     limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
     embedder = FaceWorkers(settings.face_workers, limits)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(embedder.close)
         store = face_store(settings.face_layout, client, reads=reads)
+        if announce:
+            await stack.enter_async_context(announced(client, [store.use()]))
         await store.open()
         await embedder.start()
         yield FaceService(store, embedder, settings.face_threshold, settings.max_upload_bytes)
-    finally:
-        await embedder.close()

@@ -34,7 +34,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from redis.asyncio.client import Pipeline
@@ -48,9 +48,14 @@ from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.request_usage import note_write
 from lookalike.services.faces.model import DIMENSIONS
 from lookalike.services.redis.connection import Redis, redis_errors, transaction_client
+from lookalike.services.redis.index_users import IndexUse, refuse_while_used
 from lookalike.services.redis.indexes import (
+    Conversion,
+    DefinitionWatch,
+    definition_key,
     drop_index,
     ensure_index,
+    fingerprint,
     fully_indexed,
     index_info,
 )
@@ -61,6 +66,7 @@ from lookalike.services.redis.searches import SearchPipeline
 log = logging.getLogger(__name__)
 
 Layout = Literal["hash", "json"]
+T = TypeVar("T")
 KEYS_VERSION = b"2"  # 2: every key of a person carries the person as its hash tag
 FACE_FIELD = "img:"  # hash layout: the person's record lists each face as img:<image hash>
 
@@ -70,6 +76,15 @@ class Person:
     id: str
     name: str | None
     face_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """What one enrolment wrote: whether the face was new, and the person as the same
+    transaction left them (a delete right after it cannot make it look unwritten)."""
+
+    added: bool
+    person: Person
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +132,30 @@ class FaceStore:
         self.marker = f"{namespace}faces:layout"
         self.keys_version = f"{namespace}faces:keys-version"
         self.index = AsyncSearchIndex(self.schema(), redis_client=client)
-        self._searches = SearchPipeline(self.reads, self.index.name)
+        self.store_name = f"{namespace}faces"  # in the registry of live servers
+        self.settings = f"FACE_LAYOUT={self.layout}"
+        self.definition = fingerprint(self.index.schema)
+        self.watch = DefinitionWatch(  # changed under this process: SERVICE_UNAVAILABLE
+            client,
+            {
+                self.marker: self.layout.encode(),
+                definition_key(self.index.schema): self.definition.encode(),
+            },
+            "the face index",
+            self.settings,
+        )
+        self._searches = SearchPipeline(self.reads, self.index.name, self.watch)
 
     def schema(self) -> IndexSchema:
         raise NotImplementedError
 
     def person_key(self, person_id: str) -> str:
         return f"{self.ns}face-person:{{{person_id}}}"
+
+    def use(self) -> IndexUse:
+        """What a server announces it needs of the faces (``index_users``): the layout and
+        its index's definition."""
+        return IndexUse(self.store_name, f"{self.layout}:{self.definition}", self.settings)
 
     async def open(self) -> None:
         """Check the layout, rename keys of earlier versions, bring the index up to date.
@@ -142,9 +174,18 @@ class FaceStore:
                         f"them, or forget them first (FACE_LAYOUT={stored} lookalike faces "
                         "forget ID) to start over"
                     )
+                await refuse_while_used(
+                    self.redis,
+                    self.store_name,
+                    what=f"the face store (FACE_LAYOUT={stored})",
+                    settings=self.settings,
+                    convert="stop them first",
+                    force=False,
+                )
                 await self.redis.set(self.marker, self.layout)
             await self._rename_old_keys()
-        if await ensure_index(self.redis, self.index.schema) != "unchanged":
+        conversion = Conversion(self.store_name, self.settings, "stop them first")
+        if await ensure_index(self.redis, self.index.schema, conversion=conversion) != "unchanged":
             await self._until_indexed()
 
     async def _until_indexed(self, limit: float = 600.0) -> None:
@@ -207,6 +248,7 @@ class FaceStore:
         return renamed
 
     async def page(self, first: int, after: str | None) -> PeoplePage:
+        self.watch.check()
         low = f"({after}" if after is not None else "-"
 
         async def read(client: Redis) -> list[Any]:
@@ -244,8 +286,9 @@ class FaceStore:
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
-    ) -> bool:
-        """Add one face; False when this image was enrolled for this person already."""
+    ) -> Enrolment:
+        """Add one face (not ``added`` when this image was enrolled for this person
+        already), and read the person back in the same transaction."""
         raise NotImplementedError
 
     async def delete(self, person_id: str) -> bool:
@@ -262,11 +305,12 @@ class FaceStore:
                 await pipe.execute()
 
     async def _watched(
-        self, keys: Sequence[str], change: Callable[[Pipeline], Awaitable[bool]]
-    ) -> bool:
+        self, keys: Sequence[str], change: Callable[[Pipeline], Awaitable[Callable[[list[Any]], T]]]
+    ) -> T:
         """Run ``change`` as an optimistic transaction on one person's keys (WATCH, read,
-        MULTI, write), again if another client changed them meanwhile. On a cluster it runs
-        on the shard that holds the person's slot (``CountingCluster.node_client``)."""
+        MULTI, write), again if another client changed them meanwhile; ``change`` hands back
+        what makes the result of the transaction's replies. On a cluster it runs on the shard
+        that holds the person's slot (``CountingCluster.node_client``)."""
         client = transaction_client(self.redis, keys[0])
         async with redis_errors("face"):
             for _ in range(5):
@@ -274,9 +318,9 @@ class FaceStore:
                     async with client.pipeline(transaction=True) as pipe:
                         await pipe.watch(*keys)
                         result = await change(pipe)
-                        await pipe.execute()
+                        replies = await pipe.execute()
                         note_write()
-                        return result
+                        return result(replies)
                 except WatchError:
                     continue
         raise ServiceUnavailable("too many concurrent changes of the same person; try again")
@@ -332,6 +376,8 @@ class HashFaceStore(FaceStore):
         return f"{self.ns}face:{{{person_id}}}:{image_hash[:32]}"
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        self.watch.check()
+
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 for person_id in person_ids:
@@ -362,11 +408,12 @@ class HashFaceStore(FaceStore):
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
-    ) -> bool:
+    ) -> Enrolment:
+        self.watch.check()
         face_key = self.face_key(person_id, image_hash)
         person_key = self.person_key(person_id)
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], Enrolment]:
             new = not await pipe.exists(face_key)
             pipe.multi()  # type: ignore[no-untyped-call]
             if new:
@@ -382,16 +429,24 @@ class HashFaceStore(FaceStore):
                 pipe.hset(person_key, f"{FACE_FIELD}{image_hash[:32]}", 1)
             if name is not None:
                 pipe.hset(person_key, "name", name)
-            return new
+            pipe.hmget(person_key, ["name", "face_count"])
 
-        added = await self._watched([face_key, person_key], change)
+            def enrolment(replies: list[Any]) -> Enrolment:
+                stored, count = replies[-1]
+                known = stored.decode() if stored else None
+                return Enrolment(new, Person(person_id, known, int(count)))
+
+            return enrolment
+
+        done = await self._watched([face_key, person_key], change)
         await self._sync_registry(person_id)
-        return added
+        return done
 
     async def delete(self, person_id: str) -> bool:
+        self.watch.check()
         person_key = self.person_key(person_id)
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], bool]:
             fields = [_text(f) for f in await pipe.hkeys(person_key)]
             faces = [
                 self.face_key(person_id, f[len(FACE_FIELD) :])
@@ -400,7 +455,7 @@ class HashFaceStore(FaceStore):
             ]
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.delete(person_key, *faces)
-            return bool(fields)
+            return lambda _: bool(fields)
 
         deleted = await self._watched([person_key], change)
         await self._sync_registry(person_id)
@@ -436,6 +491,8 @@ class JsonFaceStore(FaceStore):
         )
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        self.watch.check()
+
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 for person_id in person_ids:  # one key a command: people live in many slots
@@ -461,34 +518,43 @@ class JsonFaceStore(FaceStore):
 
     async def enroll(
         self, person_id: str, name: str | None, image_hash: str, vector: bytes
-    ) -> bool:
+    ) -> Enrolment:
+        self.watch.check()
         key = self.person_key(person_id)
         floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
 
-        async def change(pipe: Pipeline) -> bool:
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], Enrolment]:
             raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
             hashes = json.loads(raw)[0] if raw else None
             pipe.multi()  # type: ignore[no-untyped-call]
+            new = hashes is None or image_hash not in hashes
             if hashes is None:
                 document = {"id": person_id, "name": name, "image_hashes": [image_hash]}
                 pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
                 pipe.execute_command("JSON.SET", key, "$.embeddings", f"[{floats}]")
-                return True
-            new = image_hash not in hashes
-            if new:
-                pipe.execute_command("JSON.ARRAPPEND", key, "$.embeddings", floats)
-                pipe.execute_command(
-                    "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
-                )
-            if name is not None:
-                pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
-            return new
+            else:
+                if new:
+                    pipe.execute_command("JSON.ARRAPPEND", key, "$.embeddings", floats)
+                    pipe.execute_command(
+                        "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
+                    )
+                if name is not None:
+                    pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
+            pipe.execute_command("JSON.GET", key, "$.name", "$.image_hashes")
 
-        added = await self._watched([key], change)
+            def enrolment(replies: list[Any]) -> Enrolment:
+                values = json.loads(replies[-1])
+                stored, count = values["$.name"][0], len(values["$.image_hashes"][0])
+                return Enrolment(new, Person(person_id, stored, count))
+
+            return enrolment
+
+        done = await self._watched([key], change)
         await self._sync_registry(person_id)
-        return added
+        return done
 
     async def delete(self, person_id: str) -> bool:
+        self.watch.check()
         async with redis_errors():
             deleted = await self.redis.delete(self.person_key(person_id))
         note_write()

@@ -17,11 +17,12 @@ field indexed a second time under another name, index options such as NOOFFSETS)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from redisvl.schema import IndexSchema
 
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.redis.connection import Redis, redis_errors, search_knows_every_shard
+from lookalike.services.redis.index_users import refuse_while_used
 from lookalike.services.redis.lock import held_lock
 
 log = logging.getLogger(__name__)
@@ -82,21 +84,42 @@ def definition_key(schema: IndexSchema) -> str:
     return f"index-definition:{schema.index.name}"
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """Who else may be using an index that would be rebuilt (``index_users``): ``store``
+    names it in the registry of live processes, ``settings`` are this process's (for the
+    message), ``how`` says how to convert it instead, ``force`` converts under live processes."""
+
+    store: str
+    settings: str
+    how: str  # how to convert instead, for the refusal's message
+    force: bool = False
+
+
+REBUILDING = b"rebuilding"  # the recorded definition while documents are converted
+
+
 async def ensure_index(
     client: Redis,
     schema: IndexSchema,
     *,
     extras: IndexExtras = NO_EXTRAS,
     before_rebuild: Callable[[], Awaitable[None]] | None = None,
+    conversion: Conversion | None = None,
 ) -> IndexChange:
     """Make the index exist with exactly this definition.
 
-    ``before_rebuild`` runs under the lock before an outdated index is dropped: the place to
-    convert documents an earlier version stored differently.
+    An index of another definition is rebuilt only when no other live process uses it
+    (``conversion``; without one, the index's name is its store), or when forced: their
+    searches would fail on it. ``before_rebuild`` runs under the lock before an outdated
+    index is dropped: the place to convert documents an earlier version stored differently.
+    While it runs the recorded definition is ``REBUILDING``, so processes that use the index
+    see it change as it begins (``DefinitionWatch``).
     """
     name = schema.index.name
     wanted = fingerprint(schema, extras).encode()
     key = definition_key(schema)
+    conversion = conversion or Conversion(name, "this version's definition", "stop them first")
     async with redis_errors():
         if await client.get(key) == wanted and await index_info(client, name) is not None:
             return "unchanged"  # the common start: no lock taken
@@ -105,17 +128,92 @@ async def ensure_index(
             if exists and await client.get(key) == wanted:
                 return "unchanged"  # another process brought it up to date meanwhile
             if exists:
+                await refuse_while_used(
+                    client,
+                    conversion.store,
+                    what=f"the search index {name!r}",
+                    settings=conversion.settings,
+                    convert=conversion.how,
+                    force=conversion.force,
+                )
                 log.warning(
                     "the search index %r was made from another definition: rebuilding it "
                     "over the same documents",
                     schema.index.name,
                 )
+                await client.set(key, REBUILDING)
                 if before_rebuild is not None:
                     await before_rebuild()
                 await client.execute_command("FT.DROPINDEX", name)
             await create_index(client, schema, extras)
             await client.set(key, wanted)
             return "rebuilt" if exists else "created"
+
+
+class DefinitionWatch:
+    """Whether what a running process relies on (an index's recorded definition, the face
+    layout) is still what it started with.
+
+    Another process may convert an index under this one (``lookalike books convert
+    --force``): from then on this one's searches would fail (a FLOAT16 query vector against a
+    FLOAT32 index), or miss what the other writes. ``refresh`` reads the recorded values;
+    once one differs, ``check`` refuses every request with SERVICE_UNAVAILABLE and /readyz
+    says why, until the values are this process's again. An absent value is no change: a
+    Redis that came back empty is recovery's to handle.
+    """
+
+    def __init__(self, client: Redis, expected: dict[str, bytes], what: str, settings: str):
+        self.client = client
+        self.expected = expected
+        self.what = what
+        self.settings = settings
+        self.changed: str | None = None  # why this process cannot serve from it, once found
+
+    def check(self) -> None:
+        if self.changed is not None:
+            raise ServiceUnavailable(self.changed)
+
+    async def refresh(self) -> str | None:
+        """Read the recorded values again; the reason this process cannot serve, or None."""
+        keys = list(self.expected)
+        async with redis_errors():
+            found = await client_get_many(self.client, keys)
+        differ = [
+            key
+            for key, value in zip(keys, found, strict=True)
+            if value is not None and value != self.expected[key]
+        ]
+        was, self.changed = (
+            self.changed,
+            (
+                f"{self.what} was converted by another process for other settings than this "
+                f"process's ({self.settings}): restart it with the settings the index has now"
+                if differ
+                else None
+            ),
+        )
+        if self.changed is not None and was is None:
+            log.error(self.changed)
+        elif was is not None and self.changed is None:
+            log.warning("%s is this process's again: serving from it", self.what)
+        return self.changed
+
+    async def explain(self, error: ResponseError) -> ServiceUnavailable | ResponseError:
+        """What to raise for a search Redis refused: SERVICE_UNAVAILABLE when the index
+        changed under this process (a query vector of the old size, an index dropped for its
+        rebuild), else the error itself (a bug)."""
+        with contextlib.suppress(ServiceUnavailable):
+            if await self.refresh() is not None:
+                return ServiceUnavailable(self.changed or "")
+        return error
+
+
+async def client_get_many(client: Redis, keys: Sequence[str]) -> list[Any]:
+    """GET of each key (on a cluster, of many slots) in one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+        return list(await pipe.execute())
 
 
 async def create_index(client: Redis, schema: IndexSchema, extras: IndexExtras) -> None:

@@ -10,10 +10,12 @@ every shard and merges their hits.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from redis.exceptions import ResponseError
 from redisvl.query import BaseQuery
 
 from lookalike.services.redis.connection import (
@@ -22,7 +24,7 @@ from lookalike.services.redis.connection import (
     is_cluster,
     redis_errors,
 )
-from lookalike.services.redis.indexes import fully_indexed, info_of
+from lookalike.services.redis.indexes import DefinitionWatch, fully_indexed, info_of
 from lookalike.services.redis.replicas import Reads
 
 
@@ -105,9 +107,13 @@ def search_arguments(index_name: str, query: Search) -> list[Any]:
 
 
 class SearchPipeline:
-    def __init__(self, reads: Reads, index_name: str) -> None:
+    """``watch``: the searched index's definition, so that searches on an index converted
+    under this process are SERVICE_UNAVAILABLE, not a Redis error (``DefinitionWatch``)."""
+
+    def __init__(self, reads: Reads, index_name: str, watch: DefinitionWatch | None = None):
         self.reads = reads
         self.index_name = index_name
+        self.watch = watch
 
     async def run(self, queries: Sequence[Search], *, primary: bool = False) -> list[Reply]:
         """All queries in one round trip; ``primary`` when the answer must include this
@@ -134,7 +140,7 @@ class SearchPipeline:
                 ]
             return await in_one_round_trip(client, [*ahead, *commands])
 
-        async with redis_errors():
+        async with self._watched():
             version, info, *replies = await self.reads.run(send)
         return version, fully_indexed(info_of(info)), [_read(reply) for reply in replies]
 
@@ -145,8 +151,24 @@ class SearchPipeline:
         def send(client: Redis) -> Awaitable[list[Any]]:
             return in_one_round_trip(client, commands)
 
-        async with redis_errors():
+        async with self._watched():
             return await (send(self.reads.primary) if primary else self.reads.run(send))
+
+    @contextlib.asynccontextmanager
+    async def _watched(self) -> AsyncIterator[None]:
+        if self.watch is None:
+            async with redis_errors():
+                yield
+            return
+        self.watch.check()
+        try:
+            async with redis_errors():
+                yield
+        except ResponseError as exc:
+            found = await self.watch.explain(exc)
+            if found is exc:
+                raise
+            raise found from exc
 
 
 def _read(reply: dict[bytes, Any]) -> Reply:

@@ -22,7 +22,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from lookalike.services.books.catalogue import Catalogue
-from lookalike.services.books.index import BOOK_INDEX_EXTRAS, vector_bytes
+from lookalike.services.books.index import BOOK_INDEX_EXTRAS, shaping_settings, vector_bytes
 from lookalike.services.books.loading.shipped import ShippedCatalogue, read_shipped
 from lookalike.services.books.loading.upgrade import upgrade_books
 from lookalike.services.books.records import book_hash, record_digests, sha256_text
@@ -31,7 +31,8 @@ from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.text_model import TextEmbedder, text_embedder
 from lookalike.services.redis.connection import open_redis, redis_errors
-from lookalike.services.redis.indexes import IndexChange, ensure_index
+from lookalike.services.redis.index_users import announced
+from lookalike.services.redis.indexes import Conversion, IndexChange, ensure_index
 from lookalike.services.redis.lock import held_lock
 from lookalike.services.redis.replicas import open_reads
 
@@ -71,14 +72,27 @@ class _Pending:
     needs_model: bool = False
 
 
-async def ensure_book_index(catalogue: Catalogue) -> IndexChange:
-    """The books index as this version defines it; books an earlier version stored differently
-    (JSON documents, the other vector type) are converted before it is rebuilt."""
+CONVERT = (
+    "convert it first with 'lookalike books convert' (refused while they run; --force "
+    "converts under them, and they stop being ready until restarted with its settings)"
+)
+
+
+async def ensure_book_index(catalogue: Catalogue, *, force: bool = False) -> IndexChange:
+    """The books index as this version and these settings define it; books stored otherwise
+    (JSON documents of an earlier version, the other vector type) are converted before it is
+    rebuilt. Refused while other live servers use it, unless ``force`` (``index_users``)."""
     change = await ensure_index(
         catalogue.redis,
         catalogue.schema,
         extras=BOOK_INDEX_EXTRAS,
         before_rebuild=lambda: upgrade_books(catalogue),
+        conversion=Conversion(
+            catalogue.settings.index_name,
+            shaping_settings(catalogue.settings),
+            CONVERT,
+            force=force,
+        ),
     )
     if change != "unchanged":  # a new index, or books converted for a rebuilt one
         await catalogue.changed()
@@ -259,11 +273,21 @@ async def _needs_autoload(catalogue: Catalogue) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def open_catalogue(settings: Settings) -> AsyncIterator[tuple[Catalogue, str]]:
+async def open_catalogue(
+    settings: Settings, *, announce: bool = False
+) -> AsyncIterator[tuple[Catalogue, str]]:
     """Redis (embedded or REDIS_URL) with a ready catalogue, reading from replicas when there
-    are any: what the server and CLI start from."""
-    async with open_redis(settings) as (client, url), open_reads(settings, client) as reads:
+    are any: what the server and CLI start from. A server ``announce``s its use of the index
+    (``index_users``) before it looks at it, so that another server starting at the same
+    moment with other settings finds it there and does not convert the index under it."""
+    async with (
+        open_redis(settings) as (client, url),
+        open_reads(settings, client) as reads,
+        contextlib.AsyncExitStack() as stack,
+    ):
         catalogue = Catalogue(client, settings, reads)
+        if announce:
+            await stack.enter_async_context(announced(client, [catalogue.use()]))
         loaded = await prepare_catalogue(catalogue, autoload=settings.catalogue_autoload)
         if loaded is not None:
             log.info("loaded the shipped catalogue", extra={"summary": str(loaded)})
