@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.redis.connection import UNREACHABLE, Redis, redis_errors
 
@@ -95,7 +97,8 @@ async def announced(client: Redis, uses: Sequence[IndexUse]) -> AsyncIterator[No
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
-        with contextlib.suppress(*UNREACHABLE):  # Redis away: the announcement expires
+        # Redis away, or refusing commands: the announcement expires by itself
+        with contextlib.suppress(RedisError, *UNREACHABLE):
             async with client.pipeline(transaction=False) as pipe:
                 for key, member in members.items():
                     pipe.zrem(key, member)
@@ -117,7 +120,7 @@ async def _renew(client: Redis, members: dict[str, str]) -> None:
         await asyncio.sleep(TTL / 3)
         try:
             await _announce(client, members)
-        except UNREACHABLE as exc:
+        except (RedisError, *UNREACHABLE) as exc:  # away, or full (maxmemory): try again
             log.warning("could not renew this server's announcement: %s", exc)
 
 

@@ -16,11 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aredis
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
 from lookalike.services.core.settings import Settings
 from lookalike.services.redis.embedded import EmbeddedRedis
+from lookalike.services.redis.index_users import TTL, IndexUse, announced, registry_key
 from tests.conftest import API_KEY, both_backends, error_codes, metric, sync_client
 from tests.photos import ENROLL, PREFLIGHT, orl
 from tests.servers import serving
@@ -238,6 +240,39 @@ def test_a_full_redis_still_answers_searches_and_refuses_writes_as_service_unava
     )
     assert all(r["level"] == "warning" and "exc" not in r for r in refusals)
     assert not any("Traceback" in line or '"exc"' in line for line in lines), served.output()
+    control.close()
+
+
+def test_a_renewal_a_full_redis_refuses_is_tried_again_and_the_block_ends_cleanly(
+    own_redis: str,
+) -> None:
+    """A server renews its announcement of the indexes it uses every TTL/3 s. Redis over its
+    maxmemory refuses a renewal: it is tried again once Redis has room, and leaving the block
+    (the server's shutdown) withdraws it without raising what the refused renewal raised."""
+    control = redis.Redis.from_url(own_redis)
+    use = IndexUse(store="pressure-announcement", definition="d", settings="s")
+    key = registry_key(use.store)
+
+    async def scenario() -> tuple[float, float]:
+        client = aredis.Redis.from_url(own_redis)
+        try:
+            async with announced(client, [use]):
+                control.config_set("maxmemory-policy", "noeviction")
+                control.config_set("maxmemory", int(control.info("memory")["used_memory"]) // 2)
+                try:
+                    await asyncio.sleep(TTL / 3 + 1)  # a renewal falls while Redis is full
+                finally:
+                    control.config_set("maxmemory", 0)
+                await asyncio.sleep(TTL / 3 + 1)  # and one once it has room again
+                scores: list[tuple[bytes, float]] = control.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]
+                seen = time.time()
+            return scores[0][1], seen
+        finally:
+            await client.aclose()
+
+    expires, seen = asyncio.run(scenario())
+    assert expires > seen + TTL - (TTL / 3 + 1.5), "the announcement was not renewed"
+    assert control.zcard(key) == 0  # withdrawn at the end of the block
     control.close()
 
 
