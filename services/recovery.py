@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from redis.exceptions import RedisError
+
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.loading.loader import autoload_unfinished, prepare_catalogue
 from lookalike.services.core.errors import ServiceUnavailable
@@ -68,7 +70,10 @@ async def watch(catalogue: Catalogue, faces: FaceStore, *, autoload: bool, every
     never restored to this process's: that would undo the conversion under the others."""
     while True:
         await asyncio.sleep(every)
-        if await changed_under(catalogue, faces) is not None:
-            continue
-        if not await restore_if_empty(catalogue, faces, autoload=autoload):
-            await finish_autoload(catalogue, autoload=autoload)
+        try:
+            if await changed_under(catalogue, faces) is not None:
+                continue
+            if not await restore_if_empty(catalogue, faces, autoload=autoload):
+                await finish_autoload(catalogue, autoload=autoload)
+        except (RedisError, ServiceUnavailable, *UNREACHABLE) as exc:  # a full Redis, say
+            log.warning("could not check the indexes (trying again in %g s): %s", every, exc)

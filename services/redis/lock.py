@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError
+from redis.exceptions import RedisError
 
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.redis.connection import UNREACHABLE, Redis, redis_errors
@@ -42,7 +42,7 @@ async def held_lock(
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
-        with contextlib.suppress(LockError, *UNREACHABLE):
+        with contextlib.suppress(RedisError, *UNREACHABLE):
             await lock.release()  # lost (expired while Redis was away): nothing to free
 
 
@@ -51,5 +51,5 @@ async def _renew(lock: Lock, ttl: float) -> None:
         await asyncio.sleep(ttl / 3)
         try:
             await lock.reacquire()
-        except (LockError, *UNREACHABLE) as exc:
+        except (RedisError, *UNREACHABLE) as exc:  # LockError too; a full Redis: try again
             log.warning("could not renew the lock %r: %s", lock.name, exc)
