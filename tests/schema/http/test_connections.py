@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lookalike.schema.http.server import ChunkedEnd, empty_line_end
+from lookalike.schema.http.connection_limits import ChunkedEnd, empty_line_end
 from lookalike.services.core.settings import Settings
 from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.conftest import error_codes, metric, redis_dump
