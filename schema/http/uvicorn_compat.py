@@ -189,6 +189,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self._refusal is not None and (self.cycle is None or self.cycle.response_complete):
             self._write_refusal()  # the last answer owed before it is out
+        elif self._phase is not None:  # a request read behind this answer: its turn, its time
+            self._begin(self._phase[0])
+            self._arm()
 
     # --- parser callbacks -------------------------------------------------------------------
     # relies on: httptools calling these on the protocol, uvicorn's versions building the
