@@ -182,8 +182,8 @@ def test_a_send_or_read_past_the_deadline_raises_and_closes_the_connection(
             os.kill(server.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
             try:
                 big = b"x" * (32 << 20)  # far more than the socket buffers hold
-                # the write first, on the open connection; each command is tried again once
-                # on a new connection, whose handshake times out
+                # the write first, on the open connection; the round trip's one deadline
+                # covers a retry on a new connection too
                 for command in (
                     partial(client.set, "deadline:big", big),
                     partial(client.get, "deadline:small"),
