@@ -1,7 +1,7 @@
 """What cutting each read into pieces costs: uvicorn's own protocol against ours, in process.
 
 ``lookalike serve``'s protocol hands a read to httptools in pieces that end where a header
-section or a body can end (schema/http/server.py). This feeds the same reads to uvicorn's
+section or a body can end (schema/http/uvicorn_compat.py). This feeds the same reads to uvicorn's
 HttpToolsProtocol (the baseline) and to ours, each request answered by an app that writes an
 empty 200, on one event loop with a transport that keeps nothing: a small GET, a 56 KB
 multipart upload in one read, ten pipelined POSTs in one read, and a chunked body. The two
@@ -25,7 +25,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from lookalike.schema.http.server import ConnectionLimits, limited_protocol
+from lookalike.schema.http.connection_limits import ConnectionLimits
+from lookalike.schema.http.uvicorn_compat import limited_protocol
 
 
 async def empty_answer(scope: Any, receive: Any, send: Any) -> None:

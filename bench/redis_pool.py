@@ -1,14 +1,15 @@
-"""What waiting for a connection costs when none has to be waited for: the blocking pool
-(``services/redis/connection.py``) against redis-py's plain pool it replaced.
+"""What a turn and a deadline per round trip cost when no round trip has to wait: lookalike's
+client (``services/redis/connection.py``: redis-py's plain pool, a turn and one deadline per
+command, round_trips.py) against redis-py's client on the same plain pool (no deadline), and
+on redis-py's blocking pool (the waiting lookalike's turns replace).
 
     .venv/bin/python -m bench.redis_pool [--commands 20000] [--tasks 32]
 
-An embedded Redis; the same client but for the pool class. First the pool alone: taking a
-connection and giving it back, no command (with redis-py's blocking pool as it comes, too);
-then GETs of one small key, one after another (one
-task) and from ``--tasks`` tasks at once (fewer than the pool's connections: no task ever
-waits). The two sides interleave, three runs each; microseconds per command and the ratio
-blocking / plain.
+An embedded Redis; the same connections but for the client and pool class. First the pool
+alone: taking a connection and giving it back, no command; then GETs of one small key, one
+after another (one task) and from ``--tasks`` tasks at once (fewer than the pool's
+connections: no task ever waits). The two sides interleave, three runs each; microseconds per
+command and the ratio lookalike's / plain.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 import redis.asyncio as aredis
-from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
+from redis.asyncio import BlockingConnectionPool, ConnectionPool
 
 from lookalike.services.redis.connection import connect
 from lookalike.services.redis.embedded import EmbeddedRedis
@@ -68,7 +69,7 @@ async def main(commands: int, tasks: int) -> None:
         try:
             blocking = connect(url, 2.0)
             plain = twin(blocking, ConnectionPool)
-            redis_py = twin(blocking, BlockingConnectionPool)  # without the free-connection path
+            redis_py = twin(blocking, BlockingConnectionPool)
             await blocking.set("bench:pool", b"x" * 100)
             for client in (blocking, plain, redis_py):  # connections opened, code warm
                 await per_command(client, 2000, tasks)
@@ -85,7 +86,7 @@ async def main(commands: int, tasks: int) -> None:
                     p = await per_command(plain, commands, width)
                     ratios.append(b / p)
                     print(
-                        f"{label:>9} run {run + 1}: blocking {b:6.1f} us/command, "
+                        f"{label:>9} run {run + 1}: lookalike's {b:6.1f} us/command, "
                         f"plain {p:6.1f} us/command, ratio {b / p:.3f}"
                     )
                 print(

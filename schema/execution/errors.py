@@ -20,7 +20,8 @@ from graphql import GraphQLError
 from redis.exceptions import OutOfMemoryError
 
 from lookalike.services.core.errors import LookalikeError
-from lookalike.services.redis.connection import UNREACHABLE, NoConnectionFree
+from lookalike.services.redis.connection import UNREACHABLE
+from lookalike.services.redis.round_trips import NoConnectionFree
 
 MAX_MESSAGE = 300
 MAX_EXTENSION_TEXT = 80

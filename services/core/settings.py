@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     redis_timeout: float = Field(
-        default=2.0, gt=0, description="Seconds a Redis connect, send or reply may take."
+        default=2.0,
+        gt=0,
+        description="Seconds a Redis round trip (a command or a pipeline) may take.",
     )
     redis_max_connections: int = Field(
         default=64,

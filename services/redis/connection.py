@@ -6,8 +6,9 @@ each command to the shard that holds its key (a search, to a node whose query en
 out to every shard).
 
 Round trips are counted in the client, where they happen, into the request's usage
-(``request_usage``): on one Redis, every ``send_packed_command`` is one request written to the
-socket and waited for (a pipeline sends all its commands in one). On a cluster a pipeline is
+(``request_usage``): on one Redis, every command and every pipeline's execution is one request
+written to the socket and waited for (a pipeline sends all its commands in one), each taking a
+turn and bounded by one deadline (round_trips.py). On a cluster a pipeline is
 split by shard and sent to all of them at once, so it still costs one round trip of latency:
 it counts one, and so does each command sent alone (redirections and retries inside are not
 counted). Redis's own ``INFO stats`` read counts grow with payload size, so they cannot tell
@@ -20,25 +21,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import hiredis
 import redis.asyncio as aredis
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.asyncio.connection import (
-    BlockingConnectionPool,
-    Connection,
-    ConnectionPool,
-    parse_url,
-)
+from redis.asyncio import ConnectionPool, RedisCluster
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
-    DataError,
-    MaxConnectionsError,
     OutOfMemoryError,
     RedisError,
     ResponseError,
@@ -53,6 +46,13 @@ from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.request_usage import count_round_trip, one_round_trip
 from lookalike.services.core.settings import Settings
 from lookalike.services.redis.embedded import EmbeddedRedis, running_url
+from lookalike.services.redis.redis_compat import (
+    CountingClusterPipeline,
+    connection_options,
+    counting_cluster_pipeline,
+    round_trip_pipeline,
+)
+from lookalike.services.redis.round_trips import NoConnectionFree, RoundTrip, Turns
 
 Redis = aredis.Redis | RedisCluster
 log = logging.getLogger("lookalike.redis")
@@ -61,16 +61,6 @@ log = logging.getLogger("lookalike.redis")
 REQUIRED_MODULES = {"search": ("search", 20800), "ReJSON": ("JSON", 20600)}
 
 MAX_CONNECTIONS = 64  # LOOKALIKE_REDIS_MAX_CONNECTIONS's default
-
-
-class NoConnectionFree(RedisConnectionError):
-    """Every connection of the pool stayed in use for the whole wait (LOOKALIKE_REDIS_TIMEOUT):
-    Redis answers too slowly for the requests this process has in flight."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(
-            f"Redis is busy: no connection to it came free within {wait:g} s; try again shortly"
-        )
 
 
 class WritesRefused(ServiceUnavailable):
@@ -90,148 +80,46 @@ UNREACHABLE = (
 )
 
 
-class _CountingConnection:
-    """A connection that counts its round trips and keeps a deadline on each send and read.
-
-    The deadline is ``deadline``, not redis-py's ``socket_timeout`` (which stays None): with a
-    socket timeout, redis-py 8.1 sends every command under ``asyncio.wait_for``, which on
-    Python 3.11 wraps the send in a new Task and finishes it a turn of the event loop later.
-    ``asyncio.timeout`` bounds the same wait in the calling task; a single book query ran
-    about a sixth faster (README, Benchmarks). A send smaller than ``SMALL_SEND`` needs no
-    deadline: ``StreamWriter.drain`` waits only once the transport holds more than its
-    high-water mark (64 KiB in asyncio and uvloop), and the previous send on the connection
-    drained before this one; if Redis stops reading, the read after it times out. The errors
-    stay redis-py's: a send or a read that outlives the deadline closes the connection and
-    raises its TimeoutError.
-    """
-
-    deadline: float | None = None
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        count_round_trip()
-        send = super().send_packed_command(command, check_health)  # type: ignore[misc]
-        if self.deadline is None or _small(command):
-            await send
-        else:
-            await self._within_deadline(send, "writing to socket")
-
-    async def read_response(
-        self,
-        disable_decoding: bool = False,
-        timeout: float | None = None,  # noqa: ASYNC109 (redis-py's signature)
-        *,
-        disconnect_on_error: bool = True,
-        push_request: bool | None = False,
-    ) -> Any:
-        read = super().read_response(  # type: ignore[misc]
-            disable_decoding,
-            timeout,
-            disconnect_on_error=disconnect_on_error,
-            push_request=push_request,
-        )
-        if timeout is not None or self.deadline is None:  # the caller's own timeout
-            return await read
-        return await self._within_deadline(read, "reading from Redis")
-
-    async def _within_deadline(self, work: Awaitable[Any], doing: str) -> Any:
-        """``work`` (a send or a read), or redis-py's TimeoutError past the deadline; redis-py
-        closes the connection when the cancelled work was under way."""
-        try:
-            async with asyncio.timeout(self.deadline):
-                return await work
-        except TimeoutError:
-            raise RedisTimeoutError(f"Timeout {doing}") from None
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        """Packed in C by hiredis, as redis-py's own synchronous client does: its asyncio
-        client packs in Python, and one nested level sends a hundred FT.SEARCH commands."""
-        if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET": two words on the wire
-            args = (*args[0].split(), *args[1:])
-        if not _CONVERTED.isdisjoint(map(type, args)):  # one pass in C: most commands
-            args = tuple(_packable(a) for a in args)
-        return [hiredis.pack_command(args)]
-
-
-_CONVERTED = frozenset({memoryview, bool})  # the argument types _packable changes
-SMALL_SEND = 16 * 1024  # a quarter of the transports' 64 KiB high-water mark
-
-
-def _small(command: Any) -> bool:
-    if isinstance(command, (bytes, str)):
-        return len(command) < SMALL_SEND
-    if isinstance(command, (list, tuple)):  # packed parts (another iterable: not counted)
-        return sum(map(len, command)) < SMALL_SEND
-    return False
-
-
-def _packable(value: Any) -> Any:
-    if isinstance(value, memoryview):
-        return value.tobytes()
-    if isinstance(value, bool):  # redis-py refuses booleans too; never send True as 1
-        raise DataError("a boolean cannot be sent to Redis; convert it first")
-    return value
-
-
-def _counting(cls: type[Any], deadline: float) -> type[Any]:
-    return type(f"Counting{cls.__name__}", (_CountingConnection, cls), {"deadline": deadline})
-
-
 def _retry() -> Retry:
     """One retry (after 10 ms) replaces a pooled connection that died while Redis restarted;
     more would only make a request wait longer for an answer that is SERVICE_UNAVAILABLE."""
     return Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
 
 
-class _WaitingPool(BlockingConnectionPool):
-    """redis-py's blocking pool: a command waits up to ``timeout`` for a connection when all
-    are in use (the plain pool refuses it at once, so a burst of requests failed while
-    others' commands were a millisecond from done), then raises ``NoConnectionFree``.
+class CountingRedis(aredis.Redis):
+    """redis-py's client for one Redis, each command and each pipeline a round trip counted,
+    taken in turn and bounded by one deadline (round_trips.py)."""
 
-    While a connection is free it is taken as the plain pool takes it: the blocking pool's
-    way (a condition and a timer for every command) costs several times the plain pool's
-    (docs/benchmarks.md, "Redis connection pool"). Relies on ``can_get_connection`` and on
-    ``ConnectionPool.get_connection`` raising MaxConnectionsError when none is left (redis-py
-    8.2): a connection taken meanwhile sends the command down the waiting path.
-    """
+    turns: Turns
+    seconds: float | None = None  # the deadline of a round trip
 
-    async def get_connection(self, *args: Any, **options: Any) -> Any:
-        if self.can_get_connection():
-            with contextlib.suppress(MaxConnectionsError):
-                return await ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
-        try:
-            return await super().get_connection()  # type: ignore[no-untyped-call]
-        except RedisConnectionError as exc:
-            if isinstance(exc.__cause__, TimeoutError):  # the wait ran out (not a connect)
-                raise NoConnectionFree(self.timeout or 0) from None
-            raise
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        count_round_trip()
+        async with RoundTrip(self.turns, self.seconds):
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return round_trip_pipeline(self, transaction, shard_hint, self.turns, self.seconds)
 
 
-def connect(url: str, timeout: float, max_connections: int = MAX_CONNECTIONS) -> aredis.Redis:
+def connect(url: str, timeout: float, max_connections: int = MAX_CONNECTIONS) -> CountingRedis:
     """A pooled async client for one Redis that speaks RESP3, fails fast and counts round
-    trips; with all ``max_connections`` in use, a command waits up to ``timeout`` for one."""
-    options: dict[str, Any] = dict(parse_url(url))
-    options["connection_class"] = _counting(options.get("connection_class", Connection), timeout)
-    pool = _WaitingPool(
+    trips; with ``max_connections`` round trips in flight, one more waits up to ``timeout``
+    for its turn, and each has ``timeout`` to finish."""
+    options = connection_options(url)
+    pool = ConnectionPool(
         protocol=3,
-        socket_timeout=None,  # the connection's deadline instead (_CountingConnection)
+        socket_timeout=None,  # the round trip's deadline instead: redis-py 8.2 sends each
+        # command under asyncio.wait_for with one, a new Task a send on Python 3.11
         socket_connect_timeout=timeout,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         max_connections=max_connections,
-        timeout=timeout,
         **options,
     )
-    return aredis.Redis(connection_pool=pool)
-
-
-class _CountingClusterPipeline(ClusterPipeline):
-    async def execute(
-        self, raise_on_error: bool = True, allow_redirections: bool = True
-    ) -> list[Any]:
-        assert isinstance(self.cluster_client, CountingCluster)
-        async with self.cluster_client.connection_turn():
-            with one_round_trip():  # the shards' parts go out together: one wait
-                return await super().execute(raise_on_error, allow_redirections)
+    client = CountingRedis(connection_pool=pool)
+    client.turns, client.seconds = Turns(max_connections, timeout), timeout
+    return client
 
 
 class CountingCluster(RedisCluster):
@@ -240,35 +128,25 @@ class CountingCluster(RedisCluster):
     url = ""  # the node URL it was made from (credentials, TLS) and its timeout
     timeout = 2.0
     max_connections = MAX_CONNECTIONS
-    _node_clients: dict[str, aredis.Redis]
-    _turns: asyncio.Semaphore
+    # lookalike's own attributes, kept in the instance's __dict__ (RedisCluster has __slots__)
+    _node_clients: dict[str, CountingRedis]
+    _turns: Turns
 
-    @contextlib.asynccontextmanager
-    async def connection_turn(self) -> AsyncIterator[None]:
-        """A turn to send a command or a pipeline, waited for up to ``timeout``.
+    @property
+    def turns(self) -> Turns:
+        """Turns to send a command or a pipeline, each waited for up to ``timeout``.
 
         redis-py's cluster nodes have no blocking pool: past ``max_connections`` on a node
         they raise MaxConnectionsError at once. A command or a pipeline takes at most one
         connection of each node at a time (redirections and retries one after another), so
         with ``max_connections`` turns no node runs out, and a burst waits instead of failing.
         """
-        turns = self.__dict__.get("_turns")
-        if turns is None:
-            turns = self.__dict__.setdefault("_turns", asyncio.Semaphore(self.max_connections))
-        if turns.locked():
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await turns.acquire()
-            except TimeoutError:
-                raise NoConnectionFree(self.timeout) from None
-        else:
-            await turns.acquire()  # free: taken at once
-        try:
-            yield
-        finally:
-            turns.release()
+        turns: Turns = self.__dict__.get("_turns") or self.__dict__.setdefault(
+            "_turns", Turns(self.max_connections, self.timeout)
+        )
+        return turns
 
-    def node_client(self, key: str) -> aredis.Redis:
+    def node_client(self, key: str) -> CountingRedis:
         """A plain client to the primary that holds ``key``'s slot.
 
         For an optimistic transaction (WATCH, reads, MULTI/EXEC) on keys of one slot:
@@ -279,7 +157,7 @@ class CountingCluster(RedisCluster):
         node = self.get_node_from_key(key)
         if node is None:
             raise SlotNotCoveredError(f"no shard holds the slot of {key!r}")
-        clients: dict[str, aredis.Redis] = self.__dict__.setdefault("_node_clients", {})
+        clients: dict[str, CountingRedis] = self.__dict__.setdefault("_node_clients", {})
         if node.name not in clients:
             parts = urlsplit(self.url)
             credentials = parts.netloc.rpartition("@")[0]
@@ -295,23 +173,23 @@ class CountingCluster(RedisCluster):
         await super().aclose()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with self.connection_turn():
+        async with RoundTrip(self.turns, None):  # redis-py's socket_timeout bounds each step
             with one_round_trip():
                 return await super().execute_command(*args, **kwargs)
 
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
-    ) -> ClusterPipeline:
-        if shard_hint:
-            return super().pipeline(transaction, shard_hint)  # refused by redis-py
-        return _CountingClusterPipeline(self, transaction)  # type: ignore[abstract]
+    ) -> CountingClusterPipeline:
+        if shard_hint:  # refused by redis-py
+            return super().pipeline(transaction, shard_hint)  # type: ignore[return-value]
+        return counting_cluster_pipeline(self, transaction, self.turns)
 
 
 def connect_cluster(
     url: str, timeout: float, max_connections: int = MAX_CONNECTIONS
 ) -> CountingCluster:
     """A cluster client from any node's URL (RESP3, fail fast, round trips counted, a burst
-    waiting for a turn: ``CountingCluster.connection_turn``)."""
+    waiting for a turn: ``CountingCluster.turns``)."""
     cluster = CountingCluster.from_url(
         url,
         protocol=3,

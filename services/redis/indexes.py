@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio import RedisCluster
 from redis.commands.search.field import Field
 from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redis.exceptions import ResponseError

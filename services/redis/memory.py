@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
 from lookalike.services.redis.connection import Redis

@@ -33,13 +33,13 @@ from lookalike.services.core.request_usage import wrote
 from lookalike.services.core.settings import Settings
 from lookalike.services.redis.connection import (
     UNREACHABLE,
-    NoConnectionFree,
     Redis,
     connect,
     is_cluster,
     redact,
 )
 from lookalike.services.redis.indexes import fully_indexed, info_of
+from lookalike.services.redis.round_trips import NoConnectionFree
 
 log = logging.getLogger("lookalike.replicas")
 T = TypeVar("T")

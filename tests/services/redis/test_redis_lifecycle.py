@@ -168,7 +168,7 @@ def test_a_redis_that_stops_answering_costs_service_unavailable_within_its_timeo
 def test_a_send_or_read_past_the_deadline_raises_and_closes_the_connection(
     tmp_path: Path,
 ) -> None:
-    """The client's deadline (services/redis/connection.py) bounds a read waiting for a reply
+    """The round trip's deadline (services/redis/round_trips.py) bounds a read waiting for a reply
     and a write the stopped server does not take (more than the socket buffers hold), and
     raises redis-py's TimeoutError, which the API answers SERVICE_UNAVAILABLE."""
     server = EmbeddedRedis(tmp_path / "redis")
@@ -182,8 +182,8 @@ def test_a_send_or_read_past_the_deadline_raises_and_closes_the_connection(
             os.kill(server.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
             try:
                 big = b"x" * (32 << 20)  # far more than the socket buffers hold
-                # the write first, on the open connection; each command is tried again once
-                # on a new connection, whose handshake times out
+                # the write first, on the open connection; the round trip's one deadline
+                # covers a retry on a new connection too
                 for command in (
                     partial(client.set, "deadline:big", big),
                     partial(client.get, "deadline:small"),
@@ -357,7 +357,7 @@ def test_a_redis_that_comes_back_empty_gets_its_indexes_and_books_again(tmp_path
 
 @both_backends
 def test_commands_are_packed_as_sent_and_a_boolean_is_refused(settings: Settings) -> None:
-    """Commands are packed by hiredis (services/redis/connection.py): a memoryview goes as its
+    """Commands are packed by hiredis (services/redis/redis_compat.py): a memoryview goes as its
     bytes, numbers and texts as they are, and a boolean, which Redis would store as 1 or
     True depending on the client, is refused before anything is sent (on one Redis and on
     the cluster alike)."""
