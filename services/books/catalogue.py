@@ -49,7 +49,7 @@ from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.vector_math import from_blobs
 from lookalike.services.redis.connection import Redis, in_one_round_trip, redis_errors
-from lookalike.services.redis.index_users import IndexUse
+from lookalike.services.redis.coordination.index_users import IndexUse
 from lookalike.services.redis.indexes import (
     DefinitionWatch,
     definition_key,

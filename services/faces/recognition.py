@@ -27,7 +27,7 @@ from lookalike.services.faces.model import MODEL_LABEL, weight_files
 from lookalike.services.faces.store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.faces.workers import FaceWorkers
 from lookalike.services.redis.connection import Redis
-from lookalike.services.redis.index_users import announced
+from lookalike.services.redis.coordination.index_users import announced
 from lookalike.services.redis.replicas import Reads
 
 PERSON_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -48,7 +48,8 @@ from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.request_usage import note_write
 from lookalike.services.faces.model import DIMENSIONS
 from lookalike.services.redis.connection import Redis, redis_errors, transaction_client
-from lookalike.services.redis.index_users import IndexUse, refuse_while_used
+from lookalike.services.redis.coordination.index_users import IndexUse, refuse_while_used
+from lookalike.services.redis.coordination.lock import held_lock
 from lookalike.services.redis.indexes import (
     Conversion,
     DefinitionWatch,
@@ -59,7 +60,6 @@ from lookalike.services.redis.indexes import (
     fully_indexed,
     index_info,
 )
-from lookalike.services.redis.lock import held_lock
 from lookalike.services.redis.replicas import Reads
 from lookalike.services.redis.searches import SearchPipeline
 

@@ -34,8 +34,8 @@ from redisvl.schema import IndexSchema
 
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.redis.connection import Redis, redis_errors, search_knows_every_shard
-from lookalike.services.redis.index_users import refuse_while_used
-from lookalike.services.redis.lock import held_lock
+from lookalike.services.redis.coordination.index_users import refuse_while_used
+from lookalike.services.redis.coordination.lock import held_lock
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.text_model import TextEmbedder, text_embedder
 from lookalike.services.redis.connection import open_redis, redis_errors
-from lookalike.services.redis.index_users import announced
+from lookalike.services.redis.coordination.index_users import announced
+from lookalike.services.redis.coordination.lock import held_lock
 from lookalike.services.redis.indexes import Conversion, IndexChange, ensure_index
-from lookalike.services.redis.lock import held_lock
 from lookalike.services.redis.replicas import open_reads
 
 log = logging.getLogger(__name__)

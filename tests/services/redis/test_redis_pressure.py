@@ -21,8 +21,8 @@ from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
 from lookalike.services.core.settings import Settings
+from lookalike.services.redis.coordination.index_users import TTL, IndexUse, announced, registry_key
 from lookalike.services.redis.embedded import EmbeddedRedis
-from lookalike.services.redis.index_users import TTL, IndexUse, announced, registry_key
 from tests.conftest import API_KEY, both_backends, error_codes, metric, sync_client
 from tests.photos import ENROLL, PREFLIGHT, orl
 from tests.servers import serving
