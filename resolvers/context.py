@@ -23,7 +23,7 @@ class Context:
     caller: Caller
     operation_name: str | None = None  # set once the document is parsed
     # what the query shows of the books at each place, set as the operation starts
-    book_selections: Mapping[tuple[str, ...], BookFields] = field(default_factory=dict)
+    book_selections: Mapping[tuple[str, ...], BookFields] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

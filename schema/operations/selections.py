@@ -45,6 +45,7 @@ STORED = {
 }
 SEARCHES_FROM_BOOK = {"similar", "withinRadius"}  # Book fields that need the book's vector
 
+NO_FIELDS = BookFields(frozenset())
 Path = tuple[str, ...]  # response keys from the root, list indices left out
 BookSelections = Mapping[Path, BookFields]
 
@@ -96,7 +97,11 @@ def _shown(groups: Mapping[str, list[FieldNode]]) -> BookFields:
 
 def book_fields(info: strawberry.Info, *below: str) -> BookFields:
     """The Book fields shown under this field, ``below`` naming the fields in between
-    (``("book",)`` for a list of matches, ``("edges", "node")`` for a connection)."""
-    selections: BookSelections = getattr(info.context, "book_selections", {})
+    (``("book",)`` for a list of matches, ``("edges", "node")`` for a connection): none when
+    the query does not select the book there (``recommend { distance }`` reads no book's
+    description); every field only when the operation's selections were not worked out."""
+    selections: BookSelections | None = getattr(info.context, "book_selections", None)
+    if selections is None:
+        return ALL_FIELDS
     path = tuple(key for key in info.path.as_list() if isinstance(key, str))
-    return selections.get((*path, *below), ALL_FIELDS)
+    return selections.get((*path, *below), NO_FIELDS)

@@ -228,6 +228,24 @@ def test_a_vector_query_returns_only_what_the_selection_shows(api: TestClient) -
     ]
 
 
+def test_a_vector_query_whose_books_are_not_shown_returns_no_field(api: TestClient) -> None:
+    """similar { distance } shows no book: its KNN returns no field (it returned them all,
+    descriptions and inventories, and vectors, for every hit), aliased or not."""
+    catalogue = api.app.state.catalogue  # type: ignore[attr-defined]
+    catalogue.__class__ = RecordingCatalogue
+    catalogue.asked, catalogue.searches = [], []
+    try:
+        for query in [
+            '{ book(id: "9") { similar(k: 2) { distance } } }',
+            '{ book(id: "9") { s: similar(k: 2) { d: distance } } }',
+        ]:
+            assert "errors" not in gql(api, query)
+        searches = catalogue.searches
+    finally:
+        catalogue.__class__ = Catalogue
+    assert searches == [BookFields(frozenset())] * 2
+
+
 def test_a_failing_root_field_does_not_make_the_others_ask_redis_again(api: TestClient) -> None:
     """A root field that fails (an unknown book) is that field's error; the fields beside it
     are not run a second time (genres and a page of books go to Redis without a loader)."""
