@@ -42,11 +42,15 @@ from lookalike.services.faces.model import FaceEmbedding, FaceModel
 log = logging.getLogger("lookalike.faces")
 START_TIMEOUT = 120.0  # seconds a new worker may take to load the model
 RESPAWN_DELAYS = (0.0, 1.0, 5.0)  # then every 30 s, while a worker will not start
+RECEIVED = ("received", None)  # a worker has taken the photo sent to it off the pipe
 
 
 def _serve(photos: Connection, replies: Connection, limits: ImageLimits) -> None:
-    """A worker: load the model, then embed each photo sent, until the pipe closes. Each
-    reply says how many pixels were decoded (none for a photo refused from its header)."""
+    """A worker: load the model, then embed each photo sent, until the pipe closes. It says
+    when it has taken a photo (``RECEIVED``), so that the server can tell a worker that died
+    before reading a photo (the photo is not to blame: another worker tries it) from one that
+    died reading it. Each reply says how many pixels were decoded (none for a photo refused
+    from its header)."""
     # Ctrl-C reaches the whole process group: the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -58,6 +62,7 @@ def _serve(photos: Connection, replies: Connection, limits: ImageLimits) -> None
     while True:
         try:
             data = photos.recv_bytes()
+            replies.send(RECEIVED)
         except (EOFError, OSError):
             return  # the server is gone
         photo = None
@@ -161,11 +166,20 @@ class FaceWorkers:
                 with model_time("face"):
                     worker.sending = self._writers.submit(worker.photos.send_bytes, data)
                     await asyncio.wrap_future(worker.sending)
+                    try:
+                        received = await _receive(worker.replies)
+                    except EOFError:  # gone before it took the photo
+                        raise OSError("the face worker stopped before it read the photo") from None
+                    if tuple(received) != RECEIVED:
+                        raise ServiceUnavailable("the face model worker answered out of turn")
                     reply = await _receive(worker.replies)
             except OSError:
-                # It had died before reading the photo (SIGKILL, out of memory while idle):
-                # the photo is not to blame, so another worker may try it, once.
+                # It had died before reading the photo (SIGKILL, out of memory while idle;
+                # the photo may even fit in the pipe's buffer of a worker already dead): the
+                # photo is not to blame, so another worker may try it, once.
                 self._replace(worker)
+                if self._closed:
+                    raise ServiceUnavailable("the face model is shutting down") from None
                 if attempt == 2:
                     raise ServiceUnavailable("the face model workers keep stopping") from None
                 continue
