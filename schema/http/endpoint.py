@@ -88,7 +88,8 @@ def negotiate(accept: str | None) -> str | None:
 
 
 def encode(body: dict[str, Any]) -> bytes:
-    """orjson writes a nested answer of 620 books in a fifth of json.dumps's time."""
+    """orjson, not json.dumps: far faster on a large nested answer (docs/decisions.md,
+    "Figures that comments used to quote")."""
     return orjson.dumps(body)
 
 

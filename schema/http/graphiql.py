@@ -140,8 +140,8 @@ class GraphiQLFiles:
         return Response(body, media_type=asset.media_type, headers=headers)
 
     async def _gzip(self, asset: Asset) -> bytes:
-        """graphiql.min.js is 3.5 MB, 0.7 MB gzipped; compressing it takes about 0.1 s, so
-        once a process, in a thread."""
+        """graphiql.min.js is large and compressing it takes long enough to stall the event
+        loop (docs/decisions.md), so once a process, in a thread."""
         if asset.name not in self._gzipped:
             self._gzipped[asset.name] = await anyio.to_thread.run_sync(
                 lambda: gzip.compress(asset.body, compresslevel=6, mtime=0)

@@ -1,9 +1,9 @@
 """What an operation will cost the server, in items, from the values it will run with.
 
 The unit is one item returned; the other work is weighed in it by what bench/cost.py
-measures (server time per unit, every kind of field within 3x of the nested benchmark
-query's, on the shipped catalogue and on 20,000 books). Each field that does work costs, per
-parent:
+measures (server time per unit, every kind of field kept close to the nested benchmark
+query's, on the shipped catalogue and on 20,000 books; the ratios in docs/benchmarks.md).
+Each field that does work costs, per parent:
 
 - the items it returns (``k``, ``first``; a ``first: null`` costs the 20 it will return);
 - ``SEARCH`` per Redis search it may run: a search and the resolver around it cost about as

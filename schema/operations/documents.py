@@ -25,8 +25,8 @@ from graphql import (
 
 TOKENS_EXCEEDED = "Document contains more than"  # graphql-core's error for max_tokens
 MAX_NUMBER_DIGITS = 100  # Python refuses to read integers of over 4,300 digits
-# The cache is bounded by entries and by the text it holds: a 2,000-token document parses
-# into about 660 KB of nodes, so the text budget bounds its memory to tens of megabytes.
+# The cache is bounded by entries and by the text it holds: a parsed document's nodes take
+# far more memory than its text (docs/decisions.md, Limits), and the text budget bounds them.
 CACHE_ENTRIES = 512
 CACHE_TEXT = 512 * 1024
 

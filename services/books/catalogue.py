@@ -256,8 +256,8 @@ class Catalogue:
 
         The books left out (the book a search starts from, those excluded) are asked for and
         dropped here when they are few, by one TAG filter when they are many (``leave_out``):
-        a filter makes RediSearch's hybrid search walk far more of the index (measured: 182
-        microseconds a query against 88 without, for the book itself), while every book asked
+        a filter makes RediSearch's hybrid search walk far more of the index (bench/exclusion.py;
+        docs/decisions.md), while every book asked
         for is a hit to return and read. The answer is the same: exactly k others, nearest
         first.
         """
@@ -313,7 +313,8 @@ class Catalogue:
         """Every other book within cosine distance r of each book: a page of them, and a count.
 
         HNSW range search is approximate; EPSILON 0.3 (the setting's default) found every
-        book that exact search finds on the shipped catalogue, where Redis's 0.01 missed 0.35%.
+        book that exact search finds on the shipped catalogue, where Redis's 0.01 missed some
+        (docs/decisions.md, "What the book answers mean").
         """
         vectors = await self.vectors_of([r.book_id for r in requests], sources)
         runnable = [

@@ -10,13 +10,13 @@ The index holds, over those fields: the HNSW cosine index of the vector; the TAG
 fields the filters use (genres, author, year_published, rating, inventory_status) and the
 sortable id_number that pages and excludes a book from its own neighbours; the same number as
 a TAG (``book_id``), so that a search can leave out hundreds of books a reader has seen in
-one clause (measured: 500 ids cost a KNN query 14 ms as numeric negations, 1.1 ms as one TAG
-negation); and full text (BM25) over title (weighted highest), author and description for
-keyword search. Term offsets
-are not kept (NOOFFSETS): they cost about 550 bytes a book and serve only exact-phrase
-queries and highlighting. HNSW parameters come from settings: the defaults (M 16,
-EF_CONSTRUCTION 200, EF_RUNTIME 100 sent with every query) reproduce exact nearest neighbours
-on the shipped catalogue, where the server's default EF_RUNTIME 10 misses some.
+one clause (measured: a long list costs a KNN query far less as one TAG negation than as
+numeric negations; docs/decisions.md); and full text (BM25) over title (weighted highest),
+author and description for keyword search. Term offsets are not kept (NOOFFSETS): they cost
+memory on every book and serve only exact-phrase queries and highlighting. HNSW parameters
+come from settings: the defaults (M 16, EF_CONSTRUCTION 200, EF_RUNTIME 100 sent with every
+query) reproduce exact nearest neighbours on the shipped catalogue, where the server's
+default EF_RUNTIME 10 misses some.
 """
 
 from __future__ import annotations

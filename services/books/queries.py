@@ -8,17 +8,11 @@ Every KNN sends EF_RUNTIME of at least the number of hits it asks for, so the se
 least that many candidates. A search whose hits lookalike ranks itself (a pool for diversity
 or the author cap, BEST_SCORE's lists, HYBRID's candidates) or whose vector is no book's
 (AVERAGE_VECTOR's mix of books) sends more: at least LOOKALIKE_HNSW_EF_CANDIDATES (400) and
-4 x its hits. Measured over 500 random requests on the shipped catalogue (hits that exact
-search ranks firmly inside the answer but HNSW missed, requests with a miss):
-
-    K 10, an AVERAGE_VECTOR mix:  EF 100: 8/500   EF 200: 1/500   EF 400: 0/500
-    K 50, a book's vector:        EF 100: 49/500  EF 200: 4/500   EF 400: 0/500
-    K 250, AVERAGE_VECTOR mixes:  EF 500: 2/500   EF 1000: 0/500
-
-A miss in a pool changes what MMR or a ranking picks, and a mix of books lies where the
-graph is thin (one missed the 2nd nearest book, one of its own liked books, at EF 100). The
-higher EF costs a KNN of 50 about 600 microseconds instead of 500, of 10 about 400 instead
-of 200.
+4 x its hits: the lowest EF at which HNSW missed no hit that exact search ranks firmly
+inside the answer, over random requests on the shipped catalogue (``bench/candidates_ef.py``;
+the figures, and what the higher EF costs a KNN, in docs/decisions.md, "Figures that
+comments used to quote"). A miss in a pool changes what MMR or a ranking picks, and a mix of
+books lies where the graph is thin.
 """
 
 from __future__ import annotations

@@ -31,9 +31,9 @@ class TextEmbedder:
     """The model, run on ``threads`` CPU threads.
 
     One by default: torch's threads wait for each other by spinning, and on a machine whose
-    other core is busy (the event loop, Redis, a face worker) a 10-word text took 500 ms on
-    two threads against 9 ms on one. Batch embedding on an idle machine (``books pack``) is
-    where more threads pay.
+    other core is busy (the event loop, Redis, a face worker) a short text took many times
+    longer on two threads than on one (README, configuration). Batch embedding on an idle
+    machine (``books pack``) is where more threads pay.
     """
 
     def __init__(self, threads: int = 1) -> None:
@@ -63,7 +63,7 @@ class TextEmbedder:
                 log.info("text model ready", extra={"model": MODEL_NAME, "seconds": seconds})
                 # torch and the model add a few hundred thousand objects that live as long
                 # as the process: keep the collector off them, or every full collection
-                # walks them all (measured: +220 ms on every ninth nested query)
+                # walks them all (measured on nested queries: docs/decisions.md)
                 gc.collect()
                 gc.freeze()
             return self._model

@@ -1,9 +1,9 @@
 """The face model's worker processes: one photo at a time each, and never held past a deadline.
 
-The model holds the GIL (measured: a Python thread ran at 17% of its speed beside it), so it
-runs in worker processes, spawned (no inherited sockets or event loop), each loading the model
-once. A photo is sent to an idle worker over a pipe and the answer awaited without a thread:
-the event loop watches the pipe.
+The model holds the GIL (measured: a Python thread beside it ran at a fraction of its speed;
+docs/decisions.md), so it runs in worker processes, spawned (no inherited sockets or event
+loop), each loading the model once. A photo is sent to an idle worker over a pipe and the
+answer awaited without a thread: the event loop watches the pipe.
 
 What a process pool from the standard library cannot do, this one does:
 

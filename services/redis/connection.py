@@ -348,8 +348,9 @@ async def warn_on_eviction_policy(client: Redis, url: str) -> None:
 
 async def note_hash_encoding(client: Redis, url: str) -> None:
     """Say at start-up when Redis keeps book hashes as hash tables: with a value limit under a
-    book's longest field (its vector, its description), each book takes about 600 bytes more
-    than as a listpack (README, Data). Managed Redis may refuse CONFIG: nothing to say then."""
+    book's longest field (its vector, its description), each book takes more memory than as
+    a listpack (README, Data; docs/benchmarks.md, Memory per book). Managed Redis may refuse
+    CONFIG: nothing to say then."""
     try:
         reply = await client.config_get("hash-max-listpack-value")
         limit = int(_text(next(iter(reply.values()), b"0"))) if reply else 0

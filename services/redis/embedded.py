@@ -59,7 +59,7 @@ def server_command(*options: str) -> list[str]:
     command = [
         str(server_binary()),
         # A book's Hash (longest values: its description, its vector) stays one compact
-        # listpack instead of a hash table: about 600 bytes a book less (README, Data).
+        # listpack instead of a hash table, which takes less memory (README, Data).
         "--hash-max-listpack-value", str(HASH_LISTPACK_VALUE),
         # caches bound themselves; books and faces must never be evicted (README: memory)
         "--maxmemory-policy", "noeviction",
@@ -145,8 +145,9 @@ class EmbeddedRedis:
         """Wait for the socket (``startup_timeout``), then for PING while the process lives.
 
         Once listening, a silent or LOADING server is replaying its AOF, and RediSearch
-        re-indexes every document as it loads: measured 200 s for 100,000 books. That is
-        progress, not failure, so only a dead process (or an hour) ends the wait.
+        re-indexes every document as it loads, minutes for a large catalogue (docs/decisions.md,
+        "Figures that comments used to quote"). That is progress, not failure, so only a dead
+        process (or an hour) ends the wait.
         """
         import redis
 

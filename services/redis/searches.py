@@ -3,9 +3,9 @@
 RedisVL builds the queries (filters, KNN and range syntax, parameters); this sends them in
 one pipeline, to a replica or the primary (``Reads``), and hands back each reply's hits as
 plain values. RedisVL's own batch_search splits a batch every 10 queries and builds a Document
-object per hit (measured: 0.4 ms more per batch), which the catalogue's nested levels of 100
-queries cannot afford. On a cluster the pipeline goes to one node, whose query engine asks
-every shard and merges their hits.
+object per hit, which the catalogue's nested levels of 100 queries cannot afford (the
+figure: docs/decisions.md, "Figures that comments used to quote"). On a cluster the
+pipeline goes to one node, whose query engine asks every shard and merges their hits.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ class Reply:
 @dataclass(frozen=True, slots=True)
 class PreparedSearch:
     """The FT.SEARCH arguments (after the index name) of a RedisVL query built once, with one
-    parameter's value put in at ``slot``: a KNN's vector. Building and reading back a
-    VectorQuery takes about 14 microseconds; a nested level sends a hundred KNNs of one
-    shape (``BookQueries.knn`` keeps a template per shape)."""
+    parameter's value put in at ``slot``: a KNN's vector. A nested level sends a hundred KNNs
+    of one shape, and building and reading back a VectorQuery for each costs far more than
+    filling in a template (``BookQueries.knn`` keeps one per shape)."""
 
     template: tuple[Any, ...]
     slot: int

@@ -1,7 +1,7 @@
 """searchBooks answers kept in the process while the catalogue stays as it was.
 
-A HYBRID search runs a KNN and a BM25 query of 50 candidates each (about 2 ms of Redis for
-the pair, three times a book's ``similar``) and ranks them in Python; asked again, it would
+A HYBRID search runs a KNN and a BM25 query of 50 candidates each (several times the Redis
+time of a book's ``similar``) and ranks them in Python; asked again, it would
 do all of it again for the same answer. Answers are kept here per request (text, k, mode,
 filter, exclusions, diversity, the fields shown) with the catalogue version they were read
 at: every writer of the catalogue (a load, an index rebuild or upgrade) sets a new version in
@@ -12,8 +12,8 @@ pipeline as its queries, so it is labelled with the state it was computed from; 
 that took more than one round (a pool widened for diversity) is not kept. A Redis that lost
 its data has no version, which no kept answer holds.
 
-Bounded: at most ``entries`` answers and ``matches`` books in all (an answer of 100 books
-with descriptions is about 100 KB), the least recently used going first.
+Bounded: at most ``entries`` answers and ``matches`` books in all (a kept book's memory is
+mostly its description), the least recently used going first.
 """
 
 from __future__ import annotations

@@ -16,15 +16,16 @@ keyword query), both fetched in one pipeline, and each is scored
 
 The cube keeps a partial overlap small (a descriptive text that shares one word with a
 title, 0.2 to 0.3, moves the book by at most 0.014), while the exact title (1, so +0.5) comes
-first whatever its description says. Measured on the shipped catalogue (tests/title_search.py):
-the exact title first for 199 of 200 sampled titles, against 68 by meaning alone and 175 by
-BM25 alone; descriptive texts keep 95% of their top five by meaning.
+first whatever its description says. Measured on the shipped catalogue
+(tests/services/books/search/test_title_search.py; the table in docs/decisions.md, "What the
+book answers mean"): the exact title first far more often than by meaning or BM25 alone,
+while descriptive texts keep most of their top five by meaning.
 
 Reciprocal rank fusion was measured first and left: it sees ranks, not how well a text
 matches, so it cannot tell a typed title from a description. At any weighting it either
-missed titles (155 of 200 with k = 60) or pushed the Transformers books out of the robots
-query's first three. Adding normalised BM25 to the score did not find more titles and moved
-descriptive texts away from their meaning (0.85 of the top five kept at 0.05 weight).
+missed titles or pushed the Transformers books out of the robots query's first three.
+Adding normalised BM25 to the score did not find more titles and moved descriptive texts
+away from their meaning (figures: docs/decisions.md, "Figures that comments used to quote").
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _match(counts: Counter[str], size: int, title: str, author: str) -> float:
     title_words, author_words = _field_words(title), _field_words(author)
     if counts.keys().isdisjoint(title_words) and counts.keys().isdisjoint(author_words):
         # Most candidates share no word with the text; counting their multisets was most of
-        # a cached HYBRID search's time (8.2 ms against 2 ms for SEMANTIC, cProfile).
+        # a cached HYBRID search's time (cProfile; docs/decisions.md).
         return 0.0
     return max(
         _dice(counts, size, title_words),

@@ -5,14 +5,11 @@ and the books a reader has seen (``exclude``). Two ways give the same answer: as
 ``n + len(ids)`` hits and drop the ids here (at most that many of them can be among the hits,
 so ``n`` others remain), or send one TAG negation, ``-@book_id:{1|2|...}``, and ask for ``n``.
 
-Measured with ``bench/exclusion.py`` (pipelines of 20 KNN queries returning title and vector,
-the shipped catalogue, 3 runs, median pipeline ms): any filter turns RediSearch's KNN into its
-filtered ("hybrid") search, 129 microseconds a query instead of 111 for K 10 and 283 instead
-of 225 for K 50, so for a few ids asking more is cheaper (K 10, the book and 5 others: 4.13
-against 4.14 ms; and 3.81 against 4.02 for the book alone); but every id asked for is a hit
-returned and parsed, so past a handful the filter wins by far (K 10, the book and 50 others:
-4.85 against 9.68 ms; and 500: 11.2 against 73.6). The lines cross at about 6 ids for K 10
-and 12 for K 50 (relative to the hits a search returns anyway), hence the rule below. A mix
+Measured with ``bench/exclusion.py`` (figures in docs/decisions.md, "Figures that comments
+used to quote"): any filter turns RediSearch's KNN into its slower filtered ("hybrid")
+search, so for a few ids asking more is cheaper; but every id asked for is a hit returned and
+parsed, so past a handful the filter wins by far. Where the two cross grows with the hits a
+search returns anyway, hence the rule below. A mix
 (the list by filter, the book itself by asking one more) was never better than the better
 of the two: it pays for the filter and for the hit.
 """

@@ -78,8 +78,8 @@ def best_score_list_size(needed: int, disliked: int) -> int:
     """How many books to search around each liked book for the first ``needed`` by
     BEST_SCORE. Without dislikes ``needed`` is always enough (``best_score_ranking``); with
     them, books near a dislike drop out, and twice as many make a second search rare
-    (measured over 600 random requests with 1 to 3 dislikes: 3 of 600 needed it, against
-    52 of 600 with lists of ``needed``)."""
+    (measured over random requests with dislikes: docs/decisions.md, "Figures that comments
+    used to quote")."""
     return needed if not disliked else 2 * needed
 
 
