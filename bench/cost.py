@@ -34,13 +34,13 @@ from pathlib import Path
 
 import httpx
 import redis
-from graphql import GraphQLObjectType, OperationDefinitionNode, parse
-from graphql.execution import VariableValues
+from graphql import GraphQLObjectType, OperationDefinitionNode, VariableValues, parse
 
 from bench import http_client
 from bench.books import NESTED
 from bench.scale import Measured, free_port, generate, load_into_redis
 from lookalike.schema.execution.schema import build_schema
+from lookalike.schema.execution.strawberry_compat import graphql_schema
 from lookalike.schema.limits.cost import operation_cost
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.redis.embedded import running_url
@@ -124,7 +124,7 @@ class Costs:
     """The server's own cost model, for a catalogue of a given size."""
 
     def __init__(self) -> None:
-        schema = build_schema(get_settings())._schema
+        schema = graphql_schema(build_schema(get_settings()))
         root = schema.query_type
         assert isinstance(root, GraphQLObjectType)
         self.root = root

@@ -20,11 +20,15 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from graphql import GraphQLObjectType, GraphQLOutputType, OperationType
-from graphql.execution import ExecutionResult
-from graphql.pyutils import AwaitableOrValue, Path, UndefinedType
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from graphql import (
+    ExecutionResult,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    OperationType,
+    UndefinedType,
+)
 
+from lookalike.schema.execution.graphql_compat import AwaitableOrValue, Path
 from lookalike.schema.execution.plans import (
     NO_RUN,
     Fallback,
@@ -36,13 +40,14 @@ from lookalike.schema.execution.plans import (
     plain_fields,
 )
 from lookalike.schema.execution.resolver_calls import ResolverCalls
+from lookalike.schema.execution.strawberry_compat import ExecutionContext
 from lookalike.schema.limits.cost import OperationCosts
 from lookalike.schema.limits.shape import too_complex
 from lookalike.schema.operations.selections import book_selections
 from lookalike.services.core.metrics import PLANNED_OPERATIONS
 
 
-class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
+class PlannedExecutor(ExecutionContext):
     # per schema (``planned``): the cost limit, what is kept per operation, and how the
     # schema's resolvers are called (None: through Strawberry's wrapper); fast_path False:
     # graphql-core's own execution for everything

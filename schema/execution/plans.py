@@ -53,6 +53,8 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    Undefined,
+    VariableValues,
     get_argument_values,
     get_nullable_type,
     is_leaf_type,
@@ -60,10 +62,9 @@ from graphql import (
     is_non_null_type,
     is_object_type,
 )
-from graphql.execution import VariableValues
 from graphql.language import ListValueNode, ObjectValueNode, ValueNode, VariableNode
-from graphql.pyutils import Path, Undefined
 
+from lookalike.schema.execution.graphql_compat import Path, build_resolve_info, collect_subfields
 from lookalike.schema.execution.resolver_calls import (
     DirectResolver,
     ResolverCalls,
@@ -338,7 +339,7 @@ class Planner:
             return Made(_leaf(type_.coerce_output_value), needs_path=False)
         if not is_object_type(type_) or type_.is_type_of is not None:
             return Fallback.ABSTRACT_TYPE
-        grouped, deferred, _ = self.executor.collect_subfields(type_, field_details_list)
+        grouped, deferred, _ = collect_subfields(self.executor, type_, field_details_list)
         return Fallback.DEFERRED if deferred else self._fields(type_, grouped)
 
     def _fields(self, type_: GraphQLObjectType, grouped: Mapping[str, Any]) -> Made | Fallback:
@@ -449,7 +450,7 @@ class Resolve:
                 except Exception:  # graphql-core's own path will report it
                     raise NotPlain(Fallback.ARGUMENTS) from None
                 run.arguments[id(self)] = arguments
-        info = run.executor.build_resolve_info(self.field, self.nodes, self.parent, path)
+        info = build_resolve_info(run.executor, self.field, self.nodes, self.parent, path)
         try:
             if self.direct is not None:
                 return self.direct(source, info, arguments)

@@ -24,11 +24,17 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLField, GraphQLObjectType, GraphQLResolveInfo
-from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.arguments import convert_arguments
-from strawberry.types.base import get_object_definition
-from strawberry.types.field import StrawberryField
+
+from lookalike.schema.execution.strawberry_compat import (
+    DEFINITION_BACKREF,
+    InfoMaker,
+    StrawberryConfig,
+    StrawberryField,
+    convert_arguments,
+    get_object_definition,
+    graphql_schema,
+    info_maker,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +43,15 @@ class ResolverCalls:
 
     config: StrawberryConfig
     scalar_registry: Mapping[object, Any]
+    make_info: InfoMaker  # the config's info_class, as Strawberry's wrapper makes one
 
     @classmethod
     def of(cls, schema: strawberry.Schema) -> ResolverCalls | None:
         """None when the schema converts exceptions (its handlers live in the wrapper)."""
         if schema.exception_handlers:
             return None
-        return cls(schema.config, schema.schema_converter.scalar_registry)
+        config = schema.config
+        return cls(config, schema.schema_converter.scalar_registry, info_maker(config.info_class))
 
     @classmethod
     def installed(cls, schema: strawberry.Schema) -> ResolverCalls | None:
@@ -51,7 +59,7 @@ class ResolverCalls:
         (``call_directly``): how an executor's plans call the schema's resolvers, set up once
         per schema."""
         calls = cls.of(schema)
-        root = schema._schema.query_type
+        root = graphql_schema(schema).query_type
         if calls is not None and root is not None:
             calls.call_directly(root)
         return calls
@@ -117,7 +125,7 @@ class DirectResolver:
         self, source: Any, info: GraphQLResolveInfo[Any], arguments: Mapping[str, Any]
     ) -> Any:
         """The resolver's result for ``source``, ``arguments`` as ``arguments`` made them."""
-        strawberry_info = self.calls.config.info_class(_raw_info=info, _field=self.field)
+        strawberry_info = self.calls.make_info(info, self.field)
         kwargs = dict(arguments)  # shared by the place's calls: each adds its own parameters
         if self.parent is not None:
             kwargs[self.parent] = source
@@ -131,7 +139,7 @@ class DirectResolver:
 
 def strawberry_field(field: GraphQLField) -> StrawberryField | None:
     """The Strawberry field a graphql-core field was made from (None: one of graphql-core's)."""
-    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    definition = (field.extensions or {}).get(DEFINITION_BACKREF)
     return definition if isinstance(definition, StrawberryField) else None
 
 

@@ -17,16 +17,19 @@ from graphql import (
     specified_rules,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.execution.is_awaitable import optimized_is_awaitable
-from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.name_converter import NameConverter
-from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
 
 from lookalike.resolvers.context import Context
 from lookalike.schema.execution.errors import coded, is_expected
 from lookalike.schema.execution.executor import planned
 from lookalike.schema.execution.resolver_calls import ResolverCalls
+from lookalike.schema.execution.strawberry_compat import (
+    NameConverter,
+    StrawberryConfig,
+    graphql_schema,
+    is_awaitable,
+    validate_document,
+)
 from lookalike.schema.limits.access import AccessControl
 from lookalike.schema.limits.shape import ShapeLimits
 from lookalike.schema.operations.cache import OperationCache
@@ -83,6 +86,7 @@ class Schema(strawberry.Schema):
         self.limits = limits
         self.rules = (*specified_rules, *rules)
         self.validated: OperationCache[list[GraphQLError]] = OperationCache()
+        self.graphql = graphql_schema(self)  # the graphql-core schema Strawberry made
 
     async def run(
         self,
@@ -100,14 +104,14 @@ class Schema(strawberry.Schema):
             return ExecutionResult(None, errors)
         try:
             result = execute(
-                self._schema,
+                self.graphql,
                 document,
                 context_value=context,
                 variable_values=variables,
                 operation_name=operation.name.value if operation.name else None,
                 executor_class=self.execution_context_class,
                 # Strawberry's check (fast for plain values), as its own execute passes it
-                is_awaitable=cast("IsAwaitable", optimized_is_awaitable),
+                is_awaitable=cast("IsAwaitable", is_awaitable),
             )
             if not isinstance(result, ExecutionResult):
                 result = await result
@@ -128,7 +132,7 @@ class Schema(strawberry.Schema):
         refused = self.limits.refusal(document)
         if refused is not None:
             return [refused]
-        errors = validate_document(self._schema, document, self.rules)
+        errors = validate_document(self.graphql, document, self.rules)
         return [coded(error, VALIDATION_FAILED) for error in errors]
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:

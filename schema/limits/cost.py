@@ -47,13 +47,13 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableValues,
     Visitor,
     get_argument_values,
     get_directive_values,
     get_named_type,
     visit,
 )
-from graphql.execution import VariableValues
 
 from lookalike.schema.operations.cache import (
     Fragments,

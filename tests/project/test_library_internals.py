@@ -36,10 +36,21 @@ FENCED: dict[str, frozenset[str]] = {
     "redis.asyncio.connection": frozenset({"services/redis/redis_compat.py"}),
     "redis.connection": frozenset({"services/redis/redis_compat.py"}),
     "redis._parsers": frozenset({"services/redis/redis_compat.py"}),
+    # graphql-core's executor and utilities: documented is the top level (``from graphql
+    # import ...``), which exports what the project needs of them but ``Path``
+    "graphql.execution": frozenset({"schema/execution/graphql_compat.py"}),
+    "graphql.pyutils": frozenset({"schema/execution/graphql_compat.py"}),
+    # Strawberry's execution context, schema converter and configuration, argument
+    # conversion and field types: documented is the top level (strawberry.type, Schema, Info)
+    "strawberry.schema": frozenset({"schema/execution/strawberry_compat.py"}),
+    "strawberry.types": frozenset({"schema/execution/strawberry_compat.py"}),
+    "strawberry.execution": frozenset({"schema/execution/strawberry_compat.py"}),
 }
 COMPAT_MODULES = {
     "schema/http/uvicorn_compat.py": "uvicorn.protocols",
     "services/redis/redis_compat.py": "redis.asyncio.connection",
+    "schema/execution/graphql_compat.py": "graphql.pyutils",
+    "schema/execution/strawberry_compat.py": "strawberry.schema",
 }
 
 
@@ -99,6 +110,11 @@ def test_the_fence_finds_an_import_of_an_internal() -> None:
         "from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol",
         "from redis.asyncio import connection",
         "from redis._parsers import _AsyncHiredisParser",
+        "from graphql.execution import VariableValues",
+        "from graphql.pyutils import Path",
+        "from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext",
+        "import strawberry.types.arguments",
+        "from strawberry.execution.is_awaitable import optimized_is_awaitable",
     ]
     for source in written:
         assert any(fenced(name) is not None for name in imports_in(source)), source
@@ -106,3 +122,7 @@ def test_the_fence_finds_an_import_of_an_internal() -> None:
     assert any(fenced(name) is not None for name in imports_in(inside))
     assert fenced("redis.asyncio") is None  # the documented entry points stay free
     assert fenced("uvicorn") is None
+    assert fenced("graphql") is None
+    assert fenced("graphql.execute") is None  # ``from graphql import execute``
+    assert fenced("strawberry") is None
+    assert fenced("strawberry.Schema") is None

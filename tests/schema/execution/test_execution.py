@@ -23,6 +23,7 @@ from strawberry.dataloader import DataLoader
 from lookalike.schema.execution.executor import planned
 from lookalike.schema.execution.plans import OperationPlans
 from lookalike.schema.execution.resolver_calls import DirectResolver, ResolverCalls
+from lookalike.schema.execution.strawberry_compat import graphql_schema
 from lookalike.services.core.metrics import REGISTRY
 
 
@@ -360,10 +361,10 @@ def test_resolvers_are_called_directly_unless_strawberry_must_wrap_them() -> Non
     assert calls.resolver(item["name"]) is None  # no resolver: read as an attribute
     guarded = Guarded.__strawberry_definition__.fields[0]  # type: ignore[attr-defined]
     assert calls.resolver(guarded) is None  # a permission class is a field extension
-    root = PLANNED._schema.query_type
+    root = graphql_schema(PLANNED).query_type
     assert root is not None  # graphql-core calls the root's resolvers directly too
     assert isinstance(getattr(root.fields["pick"].resolve, "__self__", None), DirectResolver)
-    assert not hasattr(STANDARD._schema.query_type.fields["pick"].resolve, "__self__")  # type: ignore[union-attr]
+    assert not hasattr(graphql_schema(STANDARD).query_type.fields["pick"].resolve, "__self__")  # type: ignore[union-attr]
 
 
 def test_the_plans_kept_are_bounded_however_many_operations_clients_send() -> None:

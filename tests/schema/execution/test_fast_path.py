@@ -2,7 +2,8 @@
 
 Plans (schema/execution/plans.py) and direct resolver calls
 (schema/execution/resolver_calls.py) use parts of graphql-core and Strawberry that are not
-public; when they break, graphql-core's own execution answers instead, with the same data.
+public (graphql_compat.py, strawberry_compat.py); when they break, graphql-core's own
+execution answers instead, with the same data.
 Comparing answers cannot tell the two apart, so these tests read the two counters the executor
 keeps in /metrics: operations in which plans completed values
 (``lookalike_graphql_planned_operations``) and operations that fell back, by reason
@@ -23,6 +24,7 @@ from bench.search import MODES, SEARCH, SIMILAR
 from lookalike.schema.app import create_app
 from lookalike.schema.execution.resolver_calls import DirectResolver
 from lookalike.schema.execution.schema import build_schema
+from lookalike.schema.execution.strawberry_compat import graphql_schema
 from lookalike.services.core.settings import Settings
 from tests.conftest import API_KEY, error_codes, gql, metric
 
@@ -105,7 +107,7 @@ def test_the_query_roots_resolvers_are_called_directly_unless_the_fast_path_is_o
     settings: Settings,
 ) -> None:
     def direct(settings: Settings) -> dict[str, bool]:
-        root = build_schema(settings)._schema.query_type
+        root = graphql_schema(build_schema(settings)).query_type
         assert root is not None
         fields = ("book", "books", "searchBooks", "recommend")
         return {name: isinstance(getattr(root.fields[name].resolve, "__self__", None),

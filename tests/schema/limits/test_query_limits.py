@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from graphql import OperationDefinitionNode, build_schema, parse
-from graphql.execution import VariableValues
+from graphql import OperationDefinitionNode, VariableValues, build_schema, parse
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
