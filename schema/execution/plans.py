@@ -122,7 +122,7 @@ class NotPlain(Exception):
         self.reason = reason
 
 
-MAX_PLANS = 20_000  # plans kept in all (OperationPlans): at most 1.6 KB each, measured
+MAX_PLANS = 20_000  # plans kept in all (OperationPlans); a plan's size: docs/architecture.md
 
 
 @dataclass(frozen=True, slots=True)

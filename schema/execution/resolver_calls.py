@@ -6,9 +6,9 @@ every call, makes a ``strawberry.Info``, converts every argument graphql-core co
 Python values the resolver takes (input types into their classes, enums, IDs), fills in the
 self, parent, root and info parameters the resolver asks for, and calls it
 (``StrawberryField.get_result``). At one place of a query the arguments are the same for
-every parent: the benchmark's nested query converted the five arguments of ``Book.similar``
-for each of its 121 calls, a sixth of its time. Plans (``plans``) convert them once per place
-and call the resolver with the rest of what the wrapper does.
+every parent, yet the nested benchmark query converted ``Book.similar``'s arguments at each
+of its calls, a large share of its time (docs/architecture.md). Plans (``plans``) convert them
+once per place and call the resolver with the rest of what the wrapper does.
 
 A field keeps Strawberry's wrapper when anything could make a call differ: field extensions
 (permission classes among them), the schema's exception handlers, or an argument type that
@@ -67,9 +67,10 @@ class ResolverCalls:
     def call_directly(self, root: GraphQLObjectType) -> None:
         """graphql-core calls the resolvers of these fields (the query root's: plans start
         below them) directly too, their arguments converted at each call (a root field is
-        called once a request). The profile of a single book query found Strawberry's
-        wrapper (an Info, the argument conversion, an extension chain, two coroutines around
-        the resolver's) costing a third of what the resolver and its loader did."""
+        called once a request). In the profile of a single book query Strawberry's wrapper
+        (an Info, the argument conversion, an extension chain, two coroutines around the
+        resolver's) cost a large share of what the resolver and its loader did
+        (docs/architecture.md)."""
         for field in root.fields.values():
             definition = strawberry_field(field)
             direct = self.resolver(definition) if definition is not None else None
