@@ -65,11 +65,12 @@ class Schema(strawberry.Schema):
     Strawberry's ``execute`` runs a request through its extensions runner: extension objects
     made per request, a context manager per hook and extension, a middleware manager and an
     execution context of its own: a measurable share of a single book query's server time
-    (docs/architecture.md; py-spy under bench.books' single load). What extensions would do
-    is done here once per document or directly: a caller who may not run the operation is refused first (access.py: nothing
-    about fields or costs is given away); a document is validated once, with the limit rules
-    (kept per operation, like the executor's costs and plans); graphql-core executes it with
-    the planned executor (execution.py); every error leaves with a code (errors.py).
+    (docs/architecture.md; py-spy under bench.books' single load). What extensions would do is
+    done here once per document or directly: a caller who may not run the operation is refused
+    first (access.py: nothing about fields or costs is given away); a document is validated
+    once, with the limit rules (kept per operation, like the executor's costs and plans);
+    graphql-core executes it with the planned executor (execution.py); every error leaves with a
+    code (errors.py).
     Strawberry's own ``execute`` is refused: it would run without the limits.
     """
 
