@@ -17,7 +17,6 @@ they refuse a conversion like any other process.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -33,6 +32,7 @@ from redis.exceptions import RedisError
 
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.redis.connection import UNREACHABLE, Redis, redis_errors
+from lookalike.services.redis.coordination.lock import renewed
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,10 @@ async def announced(client: Redis, uses: Sequence[IndexUse]) -> AsyncIterator[No
     }
     async with redis_errors():
         await _announce(client, members)
-    renewing = asyncio.create_task(_renew(client, members))
     try:
-        yield
+        async with renewed(lambda: _announce(client, members), TTL / 3, "this announcement"):
+            yield
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
         # Redis away, or refusing commands: the announcement expires by itself
         with contextlib.suppress(RedisError, *UNREACHABLE):
             async with client.pipeline(transaction=False) as pipe:
@@ -113,15 +110,6 @@ async def _announce(client: Redis, members: dict[str, str]) -> None:
             pipe.zremrangebyscore(key, "-inf", now)  # those that died without withdrawing
             pipe.pexpire(key, int(TTL * 2000))  # the set itself goes when nobody renews
         await pipe.execute()
-
-
-async def _renew(client: Redis, members: dict[str, str]) -> None:
-    while True:
-        await asyncio.sleep(TTL / 3)
-        try:
-            await _announce(client, members)
-        except (RedisError, *UNREACHABLE) as exc:  # away, or full (maxmemory): try again
-            log.warning("could not renew this server's announcement: %s", exc)
 
 
 async def other_users(client: Redis, store: str) -> list[User]:

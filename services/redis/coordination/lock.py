@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from redis.asyncio.lock import Lock
 from redis.exceptions import RedisError
 
 from lookalike.services.core.errors import ServiceUnavailable
@@ -35,21 +34,35 @@ async def held_lock(
                 f"another lookalike process has held {name!r} for over {wait:g} s; "
                 "is one stuck? The lock expires by itself if its holder died"
             )
-    renewing = asyncio.create_task(_renew(lock, ttl))
     try:
-        yield
+        async with renewed(lock.reacquire, ttl / 3, f"the lock {name!r}"):
+            yield
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
         with contextlib.suppress(RedisError, *UNREACHABLE):
             await lock.release()  # lost (expired while Redis was away): nothing to free
 
 
-async def _renew(lock: Lock, ttl: float) -> None:
-    while True:
-        await asyncio.sleep(ttl / 3)
-        try:
-            await lock.reacquire()
-        except (RedisError, *UNREACHABLE) as exc:  # LockError too; a full Redis: try again
-            log.warning("could not renew the lock %r: %s", lock.name, exc)
+@contextlib.asynccontextmanager
+async def renewed(
+    renew: Callable[[], Awaitable[object]], every: float, what: str
+) -> AsyncIterator[None]:
+    """Run ``renew`` every ``every`` seconds in the background for the length of the block.
+    A renewal that fails (Redis away, or refusing writes at its maxmemory; a lock already
+    lost) is logged and tried again at the next turn: the task must outlive any Redis error,
+    or what it keeps alive would expire while its holder runs."""
+
+    async def renewing() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await renew()
+            except (RedisError, *UNREACHABLE) as exc:
+                log.warning("could not renew %s: %s", what, exc)
+
+    task = asyncio.create_task(renewing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
