@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 
-from bench.phone_photos import ORL, phone_photo
+from bench.phone_photos import ORL, phone_photo, timed_upload
 from lookalike.services.core.settings import get_settings
 from lookalike.services.faces.images import ImageLimits, Photo
 from lookalike.services.faces.model import FaceModel
@@ -48,16 +46,7 @@ async def identify(client: httpx.AsyncClient, url: str, image: bytes) -> float:
 
 async def identified(client: httpx.AsyncClient, url: str, image: bytes) -> tuple[float, str | None]:
     """Milliseconds to identify the photo over HTTP, and who it is (None: unknown)."""
-    operations = json.dumps({"query": IDENTIFY, "variables": {"image": None}})
-    started = time.perf_counter()
-    response = await client.post(
-        url,
-        data={"operations": operations, "map": json.dumps({"0": ["variables.image"]})},
-        files={"0": ("photo", image, "application/octet-stream")},
-        headers={"Apollo-Require-Preflight": "true"},
-    )
-    elapsed = (time.perf_counter() - started) * 1000
-    body: dict[str, Any] = response.json()
+    elapsed, body = await timed_upload(client, url, IDENTIFY, image)
     assert "errors" not in body, body
     person = body["data"]["identifyFace"]["person"]
     return elapsed, person["id"] if person else None

@@ -15,9 +15,7 @@ import asyncio
 import collections
 import functools
 import io
-import json
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +25,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image
 
-from bench.phone_photos import ORL, phone_photo
+from bench.phone_photos import ORL, phone_photo, timed_upload
 
 pillow_heif.register_heif_opener()  # to write HEIC
 
@@ -313,16 +311,7 @@ IDENTIFY = "mutation($image: Upload!) { identifyFace(image: $image, k: 1) { pers
 
 async def identified(client: httpx.AsyncClient, url: str, image: bytes) -> tuple[float, str]:
     """Milliseconds to the answer, and the answer: the person, "unknown", or the error code."""
-    operations = json.dumps({"query": IDENTIFY, "variables": {"image": None}})
-    started = time.perf_counter()
-    response = await client.post(
-        url,
-        data={"operations": operations, "map": json.dumps({"0": ["variables.image"]})},
-        files={"0": ("photo", image, "application/octet-stream")},
-        headers={"Apollo-Require-Preflight": "true"},
-    )
-    elapsed = (time.perf_counter() - started) * 1000
-    body = response.json()
+    elapsed, body = await timed_upload(client, url, IDENTIFY, image)
     if body.get("errors"):
         return elapsed, str(body["errors"][0]["extensions"]["code"])
     person = body["data"]["identifyFace"]["person"]

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import functools
 import io
+import json
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -48,3 +52,20 @@ def phone_photo(person: str, number: int, scale: int = 9, seed: int = 0) -> byte
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+async def timed_upload(
+    client: httpx.AsyncClient, url: str, query: str, image: bytes
+) -> tuple[float, dict[str, Any]]:
+    """Milliseconds to the answer of ``query`` with ``image`` as its ``$image`` upload (the
+    multipart request Apollo's upload clients send), and the answer's body."""
+    operations = json.dumps({"query": query, "variables": {"image": None}})
+    started = time.perf_counter()
+    response = await client.post(
+        url,
+        data={"operations": operations, "map": json.dumps({"0": ["variables.image"]})},
+        files={"0": ("photo", image, "application/octet-stream")},
+        headers={"Apollo-Require-Preflight": "true"},
+    )
+    body: dict[str, Any] = response.json()
+    return (time.perf_counter() - started) * 1000, body
