@@ -8,6 +8,8 @@ from strawberry.file_uploads import Upload
 from lookalike.resolvers import faces
 from lookalike.resolvers.context import Context
 from lookalike.schema.types.pagination import Connection
+from lookalike.services.faces.quality import FaceQuality as FaceQualityRecord
+from lookalike.services.faces.quality import Reason
 from lookalike.services.faces.store import Person as PersonRecord
 
 Info = strawberry.Info[Context, None]
@@ -22,6 +24,28 @@ class Person:
     @classmethod
     def from_record(cls, record: PersonRecord) -> Person:
         return cls(id=strawberry.ID(record.id), name=record.name, face_count=record.face_count)
+
+
+FaceQualityReason = strawberry.enum(
+    Reason,
+    name="FaceQualityReason",
+    description="Why a face is not good enough: what an app can ask the user to change.",
+)
+
+
+@strawberry.type(description="Whether a face is good enough to name or to enrol, and why not.")
+class FaceQuality:
+    usable: bool = strawberry.field(
+        description="False: the face is never named as a person and cannot be enrolled."
+    )
+    score: float = strawberry.field(description="0 (useless) to 1 (a clean, frontal, lit face).")
+    reasons: list[FaceQualityReason] = strawberry.field(  # type: ignore[valid-type]
+        description="What makes the face unusable; empty when it is usable."
+    )
+
+    @classmethod
+    def from_record(cls, record: FaceQualityRecord) -> FaceQuality:
+        return cls(usable=record.usable, score=record.score, reasons=list(record.reasons))
 
 
 @strawberry.type(description="A person near the photo: their nearest face's cosine distance.")

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from lookalike.services.core.errors import NoFace, ServiceUnavailable
 from lookalike.services.faces.images import Photo, Picture
+from lookalike.services.faces.quality import FaceQuality, assess
 
 DIMENSIONS = 128
 MODEL_LABEL = "Dlib ResNet v1 (128-d, cosine), OpenCV Haar detection, dlib 5-point alignment"
@@ -61,6 +62,7 @@ class FaceEmbedding:
     vector: bytes  # FLOAT32 blob of the largest face
     faces_detected: int
     seconds: float  # time spent in the model, decoding included
+    quality: FaceQuality  # of the largest face
 
 
 def weight_files() -> dict[str, Path]:
@@ -119,8 +121,11 @@ class FaceModel:
             raise NoFace("no face was found in the image")
         largest = max(faces, key=lambda box: box[2] * box[3])
         picture, largest = _finer(photo, picture, largest)
-        vector = self.describe(picture.rgb, largest)
-        return FaceEmbedding(vector.tobytes(), len(faces), time.perf_counter() - started)
+        shape = self.landmarks(picture.rgb, largest)
+        vector = self.describe(picture.rgb, shape)
+        points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        quality = assess(picture.rgb, largest, points, float(picture.scale))
+        return FaceEmbedding(vector.tobytes(), len(faces), time.perf_counter() - started, quality)
 
     def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Box]:
         """Faces in the image: large ones on a small copy, small ones only if there are none."""
@@ -146,13 +151,15 @@ class FaceModel:
                 break  # the image was searched at its own size: a larger copy adds nothing
         return []
 
-    def describe(self, rgb: npt.NDArray[np.uint8], box: Box) -> npt.NDArray[np.float32]:
-        """Landmarks inside the box, the aligned chip, its 128 numbers."""
-        dlib = self._dlib
+    def landmarks(self, rgb: npt.NDArray[np.uint8], box: Box) -> Any:
+        """dlib's 5 landmarks inside the box (a ``dlib.full_object_detection``)."""
         x, y, w, h = box
-        rectangle = dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
-        shape = self._landmarks(rgb, rectangle)
-        chip = dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        rectangle = self._dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
+        return self._landmarks(rgb, rectangle)
+
+    def describe(self, rgb: npt.NDArray[np.uint8], shape: Any) -> npt.NDArray[np.float32]:
+        """The chip aligned on the landmarks, its 128 numbers."""
+        chip = self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
         return np.asarray(self._resnet.compute_face_descriptor(chip), dtype=np.float32)
 
 
@@ -175,7 +182,8 @@ def check_model() -> Path:
     model = FaceModel()
     blank = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)
     model.detect(blank)
-    vector = model.describe(blank, (0.0, 0.0, float(CHIP_SIZE), float(CHIP_SIZE)))
+    shape = model.landmarks(blank, (0.0, 0.0, float(CHIP_SIZE), float(CHIP_SIZE)))
+    vector = model.describe(blank, shape)
     if vector.shape != (DIMENSIONS,):
         raise ServiceUnavailable(f"the face model gave {vector.shape[0]} numbers, not {DIMENSIONS}")
     return weight_files()[RESNET].parent
