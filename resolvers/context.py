@@ -12,6 +12,7 @@ from lookalike.services.core.api_keys import Caller
 from lookalike.services.core.request_usage import Usage
 from lookalike.services.embeddings.query_vectors import QueryEmbeddings
 from lookalike.services.faces.recognition import FaceService
+from lookalike.services.limits.budget import ClientBudget
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Context:
     usage: Usage
     caller: Caller
     operation_name: str | None = None  # set once the document is parsed
+    budget: ClientBudget | None = None  # what the client may still spend; None: no budget
     # what the query shows of the books at each place, set as the operation starts
     book_selections: Mapping[tuple[str, ...], BookFields] | None = None
     loaders: Loaders = field(init=False)

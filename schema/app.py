@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -27,6 +28,7 @@ from lookalike.schema.http.graphiql import GraphiQLFiles
 from lookalike.schema.http.guards import PREFLIGHT_HEADERS, RequestGuards
 from lookalike.schema.http.observability import metrics_endpoint, observe_refusal
 from lookalike.schema.http.persisted_queries import PersistedQueries
+from lookalike.schema.limits.trusted_documents import TrustedDocuments
 from lookalike.services import recovery
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.loading.loader import autoload_unfinished, open_catalogue
@@ -36,6 +38,7 @@ from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.embeddings.query_vectors import QueryEmbeddings
 from lookalike.services.embeddings.text_model import text_embedder
 from lookalike.services.faces.recognition import open_faces
+from lookalike.services.limits.budget import Budgets
 from lookalike.services.redis.connection import UNREACHABLE, redact
 from lookalike.services.redis.memory import MemoryLimit
 
@@ -132,6 +135,17 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "books": status.documents})
 
 
+def _on_sighup(reload: Callable[[], object]) -> bool:
+    """Call ``reload`` on SIGHUP (the trusted documents), where signals can be had: the main
+    thread's loop, as under ``lookalike serve``; not a test client's thread."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (ValueError, RuntimeError, NotImplementedError):
+        log.warning("SIGHUP cannot be handled here: the trusted documents will not reload")
+        return False
+    return True
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
 
@@ -150,6 +164,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.persisted_queries = PersistedQueries(
                 catalogue.redis, settings.persisted_queries_size
             )
+            per_minute, full_key = settings.cost_per_minute, settings.full_key_cost_per_minute
+            app.state.budgets = (
+                Budgets(catalogue.redis, per_minute, full_key) if per_minute else None
+            )
             watching = asyncio.create_task(
                 recovery.watch(
                     catalogue, faces.store, autoload=settings.catalogue_autoload, every=2.0
@@ -166,12 +184,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 log.warning(
                     "no LOOKALIKE_API_KEYS: mutations are accepted only from loopback clients"
                 )
+            reloading = trusted is not None and _on_sighup(trusted.reload)
             try:
                 yield
             finally:
                 watching.cancel()
+                if reloading:
+                    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
     keys = ApiKeys(settings.api_keys, settings.identify_keys)
+    # read before anything starts: a broken list stops the server (ManifestError)
+    trusted = TrustedDocuments(settings.trusted_documents) if settings.trusted_documents else None
     graphiql = GraphiQLFiles() if settings.graphiql else None
     graphql = GraphQLEndpoint(
         build_schema(settings),
@@ -179,6 +202,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         limits=document_limits(settings),
         introspection=settings.introspection,
         ide=graphiql.page if graphiql else None,
+        trusted=trusted,
     )
     app = Starlette(
         routes=[

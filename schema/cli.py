@@ -89,7 +89,11 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    run_server(settings, host or settings.host, port or settings.port)
+    try:
+        run_server(settings, host or settings.host, port or settings.port)
+    except LookalikeError as exc:  # refused before serving (a broken trusted documents file)
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()

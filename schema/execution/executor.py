@@ -41,10 +41,12 @@ from lookalike.schema.execution.plans import (
 )
 from lookalike.schema.execution.resolver_calls import ResolverCalls
 from lookalike.schema.execution.strawberry_compat import ExecutionContext
+from lookalike.schema.limits.budget import rate_limited
 from lookalike.schema.limits.cost import OperationCosts
 from lookalike.schema.limits.shape import too_complex
 from lookalike.schema.operations.selections import book_selections
 from lookalike.services.core.metrics import PLANNED_OPERATIONS
+from lookalike.services.limits.budget import ClientBudget
 
 
 class PlannedExecutor(ExecutionContext):
@@ -65,13 +67,16 @@ class PlannedExecutor(ExecutionContext):
 
     def execute_operation(self, serially: bool | None = None) -> AwaitableOrValue[ExecutionResult]:
         root = self.schema.get_root_type(self.operation.operation)
-        fragments = {name: f.definition for name, f in self.fragments.items()}
         if root is not None:
+            fragments = {name: f.definition for name, f in self.fragments.items()}
             # the catalogue's size prices radius searches (none: a schema without books)
             catalogue = getattr(self.context_value, "catalogue", None)
             books = catalogue.books if catalogue is not None else 0
             cost = self.costs.cost(self.operation, root, fragments, self.variable_values, books)
+            budget: ClientBudget | None = getattr(self.context_value, "budget", None)
             max_cost = self.max_cost
+            if budget is not None:  # more than a whole minute's budget would never run
+                max_cost = min(max_cost, budget.item.amount)
             if cost > max_cost:
                 error = too_complex(
                     f"the query could cost {cost:,} (items returned, searches, model "
@@ -81,9 +86,27 @@ class PlannedExecutor(ExecutionContext):
                     maxCost=max_cost,
                 )
                 return ExecutionResult(data=None, errors=[error])
-            if hasattr(self.context_value, "book_selections"):
-                selections = book_selections(self.schema, self.operation, fragments)
-                self.context_value.book_selections = selections
+            if budget is not None:
+                return self.charged(budget, cost, serially)
+        return self.started(serially)
+
+    async def charged(
+        self, budget: ClientBudget, cost: int, serially: bool | None
+    ) -> ExecutionResult:
+        """The operation run once the client's budget took its cost; nothing run if not."""
+        spent = await budget.spend(cost)
+        if not spent.charged:
+            return ExecutionResult(data=None, errors=[rate_limited(spent, cost, self.operation)])
+        result = self.started(serially)
+        return await result if self.is_awaitable(result) else result  # type: ignore[return-value]
+
+    def started(self, serially: bool | None) -> AwaitableOrValue[ExecutionResult]:
+        """The operation run, its cost allowed."""
+        fragments = {name: f.definition for name, f in self.fragments.items()}
+        root = self.schema.get_root_type(self.operation.operation)
+        if root is not None and hasattr(self.context_value, "book_selections"):
+            selections = book_selections(self.schema, self.operation, fragments)
+            self.context_value.book_selections = selections
         if not self.fast_path:
             return super().execute_operation(serially)  # type: ignore[return-value]
         manager = self.middleware_manager

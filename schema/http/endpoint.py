@@ -30,10 +30,13 @@ from lookalike.schema.execution.schema import Schema
 from lookalike.schema.http.observability import observe_refusal, observe_request
 from lookalike.schema.http.persisted_queries import PersistedQueries
 from lookalike.schema.http.request import GraphQLRequest, Refused, read_request
+from lookalike.schema.limits.budget import RATE_LIMITED
+from lookalike.schema.limits.trusted_documents import TrustedDocuments
 from lookalike.schema.operations.documents import DocumentLimits, parse_document, select_operation
-from lookalike.services.core.api_keys import ApiKeys
+from lookalike.services.core.api_keys import ApiKeys, Caller
 from lookalike.services.core.errors import LookalikeError
 from lookalike.services.core.request_usage import Usage, track_usage
+from lookalike.services.limits.budget import Budgets, ClientBudget, Spent
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -53,6 +56,7 @@ SPEC_STATUS = {
     "PERSISTED_QUERY_NOT_SUPPORTED": 200,
     "SERVICE_UNAVAILABLE": 503,
 }
+TOO_MANY_REQUESTS = 429  # RATE_LIMITED, whatever the client accepts: every client knows it
 NO_STORE = {"cache-control": "private, no-cache, must-revalidate"}
 # HEAD is GET without the body (RFC 9110 9.3.2; Starlette's routes serve it with every GET):
 # the same answer's status and headers, so it runs the same query; uvicorn drops the body.
@@ -108,9 +112,11 @@ class GraphQLEndpoint:
         limits: DocumentLimits,
         introspection: bool,
         ide: IDE | None,
+        trusted: TrustedDocuments | None = None,
     ) -> None:
         self.schema = schema
         self.keys = keys
+        self.trusted = trusted
         self.limits = limits
         self.hide_suggestions = not introspection
         self.ide = ide
@@ -155,7 +161,8 @@ class GraphQLEndpoint:
         return (
             "text/html" in accept
             and "query" not in request.query_params
-            and ("extensions" not in request.query_params)
+            and "extensions" not in request.query_params
+            and "documentId" not in request.query_params
         )
 
     def _refused(self, refused: Refused, media: str | None, client: str | None) -> Response:
@@ -172,10 +179,15 @@ class GraphQLEndpoint:
         client: str | None,
     ) -> Response:
         persisted: PersistedQueries = request.app.state.persisted_queries
+        budgets: Budgets | None = request.app.state.budgets
+        caller = self.keys.caller(request.headers.get("authorization"), client)
+        budget = budgets.of(caller) if budgets is not None else None
         operation_name: str | None = None
         register: str | None = None
         try:
-            resolved = await persisted.resolve(graphql_request.query, graphql_request.extensions)
+            listed = self.trusted.documents if self.trusted is not None else None
+            only_listed = listed is not None and caller.key != "valid"  # full keys: anything
+            resolved = await persisted.resolve(graphql_request, listed, only_listed=only_listed)
             register = resolved.register
             document = parse_document(resolved.query, self.limits)
             operation = select_operation(document, graphql_request.operation_name)
@@ -187,7 +199,7 @@ class GraphQLEndpoint:
                     "a mutation must be sent with POST",
                     headers={"allow": "POST"},
                 )
-            context = self._context(request, usage, operation_name)
+            context = self._context(request, usage, operation_name, caller, budget)
             result = await self.schema.run(document, operation, graphql_request.variables, context)
         except GraphQLError as error:  # a request error found before execution
             result = ExecutionResult(data=None, errors=[coded(error, "BAD_REQUEST")])
@@ -198,15 +210,20 @@ class GraphQLEndpoint:
         started_execution = result.data is not None or any(e.path is not None for e in errors)
         if register is not None and started_execution:
             await persisted.register(register, graphql_request.query or "")
+        spent = await _left(budget)
         codes = sorted({code_of(e) for e in errors})
         observe_request(operation_name, time.perf_counter() - started, usage, codes, client)
-        return self._response(result, started_execution, media, usage)
+        return self._response(result, started_execution, media, usage, spent)
 
-    def _context(self, request: Request, usage: Usage, operation_name: str | None) -> Context:
+    def _context(
+        self,
+        request: Request,
+        usage: Usage,
+        operation_name: str | None,
+        caller: Caller,
+        budget: ClientBudget | None,
+    ) -> Context:
         state = request.app.state
-        caller = self.keys.caller(
-            request.headers.get("authorization"), request.client.host if request.client else None
-        )
         return Context(
             catalogue=state.catalogue,
             faces=state.faces,
@@ -214,10 +231,16 @@ class GraphQLEndpoint:
             usage=usage,
             caller=caller,
             operation_name=operation_name,
+            budget=budget,
         )
 
     def _response(
-        self, result: ExecutionResult, with_data: bool, media: str, usage: Usage
+        self,
+        result: ExecutionResult,
+        with_data: bool,
+        media: str,
+        usage: Usage,
+        spent: Spent | None,
     ) -> Response:
         body: dict[str, Any] = {}
         errors = result.errors or []
@@ -226,17 +249,35 @@ class GraphQLEndpoint:
         if errors:
             body["errors"] = [public(e, hide_suggestions=self.hide_suggestions) for e in errors]
         # What this request cost Redis, so clients and tests can watch for N+1 regressions.
-        body["extensions"] = {"cost": {"redisRoundTrips": usage.round_trips}}
+        cost: dict[str, int] = {"redisRoundTrips": usage.round_trips}
+        if spent is not None:  # the client's budget: what this answer took, what is left
+            cost |= {"charged": spent.charged, "remaining": spent.remaining}
+            cost["perMinute"] = spent.per_minute
+        body["extensions"] = {"cost": cost}
         headers: dict[str, str] = {}
         status = 200
         if errors and not with_data:
             code = code_of(errors[0])
             if code.startswith("PERSISTED_QUERY"):
                 headers = dict(NO_STORE)
-            if media == GRAPHQL_RESPONSE:
+            if code == RATE_LIMITED and spent is not None:
+                status = TOO_MANY_REQUESTS
+                headers["retry-after"] = str(spent.retry_after)
+            elif media == GRAPHQL_RESPONSE:
                 status = SPEC_STATUS.get(code, 500 if code == "INTERNAL_SERVER_ERROR" else 400)
                 if status == 401:
                     headers["www-authenticate"] = "Bearer"
         elif errors and media == GRAPHQL_RESPONSE:
             status = 294  # partial success: data and errors, per the spec
         return Response(encode(body), status, headers, media_type=f"{media}; charset=utf-8")
+
+
+async def _left(budget: ClientBudget | None) -> Spent | None:
+    """The client's budget after this request; None without one, or while Redis is away
+    (the answer goes out without the figure)."""
+    if budget is None:
+        return None
+    try:
+        return await budget.left()
+    except LookalikeError:
+        return None

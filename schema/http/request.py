@@ -61,6 +61,7 @@ class GraphQLRequest:
     variables: dict[str, Any] = field(default_factory=dict)
     operation_name: str | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
+    document_id: str | None = None  # GraphQL-over-HTTP persisted documents: "sha256:<hash>"
 
 
 async def read_request(request: Request) -> GraphQLRequest:
@@ -100,6 +101,7 @@ def _from_url(request: Request) -> GraphQLRequest:
             "variables": _json_param(params.get("variables"), "variables"),
             "operationName": params.get("operationName") or None,
             "extensions": _json_param(params.get("extensions"), "extensions"),
+            "documentId": params.get("documentId") or None,
         },
     )
 
@@ -139,6 +141,7 @@ def _shaped(method: Literal["GET", "POST"], body: Any) -> GraphQLRequest:
     check_values(body)
     query, variables = body.get("query"), body.get("variables")
     operation_name, extensions = body.get("operationName"), body.get("extensions")
+    document_id = body.get("documentId")
     if query is not None and not isinstance(query, str):
         raise bad_request("query must be a string", malformed=True)
     if variables is not None and not isinstance(variables, dict):
@@ -147,7 +150,11 @@ def _shaped(method: Literal["GET", "POST"], body: Any) -> GraphQLRequest:
         raise bad_request("operationName must be a string", malformed=True)
     if extensions is not None and not isinstance(extensions, dict):
         raise bad_request("extensions must be an object", malformed=True)
-    return GraphQLRequest(method, query, variables or {}, operation_name, extensions or {})
+    if document_id is not None and not isinstance(document_id, str):
+        raise bad_request("documentId must be a string", malformed=True)
+    return GraphQLRequest(
+        method, query, variables or {}, operation_name, extensions or {}, document_id
+    )
 
 
 def check_values(value: Any) -> None:

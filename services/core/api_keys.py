@@ -35,6 +35,18 @@ def _digest(key: str) -> bytes:
 class Caller:
     key: KeyStatus
     loopback: bool
+    address: str | None = None  # the client's address, as the server saw it
+    key_id: str | None = None  # which configured key matched: a digest, never the key
+
+    @property
+    def budget_id(self) -> str:
+        """Whose budget a request spends (services/limits/budget.py): a full key's own, else
+        the address's. An identify key is shared by every install of the app, so its
+        requests count by address: one phone cannot spend everyone's budget. An IPv6 client
+        controls its whole /64, so that is its address here."""
+        if self.key == "valid" and self.key_id is not None:
+            return f"key:{self.key_id}"
+        return f"address:{_budget_address(self.address)}"
 
 
 class ApiKeys:
@@ -46,12 +58,13 @@ class ApiKeys:
         return bool(self._digests)
 
     def caller(self, authorization: str | None, client_host: str | None) -> Caller:
-        return Caller(key=self._check(authorization), loopback=_is_loopback(client_host))
+        status, key_id = self._check(authorization)
+        return Caller(status, _is_loopback(client_host), client_host, key_id)
 
-    def _check(self, authorization: str | None) -> KeyStatus:
+    def _check(self, authorization: str | None) -> tuple[KeyStatus, str | None]:
         scheme, _, presented = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
-            return "missing"
+            return "missing", None
         digest = _digest(presented.strip())
         full = identify = False
         for known, kind in self._digests:
@@ -59,7 +72,22 @@ class ApiKeys:
             full |= matched and kind == "valid"
             identify |= matched and kind == "identify"
         # a key configured as both keeps its full rights
-        return "valid" if full else "identify" if identify else "unknown"
+        if full:  # named by half its digest: enough to tell keys apart, useless to a thief
+            return "valid", digest[:16].hex()
+        return ("identify" if identify else "unknown"), None
+
+
+@functools.lru_cache(maxsize=1024)
+def _budget_address(host: str | None) -> str:
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:  # a Unix socket, or no address: one budget for all such clients
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 @functools.lru_cache(maxsize=1024)  # the same few client addresses, request after request

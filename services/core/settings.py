@@ -134,6 +134,23 @@ class Settings(BaseSettings):
     persisted_queries_size: int = Field(
         default=2000, ge=64, description="Documents the persisted-query store keeps."
     )
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="A manifest of the app's operations (Apollo's persisted query manifest or "
+        "GraphQL Codegen's persisted-documents.json): without a full key, only these run.",
+    )
+    cost_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Query cost each client (its API key, else its address) may spend a "
+        "minute, counted in Redis; unset: no budget.",
+    )
+    full_key_cost_per_minute: int | None = Field(
+        default=None,
+        ge=0,
+        description="The budget of each full API key (LOOKALIKE_API_KEYS); unset: "
+        "LOOKALIKE_COST_PER_MINUTE; 0: none.",
+    )
     request_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds a request may take before 504."
     )
