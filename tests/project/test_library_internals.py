@@ -45,12 +45,15 @@ FENCED: dict[str, frozenset[str]] = {
     "strawberry.schema": frozenset({"schema/execution/strawberry_compat.py"}),
     "strawberry.types": frozenset({"schema/execution/strawberry_compat.py"}),
     "strawberry.execution": frozenset({"schema/execution/strawberry_compat.py"}),
+    # limits' Redis bridge (its Lua scripts): documented are the strategies and storages
+    "limits.aio.storage.redis": frozenset({"services/limits/limits_compat.py"}),
 }
 COMPAT_MODULES = {
     "schema/http/uvicorn_compat.py": "uvicorn.protocols",
     "services/redis/redis_compat.py": "redis.asyncio.connection",
     "schema/execution/graphql_compat.py": "graphql.pyutils",
     "schema/execution/strawberry_compat.py": "strawberry.schema",
+    "services/limits/limits_compat.py": "limits.aio.storage.redis",
 }
 
 
