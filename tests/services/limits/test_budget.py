@@ -60,3 +60,26 @@ def test_the_wait_is_until_the_cost_fits() -> None:
     assert wait_for(fading, 100, 50) == 0.0
     current = Window(previous=0, previous_ttl=0.0, current=100, current_ttl=100.0, expiry=60)
     assert wait_for(current, 100, 50) == 40.0 + 30.0  # rolls in 40 s, then half fades
+
+
+def test_a_redis_that_forgot_the_scripts_is_taught_them_again(redis_url: str) -> None:
+    """After a restart (or SCRIPT FLUSH) Redis knows no script: the charge loads them and
+    goes on, with the count it had."""
+
+    async def scenario() -> None:
+        client = await open_client(redis_url, 5.0)
+        try:
+            budgets = Budgets(client, 100, None)
+            caller = Caller("missing", loopback=False, address=f"192.0.2.{uuid.uuid4().int % 250}")
+            first = budgets.of(caller)
+            assert first is not None
+            assert (await first.spend(10)).remaining == 90
+            await client.script_flush()
+            second = budgets.of(caller)
+            assert second is not None
+            spent = await second.spend(10)
+            assert (spent.charged, spent.remaining) == (10, 80)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
