@@ -163,6 +163,8 @@ def test_a_client_over_its_budget_blocks_no_other(servers: Servers) -> None:
     other = ask(servers.b, SIMILAR_100, address())
     assert other.status == 200, other.body
     assert other.cost["remaining"] == PER_MINUTE - other.cost["charged"]
+    # a key that is not configured is no key: it buys no fresh budget
+    refused(ask(servers.b, SIMILAR_100, over, f"made-up-{uuid.uuid4().hex}"))
     # a full key from the over-spent address spends its own budget
     keyed = ask(servers.a, SIMILAR_100, over, FULL_ONE)
     assert keyed.status == 200, keyed.body
