@@ -45,12 +45,15 @@ FENCED: dict[str, frozenset[str]] = {
     "strawberry.schema": frozenset({"schema/execution/strawberry_compat.py"}),
     "strawberry.types": frozenset({"schema/execution/strawberry_compat.py"}),
     "strawberry.execution": frozenset({"schema/execution/strawberry_compat.py"}),
+    # typer's parameter classes: documented is typer.Typer, Option, Argument, Exit
+    "typer.core": frozenset({"schema/typer_compat.py"}),
 }
 COMPAT_MODULES = {
     "schema/http/uvicorn_compat.py": "uvicorn.protocols",
     "services/redis/redis_compat.py": "redis.asyncio.connection",
     "schema/execution/graphql_compat.py": "graphql.pyutils",
     "schema/execution/strawberry_compat.py": "strawberry.schema",
+    "schema/typer_compat.py": "typer.core",
 }
 
 
