@@ -51,7 +51,7 @@ ENUM_VALUES: dict[enum.Enum, str] = {
     "author)^3: a typed title or author comes first, a description of a book still finds it "
     "by meaning. The default.",
     RecommendStrategy.AVERAGE_VECTOR: "The books nearest to avg(liked), or to avg(liked) + "
-    "(avg(liked) - avg(disliked)) with dislikes. One vector search: the fastest. The default.",
+    "(avg(liked) - avg(disliked)) with dislikes: one vector search. The default.",
     RecommendStrategy.BEST_SCORE: "Each book scored by its best similarity to a liked book "
     "when that beats its best similarity to a disliked one, else by -(best disliked "
     "similarity)^2: keeps the variety of the liked books, avoids each disliked one.",
@@ -85,7 +85,7 @@ HowMany = Annotated[int, strawberry.argument(description=K_BOOKS)]
 @strawberry.type(description="One physical copy of a book and what it is doing now.")
 class InventoryItem:
     stock_id: str = strawberry.field(
-        description="The copy's own id, unique in the catalogue: the book's id, '_', a number."
+        description="The copy's own id (in the shipped catalogue: the book's id, '_', a number)."
     )
     status: str = strawberry.field(description="available, on_loan or maintenance.")
 
@@ -157,7 +157,9 @@ class Book:
     id: strawberry.ID = strawberry.field(
         description="The book's id: a decimal integer of at most 15 digits, as a string."
     )
-    title: str = strawberry.field(description="As the catalogue spells it, series number included.")
+    title: str = strawberry.field(
+        description='As the catalogue spells it, a series number included ("Engineward #2").'
+    )
     author: str = strawberry.field(description="The author's full name, one per book.")
     description: str = strawberry.field(
         description="May be empty: such a book has no embedding, so no neighbours."
@@ -167,17 +169,17 @@ class Book:
         "BookFilter.genres matches. May be empty."
     )
     editions: list[str] = strawberry.field(
-        description='The languages it is published in, lower case (e.g. "english").'
+        description='The languages it is published in (e.g. "english", "spanish").'
     )
     pages: int | None = strawberry.field(description="Page count; null when unknown.")
     year_published: int | None = strawberry.field(
         description="Year of first publication; null when unknown."
     )
     url: str | None = strawberry.field(
-        description="The book's page on Goodreads, where the catalogue comes from; null if none."
+        description="A web page about the book (Goodreads' for the shipped books); null if none."
     )
     rating: float | None = strawberry.field(
-        description="Average reader score, 0 to 5 (two decimals); null when unrated."
+        description="Average reader score, 0 to 5; null when unrated."
     )
     rating_votes: int | None = strawberry.field(
         description="How many readers scored it: the weight of rating. Null when unknown."
@@ -225,8 +227,8 @@ class Book:
         r: Annotated[
             float,
             strawberry.argument(
-                description="The radius: a cosine distance from 0 (identical) to 2 (opposite); "
-                "0.5 finds close kin, 1 anything vaguely related."
+                description="The radius: a cosine distance from 0 (identical) to 2 (opposite), "
+                "as BookMatch.distance gives them (similar's distances show what is near)."
             ),
         ],
         filter: Filtered = None,

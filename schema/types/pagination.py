@@ -41,7 +41,7 @@ class Edge(Generic[Node]):
         description="Opaque: pass it as after to get the items that follow this one. Keyset "
         "paging, so items added meanwhile are neither skipped nor repeated."
     )
-    node: Node = strawberry.field(description="The item.")
+    node: Node = strawberry.field(description="The item itself.")
 
 
 @strawberry.type(description="A page of a list in id order, with the list's total size.")
