@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,7 +24,6 @@ from rich.table import Table
 
 from lookalike.schema.typer_compat import hide_flag_types
 from lookalike.services.books.records import BookFields
-from lookalike.services.books.requests import SearchMode
 from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.core.settings import Settings, get_settings
 
@@ -333,19 +332,21 @@ def books_search(
     text: Annotated[str, typer.Argument(help="What the book is about, in your words.")],
     k: Annotated[int, typer.Option(help="How many books (1 to 100).")] = 10,
     genre: Annotated[list[str] | None, typer.Option(help="Only these genres (repeatable).")] = None,
+    # SearchMode's names, written out: importing the services' requests here would slow every
+    # command's start, --help included (test_books_search_takes_the_apis_modes runs each)
     mode: Annotated[
-        SearchMode,
+        Literal["HYBRID", "SEMANTIC", "KEYWORD"],
         typer.Option(
             case_sensitive=False,
             help="SEMANTIC: by meaning; KEYWORD: by its words (title, author, description); "
             "HYBRID: both, a typed title first (the API's default).",
         ),
-    ] = SearchMode.HYBRID,
+    ] = "HYBRID",
 ) -> None:
     """The k books that best answer TEXT, as searchBooks ranks them, as a table."""
     from lookalike.services.books.filters import BookFilter
     from lookalike.services.books.loading.loader import open_catalogue
-    from lookalike.services.books.requests import SearchRequest
+    from lookalike.services.books.requests import SearchMode, SearchRequest
     from lookalike.services.embeddings.query_vectors import QueryEmbeddings
     from lookalike.services.embeddings.text_model import text_embedder
 
@@ -353,12 +354,12 @@ def books_search(
 
     async def work() -> Table:
         facets = BookFilter(genres=tuple(genre) if genre else None)
-        request = SearchRequest(text, k, facets, TABLE_FIELDS, mode)
+        request = SearchRequest(text, k, facets, TABLE_FIELDS, SearchMode[mode])
         async with open_catalogue(settings) as (catalogue, _):
             queries = QueryEmbeddings(catalogue.redis, text_embedder, settings.search_cache_size)
             (vector,) = await queries.vectors([text])
             (neighbours,) = await catalogue.search([request], [vector])
-        return _neighbour_table(f"{mode.name} search for {text!r}", neighbours)
+        return _neighbour_table(f"{mode} search for {text!r}", neighbours)
 
     out.print(_run(work))
 

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from lookalike.schema.cli import app
+from lookalike.services.books.requests import SearchMode
 from lookalike.services.core.settings import Settings, get_settings
 from tests.conftest import gql
 from tests.photos import ORL
@@ -260,3 +261,5 @@ def test_books_search_takes_the_apis_modes(lookalike: Run) -> None:
     wrong = lookalike("books", "search", "Engineward", "--mode", "fuzzy")
     assert wrong.returncode == 2
     assert "semantic" in wrong.stderr.lower()
+    for mode in SearchMode:  # the command takes every mode the API has
+        assert mode.name.lower() in wrong.stderr.lower()
