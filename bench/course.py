@@ -64,6 +64,33 @@ def ensure_course_layout(r: redis.Redis) -> None:
         time.sleep(0.05)
 
 
+def shared_books(r: redis.Redis, ours: Layout) -> tuple[list[str], int]:
+    """What the course's layout and ``ours`` can both be asked with the same answer: the ids
+    of the books both hold with the same description and a vector, in id order; and how many
+    books of ours the course's layout (the shipped catalogue) lacks or holds with another
+    description. A book added with ``books load --source`` is only in ours: asking the
+    course's side for it failed (its baseline answered 500)."""
+    ids = sorted(
+        (key.decode().split(":", 1)[1] for key in r.scan_iter(f"{COURSE.prefix}:*", count=1000)),
+        key=int,
+    )
+    pipe = r.pipeline(transaction=False)
+    for book_id in ids:
+        pipe.json().get(COURSE.key(book_id), "$.description")
+        pipe.hget(ours.key(book_id), "description")
+        pipe.hexists(ours.key(book_id), "embedding")
+    replies = pipe.execute()
+    alike, shared = 0, []
+    for n, book_id in enumerate(ids):
+        theirs, mine, embedded = replies[3 * n : 3 * n + 3]
+        if theirs and (mine or b"").decode() == theirs[0]:
+            alike += 1
+            if embedded:
+                shared.append(book_id)
+    ours_total = int(r.ft(ours.index).info()["num_docs"])  # type: ignore[no-untyped-call]
+    return shared, ours_total - alike
+
+
 def read_vector(r: redis.Redis, layout: Layout, book_id: str) -> bytes:
     """The course reads a book's vector before each KNN: one round trip."""
     if layout.json:

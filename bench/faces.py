@@ -5,6 +5,10 @@ Run it against a running server (``lookalike serve``), ideally with people enrol
 
     .venv/bin/python -m bench.faces [--url http://127.0.0.1:8000] [--dataset DIR] [--rounds 60]
 
+The photos are --dataset's (ORL by default), laid out as ``faces enroll`` and ``faces eval``
+read them: a folder per person, photos named by number; those numbered 6 to 9 are timed (the
+ones ``faces eval`` queries), number 7 of each person also as a 12 MP photo.
+
 1. identifyFace p50/p95 over HTTP (multipart upload, GraphQL, model worker, Redis KNN), against
    the embedding alone (decode, detect, embed) in this process, on the same images.
    Target: at most 1.25x.
@@ -20,14 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-from bench.phone_photos import ORL, phone_photo, timed_upload
+from bench.phone_photos import ORL, phone_photo_of, timed_upload
+from lookalike.services.core.errors import BadUserInput
 from lookalike.services.core.settings import get_settings
+from lookalike.services.faces.evaluation import people_in
 from lookalike.services.faces.images import ImageLimits, Photo
 from lookalike.services.faces.model import FaceModel
 
@@ -118,10 +125,21 @@ def main() -> None:
     url = args.url.rstrip("/") + "/graphql"
     settings = get_settings()
 
-    paths = sorted(args.dataset.glob("s*/[6-9].*"))[: args.rounds]
+    try:
+        people = people_in(args.dataset)
+    except BadUserInput as exc:
+        sys.exit(f"bench.faces: {exc.message}")
+    timed = [photos[n] for photos in people.values() for n in (6, 7, 8, 9) if n in photos]
+    faces = [photos[7] for photos in people.values() if 7 in photos][: args.phone_photos]
+    if not faces:
+        sys.exit(
+            f"bench.faces: {args.dataset} holds no photo numbered 7 (DIR/<person>/7.png): "
+            "the photos numbered 6 to 9 are timed, number 7 also as a 12 MP photo"
+        )
+    paths = timed[: args.rounds]
     images = [p.read_bytes() for p in paths]
-    people = httpx.post(url, json={"query": "{ people(first: 0) { totalCount } }"}).json()
-    enrolled = people["data"]["people"]["totalCount"]
+    counted = httpx.post(url, json={"query": "{ people(first: 0) { totalCount } }"}).json()
+    enrolled = counted["data"]["people"]["totalCount"]
 
     model = FaceModel()
     limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
@@ -150,7 +168,7 @@ def main() -> None:
         return http, bare
 
     http, bare = asyncio.run(interleaved())
-    print(f"identifyFace: {len(images)} ORL photos, {enrolled} people enrolled")
+    print(f"identifyFace: {len(images)} photos of {args.dataset}, {enrolled} people enrolled")
     print(f"  {'':34} {'p50 ms':>8} {'p95 ms':>8}")
     print(f"  {'identifyFace over HTTP':34} {pct(http, 50):8.1f} {pct(http, 95):8.1f}")
     print(f"  {'embedding alone (this process)':34} {pct(bare, 50):8.1f} {pct(bare, 95):8.1f}")
@@ -159,12 +177,11 @@ def main() -> None:
         f"p95 {pct(http, 95) / pct(bare, 95):.2f}x (target <= 1.25x)"
     )
 
-    faces = sorted(args.dataset.glob("s*/7.*"))[: args.phone_photos]
-    pairs = [(path.read_bytes(), phone_photo(path.parent.name, 7)) for path in faces]
+    pairs = [(path.read_bytes(), phone_photo_of(path)) for path in faces]
     print(
         f"identifyFace: a 12 MP phone photo (4032x3024 JPEG, "
-        f"{np.mean([len(b) for _, b in pairs]) / 1e6:.1f} MB) against the small ORL photo "
-        f"(92x112 PNG) of the same face; {len(pairs)} faces a run, interleaved"
+        f"{np.mean([len(b) for _, b in pairs]) / 1e6:.1f} MB) against the small photo of the "
+        f"same face; {len(pairs)} faces a run, interleaved"
     )
     print(f"  {'run':6} {'small p50':>10} {'12 MP p50':>10} {'ratio':>7}  answers")
     ratios = []

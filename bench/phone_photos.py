@@ -44,9 +44,14 @@ def _wall(seed: int) -> Image.Image:
 def phone_photo(person: str, number: int, scale: int = 9, seed: int = 0) -> bytes:
     """The photo, with ORL's ``person``/``number`` scaled ``scale`` times (x9: 828 x 1008,
     a portrait at arm's length) a little off centre."""
+    return phone_photo_of(ORL / person / f"{number}.png", scale, seed)
+
+
+def phone_photo_of(path: Path, scale: int = 9, seed: int = 0) -> bytes:
+    """The photo, with the face photo at ``path`` (any data set's) scaled into it."""
     photo = _wall(seed).copy()
     width, height = photo.size
-    face = Image.open(ORL / person / f"{number}.png").convert("RGB")
+    face = Image.open(path).convert("RGB")
     face = face.resize((face.width * scale, face.height * scale), Image.Resampling.LANCZOS)
     photo.paste(face, ((width - face.width) // 2 + 300, (height - face.height) // 2 - 100))
     buffer = io.BytesIO()

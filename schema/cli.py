@@ -3,34 +3,52 @@
 It drives every layer (it serves the app, exports the schema, loads, evaluates), so it sits
 above them beside the app factory, and no layer imports it.
 
-Exit codes: 0 done, 1 the input was refused (bad argument, unknown book, bad catalogue file),
-2 usage error (from the argument parser), 3 Redis unavailable or unfit.
+Every command exits with one of ``Exit``'s codes (the README's table, docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import errno
 import sys
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from lookalike.schema.typer_compat import hide_flag_types
 from lookalike.services.books.records import BookFields
 from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.core.settings import Settings, get_settings
 
 T = TypeVar("T")
 
+
+class Exit(enum.IntEnum):
+    """What a command's exit code means, the same for every command."""
+
+    DONE = 0
+    REFUSED = 1  # a bad argument or file, an id that names nothing: the message says which
+    USAGE = 2  # the command line itself (an unknown option, a missing argument): click's code
+    REDIS = 3  # Redis unreachable or unfit, or an index live servers use: try again later
+    ADDRESS = 4  # serve: the host and port cannot be listened on (in use: choose --port)
+
+
 # What the tables show of a book (and its vector, for the book whose neighbours are asked)
 TABLE_FIELDS = BookFields(frozenset({"title", "author"}), vector=True)
 
+hide_flag_types()
 app = typer.Typer(
-    help="lookalike: similar books and enrolled faces, by Redis vector search.",
+    help="lookalike: similar books and enrolled faces, by Redis vector search.\n\n"
+    "Exit codes, the same for every command: 0 done; 1 input refused (a bad argument or "
+    "file, an id that names nothing); 2 usage error; 3 Redis unavailable or unfit; 4 serve's "
+    "address in use or not usable (choose another --port).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -61,11 +79,37 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except ServiceUnavailable as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(3) from None
+        _fail(exc.message, Exit.REDIS)
     except LookalikeError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(exc.message, Exit.REFUSED)
+
+
+def _fail(message: str, code: Exit) -> NoReturn:
+    """One line on stderr, and the code that says what kind of failure it was."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code) from None
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        out.print(f"lookalike {version('lookalike')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options of the command itself (its help is the Typer's, above)."""
 
 
 @app.command()
@@ -83,17 +127,35 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the GraphQL API (GraphiQL at /graphql) until interrupted."""
+    """Serve the GraphQL API (GraphiQL at /graphql) until interrupted.
+
+    The address is taken before anything loads: one in use exits 4 at once.
+    """
+    from lookalike.schema.http.server import listening_socket
     from lookalike.schema.http.server import serve as run_server
     from lookalike.services.core.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    host, port = host or settings.host, port or settings.port
     try:
-        run_server(settings, host or settings.host, port or settings.port)
+        listener = listening_socket(host, port)
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            _fail(
+                f"{where} is already in use (another lookalike serve?): choose another port "
+                "with --port or LOOKALIKE_PORT",
+                Exit.ADDRESS,
+            )
+        _fail(
+            f"cannot listen on {where}: {exc.strerror or exc}; check --host and --port",
+            Exit.ADDRESS,
+        )
+    try:
+        run_server(settings, listener)
     except LookalikeError as exc:  # refused before serving (a broken trusted documents file)
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(exc.message, Exit.REFUSED)
 
 
 @app.command()
@@ -215,8 +277,7 @@ def books_convert(
     from lookalike.services.redis.connection import open_redis
 
     if vector_type not in (None, "float16", "float32"):
-        err.print("[red]error:[/red] --vector-type is float16 or float32", highlight=False)
-        raise typer.Exit(1)
+        _fail("--vector-type is float16 or float32", Exit.REFUSED)
     chosen = {
         "vector_type": vector_type,
         "hnsw_m": hnsw_m,
@@ -274,11 +335,21 @@ def books_search(
     text: Annotated[str, typer.Argument(help="What the book is about, in your words.")],
     k: Annotated[int, typer.Option(help="How many books (1 to 100).")] = 10,
     genre: Annotated[list[str] | None, typer.Option(help="Only these genres (repeatable).")] = None,
+    # SearchMode's names, written out: importing the services' requests here would slow every
+    # command's start, --help included (test_books_search_takes_the_apis_modes runs each)
+    mode: Annotated[
+        Literal["HYBRID", "SEMANTIC", "KEYWORD"],
+        typer.Option(
+            case_sensitive=False,
+            help="SEMANTIC: by meaning; KEYWORD: by its words (title, author, description); "
+            "HYBRID: both, a typed title first (the API's default).",
+        ),
+    ] = "HYBRID",
 ) -> None:
-    """The k books whose descriptions are nearest in meaning to TEXT, as a table."""
+    """The k books that best answer TEXT, as searchBooks ranks them, as a table."""
     from lookalike.services.books.filters import BookFilter
     from lookalike.services.books.loading.loader import open_catalogue
-    from lookalike.services.books.requests import SearchRequest
+    from lookalike.services.books.requests import SearchMode, SearchRequest
     from lookalike.services.embeddings.query_vectors import QueryEmbeddings
     from lookalike.services.embeddings.text_model import text_embedder
 
@@ -286,12 +357,12 @@ def books_search(
 
     async def work() -> Table:
         facets = BookFilter(genres=tuple(genre) if genre else None)
-        request = SearchRequest(text, k, facets, TABLE_FIELDS)
+        request = SearchRequest(text, k, facets, TABLE_FIELDS, SearchMode[mode])
         async with open_catalogue(settings) as (catalogue, _):
             queries = QueryEmbeddings(catalogue.redis, text_embedder, settings.search_cache_size)
             (vector,) = await queries.vectors([text])
             (neighbours,) = await catalogue.search([request], [vector])
-        return _neighbour_table(f"Nearest to {text!r}", neighbours)
+        return _neighbour_table(f"{mode} search for {text!r}", neighbours)
 
     out.print(_run(work))
 
@@ -331,13 +402,35 @@ def books_pack(
     out.print(f"wrote {count} vectors to {out_dir}", highlight=False)
 
 
-@faces_app.command("enroll")
+ENROLL_HELP = (
+    "Enrol the people of DIR: each folder in DIR is one person, its name the person's id "
+    "(1 to 64 of A-Z a-z 0-9 - _).\n\n"
+    "Photos are found by number: a person folder's files named 1.png, 2.jpg, 3.jpg and so on "
+    "(a number, then .jpg, .jpeg, .png, .webp, .heic, .heif, .avif, .mpo or .bmp, in any "
+    "case); --images picks which numbers, other files are ignored. The largest face of each "
+    "photo is enrolled; a photo enrolled before adds nothing.\n\n"
+    "Example: DIR/ada/1.png and DIR/ada/2.png enrol two faces of the person ada."
+)
+
+
+@faces_app.command("enroll", help=ENROLL_HELP)
 def faces_enroll(
-    folder: Annotated[Path, typer.Argument(metavar="DIR", help="One folder per person.")],
-    images: Annotated[str, typer.Option(help="Image numbers to enrol, e.g. 1-5 or 1,3,7.")] = "1-5",
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="A folder of person folders, e.g. DIR/ada/1.png.")
+    ],
+    images: Annotated[
+        str, typer.Option(help="Which numbered photos to enrol, e.g. 1-5 or 1,3,7.")
+    ] = "1-5",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="The person's display name (1 to 200 characters); DIR must then hold "
+            "one person folder."
+        ),
+    ] = None,
 ) -> None:
-    """Enrol every person folder of DIR (the folder name is the person id)."""
-    from lookalike.services.core.errors import NoFace
+    """Its help is ENROLL_HELP: typer keeps a docstring's line breaks past its first paragraph."""
+    from lookalike.services.core.errors import BadUserInput, NoFace
     from lookalike.services.faces.evaluation import parse_numbers, people_in
     from lookalike.services.faces.recognition import open_faces, validate_person_id
     from lookalike.services.redis.connection import open_redis
@@ -349,6 +442,10 @@ def faces_enroll(
         people = people_in(folder)
         for person in people:
             validate_person_id(person)
+        if name is not None and len(people) != 1:
+            raise BadUserInput(
+                f"--name names one person, but {folder} holds {len(people)} person folders"
+            )
         photos = [
             (p, path)
             for p, found in people.items()
@@ -362,7 +459,7 @@ def faces_enroll(
                 for person, path in photos:
                     before = (await faces.store.get_many([person]))[0]
                     try:
-                        after = await faces.enroll(person, path.read_bytes(), None)
+                        after = await faces.enroll(person, path.read_bytes(), name)
                     except NoFace:
                         faceless += 1
                     else:
@@ -370,8 +467,8 @@ def faces_enroll(
                         added, again = added + grew, again + (not grew)
                     bar.advance(task)
         return (
-            f"{len(people)} people, {len(photos)} photos: {added} faces added, "
-            f"{again} already enrolled, {faceless} without a face"
+            f"{_plural(len(people), 'person', 'people')}, {_plural(len(photos), 'photo')}: "
+            f"{_plural(added, 'face')} added, {again} already enrolled, {faceless} without a face"
         )
 
     out.print(_run(work), highlight=False)
@@ -381,22 +478,24 @@ def faces_enroll(
 def faces_forget(
     person_id: Annotated[str, typer.Argument(metavar="ID", help="The person's id.")],
 ) -> None:
-    """Delete a person and every face vector of theirs."""
+    """Delete a person and every face vector of theirs (exit 1 if nobody has that id)."""
+    from lookalike.services.core.errors import PersonNotFound
     from lookalike.services.faces.recognition import validate_person_id
     from lookalike.services.faces.store import face_store
     from lookalike.services.redis.connection import open_redis
 
     settings = get_settings()
 
-    async def work() -> bool:
+    async def work() -> None:
         validate_person_id(person_id)
         async with open_redis(settings) as (client, _):
             store = face_store(settings.face_layout, client)
             await store.open()
-            return await store.delete(person_id)
+            if not await store.delete(person_id):
+                raise PersonNotFound.for_id(person_id)
 
-    deleted = _run(work)
-    out.print(f"forgot {person_id}" if deleted else f"nobody is enrolled as {person_id}")
+    _run(work)
+    out.print(f"forgot {person_id}", highlight=False)
 
 
 @faces_app.command("eval")
@@ -426,8 +525,7 @@ def faces_eval(
     settings = get_settings()
     chosen = layout or settings.face_layout
     if chosen not in ("hash", "json"):
-        err.print("[red]error:[/red] --layout is hash or json", highlight=False)
-        raise typer.Exit(1)
+        _fail("--layout is hash or json", Exit.REFUSED)
 
     async def work() -> list[str]:
         enrolled, queried = parse_numbers(enroll), parse_numbers(query)

@@ -17,7 +17,6 @@ from graphql import (
     specified_rules,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.tools import merge_types
 
 from lookalike.resolvers.context import Context
 from lookalike.schema.execution.errors import coded, is_expected
@@ -26,6 +25,7 @@ from lookalike.schema.execution.resolver_calls import ResolverCalls
 from lookalike.schema.execution.strawberry_compat import (
     NameConverter,
     StrawberryConfig,
+    describe_enum_values,
     graphql_schema,
     is_awaitable,
     validate_document,
@@ -34,7 +34,7 @@ from lookalike.schema.limits.access import AccessControl
 from lookalike.schema.limits.shape import ShapeLimits
 from lookalike.schema.operations.cache import OperationCache
 from lookalike.schema.operations.documents import DocumentLimits
-from lookalike.schema.types.books import BookQuery
+from lookalike.schema.types.books import ENUM_VALUES, BookQuery
 from lookalike.schema.types.faces import FaceQuery, Mutation
 from lookalike.services.core.settings import Settings
 
@@ -149,7 +149,16 @@ class Schema(strawberry.Schema):
         raise TypeError("lookalike runs operations with Schema.run (limits, access, codes)")
 
 
-Query = merge_types("Query", (BookQuery, FaceQuery))
+describe_enum_values(ENUM_VALUES)
+
+
+@strawberry.type(
+    description="Reads: books and their look-alikes (by description embedding, cosine "
+    "distance), search, recommendations, and enrolled people. Every error carries "
+    "extensions.code (BAD_USER_INPUT, BOOK_NOT_FOUND, PERSON_NOT_FOUND, QUERY_TOO_COMPLEX, ...)."
+)
+class Query(BookQuery, FaceQuery):
+    """The domains' queries as one root type (what strawberry's merge_types does, described)."""
 
 
 def build_schema(settings: Settings) -> Schema:

@@ -11,7 +11,8 @@ the real schema; when one breaks, graphql-core's own execution answers (``plans.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import strawberry
@@ -58,6 +59,7 @@ __all__ = [
     "StrawberryConfig",
     "StrawberryField",
     "convert_arguments",
+    "describe_enum_values",
     "get_object_definition",
     "graphql_schema",
     "info_maker",
@@ -66,6 +68,20 @@ __all__ = [
 ]
 
 InfoMaker = Callable[[GraphQLResolveInfo[Any], StrawberryField], strawberry.Info[Any, Any]]
+
+
+def describe_enum_values(descriptions: Mapping[enum.Enum, str]) -> None:
+    """Give the values of enums made with ``strawberry.enum(cls)`` their descriptions: the
+    documented ``strawberry.enum_value(description=)`` works only inside the enum's own
+    class, and the services' enums may not import strawberry.
+
+    Relies on: ``strawberry.enum`` leaving ``cls.__strawberry_definition__.values``, a list of
+    ``strawberry.types.enum.EnumValue`` (a mutable dataclass with ``value`` and
+    ``description``), read when a schema is built. Call it before the schema is made."""
+    for member, text in descriptions.items():
+        definition = type(member).__strawberry_definition__  # type: ignore[attr-defined]
+        (value,) = [v for v in definition.values if v.value == member.value]
+        value.description = text
 
 
 def graphql_schema(schema: strawberry.Schema) -> GraphQLSchema:

@@ -347,11 +347,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 class AnnouncingServer(uvicorn.Server):
     """uvicorn's server, whose last start-up line says where the API is.
 
-    Relies on ``Server.startup(sockets)`` (undocumented) being where uvicorn binds and logs
-    "Uvicorn running on", and on ``self.started`` and ``self.config`` after it."""
+    Relies on ``Server.startup(sockets)`` (undocumented) being where uvicorn listens and logs
+    "Uvicorn running on", except on sockets it was given (lookalike binds its socket before
+    the app loads: http/server.py): that line is then logged here with uvicorn's own
+    ``_log_started_message(listeners)``, as for a socket it bound; and on ``self.started``
+    and ``self.config`` after it."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.started and sockets is not None:
+            self._log_started_message(sockets)
         if self.started:
             config = self.config
             host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host

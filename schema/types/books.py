@@ -9,6 +9,7 @@ which of a book's fields the selection will show.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ import strawberry
 from lookalike.resolvers import books
 from lookalike.resolvers.context import Context
 from lookalike.schema.operations.selections import book_fields
-from lookalike.schema.types.pagination import Connection
+from lookalike.schema.types.pagination import AFTER, Connection
 from lookalike.services.books import filters as facets_module
 from lookalike.services.books.catalogue import Match, RadiusPage
 from lookalike.services.books.records import Book as BookRecord
@@ -34,21 +35,27 @@ from lookalike.services.books.search.recommendations import RecommendStrategy
 
 Info = strawberry.Info[Context, None]
 
-strawberry.enum(
-    SearchMode,
-    description="How searchBooks matches the text. SEMANTIC: by meaning (the text's embedding "
-    "against the descriptions'). KEYWORD: by its words (BM25 over title, author and "
-    "description, the title weighted highest). HYBRID: both, ranked by similarity + 0.5 x "
-    "(word match with the title or author)^3, so a typed title comes first and a description "
-    "keeps its meaning.",
-)
+strawberry.enum(SearchMode, description="How searchBooks matches the text.")
 strawberry.enum(
     RecommendStrategy,
-    description="Qdrant's recommend strategies. AVERAGE_VECTOR: the books nearest to "
-    "avg(liked), or avg(liked) + (avg(liked) - avg(disliked)). BEST_SCORE: each book scored "
-    "by its best similarity to a liked book when that beats its best similarity to a disliked "
-    "one, else by -(best disliked similarity)^2.",
+    description="How recommend combines liked and disliked books (Qdrant's recommend strategies).",
 )
+# Each value's description (a services enum cannot carry them: the schema applies these,
+# schema/execution/schema.py)
+ENUM_VALUES: dict[enum.Enum, str] = {
+    SearchMode.SEMANTIC: "By meaning: the text's embedding against the descriptions' "
+    '(nearest first). Finds "a boy wizard at boarding school" without those words.',
+    SearchMode.KEYWORD: "By its words: BM25 over title, author and description, the title "
+    "weighted highest. Misspellings and synonyms do not match.",
+    SearchMode.HYBRID: "Both, ranked by similarity + 0.5 x (word match with the title or "
+    "author)^3: a typed title or author comes first, a description of a book still finds it "
+    "by meaning. The default.",
+    RecommendStrategy.AVERAGE_VECTOR: "The books nearest to avg(liked), or to avg(liked) + "
+    "(avg(liked) - avg(disliked)) with dislikes: one vector search. The default.",
+    RecommendStrategy.BEST_SCORE: "Each book scored by its best similarity to a liked book "
+    "when that beats its best similarity to a disliked one, else by -(best disliked "
+    "similarity)^2: keeps the variety of the liked books, avoids each disliked one.",
+}
 
 NO_IDS: list[strawberry.ID] = []  # the default of the id-list arguments (never mutated)
 
@@ -61,16 +68,25 @@ DIVERSITY = (
     "candidates (after filter and exclusions); the first book is the best. 0: no re-ranking."
 )
 MAX_PER_AUTHOR = "At most this many books by one author (1 to 100; authors compared ignoring case)."
+FILTER = (
+    "Only books this filter lets through. It runs inside the vector search (a pre-filter), so "
+    "k books still come back when at least k match; null: every book."
+)
+K_BOOKS = "How many books: 1 to 100 (BAD_USER_INPUT outside)."
+PAGE_FIRST = "Books on this page: 0 to 100 (0 gives only totalCount and pageInfo)."
 
 # The arguments similar, searchBooks and recommend share, typed and described once.
 Excluded = Annotated[list[strawberry.ID] | None, strawberry.argument(description=EXCLUDE)]
 DiversityArgument = Annotated[float | None, strawberry.argument(description=DIVERSITY)]
 MaxPerAuthor = Annotated[int | None, strawberry.argument(description=MAX_PER_AUTHOR)]
+HowMany = Annotated[int, strawberry.argument(description=K_BOOKS)]
 
 
 @strawberry.type(description="One physical copy of a book and what it is doing now.")
 class InventoryItem:
-    stock_id: str
+    stock_id: str = strawberry.field(
+        description="The copy's own id (in the shipped catalogue: the book's id, '_', a number)."
+    )
     status: str = strawberry.field(description="available, on_loan or maintenance.")
 
 
@@ -80,15 +96,37 @@ class InventoryItem:
     "ignoring case; an unknown value matches nothing."
 )
 class BookFilter:
-    genres: list[str] | None = None
-    authors: list[str] | None = None
-    year_from: int | None = strawberry.field(default=None, description="Published in or after.")
-    year_to: int | None = strawberry.field(default=None, description="Published in or before.")
-    min_rating: float | None = strawberry.field(default=None, description="Average score, 0-5.")
+    genres: list[str] | None = strawberry.field(
+        default=None,
+        description="Books with at least one of these genres, as Book.genres and the genres "
+        'query spell them (e.g. "horror"). At most 50 values of 1 to 200 characters.',
+    )
+    authors: list[str] | None = strawberry.field(
+        default=None,
+        description="Books by one of these authors, the whole name as Book.author gives it. "
+        "At most 50 values of 1 to 200 characters.",
+    )
+    year_from: int | None = strawberry.field(
+        default=None,
+        description="Published in or after this year (-5000 to 5000); a book without a year "
+        "never matches.",
+    )
+    year_to: int | None = strawberry.field(
+        default=None,
+        description="Published in or before this year (-5000 to 5000); a book without a year "
+        "never matches.",
+    )
+    min_rating: float | None = strawberry.field(
+        default=None,
+        description="Average reader score at least this (0 to 5); an unrated book never matches.",
+    )
     available: bool | None = strawberry.field(
         default=None,
         description="true: at least one copy is available now; false: none is.",
     )
+
+
+Filtered = Annotated[BookFilter | None, strawberry.argument(description=FILTER)]
 
 
 def _choice(diversity: float | None, max_per_author: int | None) -> Diversity:
@@ -116,20 +154,39 @@ def _facets(given: BookFilter | None) -> facets_module.BookFilter:
 
 @strawberry.type(description="A book of the catalogue.")
 class Book:
-    id: strawberry.ID
-    title: str
-    author: str
+    id: strawberry.ID = strawberry.field(
+        description="The book's id: a decimal integer of at most 15 digits, as a string."
+    )
+    title: str = strawberry.field(
+        description='As the catalogue spells it, a series number included ("Engineward #2").'
+    )
+    author: str = strawberry.field(description="The author's full name, one per book.")
     description: str = strawberry.field(
         description="May be empty: such a book has no embedding, so no neighbours."
     )
-    genres: list[str]
-    editions: list[str]
-    pages: int | None
-    year_published: int | None
-    url: str | None
-    rating: float | None = strawberry.field(description="Average reader score, 0 to 5.")
-    rating_votes: int | None
-    inventory: list[InventoryItem]
+    genres: list[str] = strawberry.field(
+        description='Lower-case genres, e.g. "science fiction (alternate universe)"; what '
+        "BookFilter.genres matches. May be empty."
+    )
+    editions: list[str] = strawberry.field(
+        description='The languages it is published in (e.g. "english", "spanish").'
+    )
+    pages: int | None = strawberry.field(description="Page count; null when unknown.")
+    year_published: int | None = strawberry.field(
+        description="Year of first publication; null when unknown."
+    )
+    url: str | None = strawberry.field(
+        description="A web page about the book (Goodreads' for the shipped books); null if none."
+    )
+    rating: float | None = strawberry.field(
+        description="Average reader score, 0 to 5; null when unrated."
+    )
+    rating_votes: int | None = strawberry.field(
+        description="How many readers scored it: the weight of rating. Null when unknown."
+    )
+    inventory: list[InventoryItem] = strawberry.field(
+        description="Every physical copy and its status; BookFilter.available reads it."
+    )
 
     @strawberry.field(
         description="The k nearest other books by description (cosine distance), nearest "
@@ -142,8 +199,8 @@ class Book:
         self,
         parent: strawberry.Parent[BookRecord],
         info: Info,
-        k: int = 5,
-        filter: BookFilter | None = None,
+        k: Annotated[int, strawberry.argument(description="How many neighbours: 1 to 100.")] = 5,
+        filter: Filtered = None,
         exclude: Excluded = NO_IDS,
         diversity: DiversityArgument = 0.0,
         max_per_author: MaxPerAuthor = None,
@@ -167,32 +224,55 @@ class Book:
         self,
         parent: strawberry.Parent[BookRecord],
         info: Info,
-        r: float,
-        filter: BookFilter | None = None,
-        first: int = 10,
-        offset: int = 0,
+        r: Annotated[
+            float,
+            strawberry.argument(
+                description="The radius: a cosine distance from 0 (identical) to 2 (opposite), "
+                "as BookMatch.distance gives them (similar's distances show what is near)."
+            ),
+        ],
+        filter: Filtered = None,
+        first: Annotated[
+            int, strawberry.argument(description="Matches on this page: 0 to 100.")
+        ] = 10,
+        offset: Annotated[
+            int,
+            strawberry.argument(
+                description="Matches to skip, nearest first: 0 to 10,000 (pages by count; "
+                "books loaded meanwhile may shift them)."
+            ),
+        ] = 0,
     ) -> Awaitable[RadiusPage]:
         fields = book_fields(info, "matches", "book")
         request = RadiusRequest(parent.id, r, first, offset, _facets(filter), fields)
         return books.within_radius(info.context, parent, request)
 
 
-@strawberry.type
+@strawberry.type(description="A genre and how many books have it.")
 class GenreCount:
-    name: str
-    count: int
+    name: str = strawberry.field(
+        description="As Book.genres spells it; BookFilter.genres takes it."
+    )
+    count: int = strawberry.field(description="Books with this genre (a book may have several).")
 
 
 @strawberry.type(description="A neighbour and its cosine distance (0 identical, 2 opposite).")
 class BookMatch:
-    book: Book
-    distance: float
+    book: Book = strawberry.field(description="The book found.")
+    distance: float = strawberry.field(
+        description="Cosine distance between the two embeddings: 0 identical, 1 unrelated, 2 "
+        "opposite (similarity = 1 - distance)."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="One page of the books within a radius, and how many there are.")
 class RadiusResult:
-    total_count: int
-    matches: list[BookMatch]
+    total_count: int = strawberry.field(
+        description="Every book within the radius that the filter lets through, on all pages."
+    )
+    matches: list[BookMatch] = strawberry.field(
+        description="This page's matches (first, after offset), nearest first."
+    )
 
 
 @strawberry.type
@@ -201,7 +281,11 @@ class BookQuery:
         description="A book by id; null (with BOOK_NOT_FOUND) when there is none.",
         graphql_type=Book | None,
     )
-    async def book(self, info: Info, id: strawberry.ID) -> BookRecord:
+    async def book(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description='The book\'s id, e.g. "9".')],
+    ) -> BookRecord:
         return await books.book(info.context, str(id), book_fields(info))
 
     @strawberry.field(
@@ -214,10 +298,22 @@ class BookQuery:
     async def search_books(
         self,
         info: Info,
-        text: str,
-        k: int = 10,
-        filter: BookFilter | None = None,
-        mode: SearchMode = SearchMode.HYBRID,
+        text: Annotated[
+            str,
+            strawberry.argument(
+                description="What the book is about, or its title or author, in any words: 1 "
+                "to 2,000 characters with at least one letter or digit, no control characters "
+                "(BAD_USER_INPUT otherwise)."
+            ),
+        ],
+        k: HowMany = 10,
+        filter: Filtered = None,
+        mode: Annotated[
+            SearchMode,
+            strawberry.argument(
+                description="How the text is matched; HYBRID (the default) suits a search box."
+            ),
+        ] = SearchMode.HYBRID,
         exclude: Excluded = NO_IDS,
         diversity: DiversityArgument = 0.0,
         max_per_author: MaxPerAuthor = None,
@@ -244,11 +340,20 @@ class BookQuery:
     async def recommend(
         self,
         info: Info,
-        liked: list[strawberry.ID],
-        disliked: list[strawberry.ID] | None = NO_IDS,
-        k: int = 10,
-        strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
-        filter: BookFilter | None = None,
+        liked: Annotated[
+            list[strawberry.ID],
+            strawberry.argument(description="Ids of books the reader liked: 1 to 50."),
+        ],
+        disliked: Annotated[
+            list[strawberry.ID] | None,
+            strawberry.argument(description="Ids of books the reader disliked: 0 to 50."),
+        ] = NO_IDS,
+        k: HowMany = 10,
+        strategy: Annotated[
+            RecommendStrategy,
+            strawberry.argument(description="How liked and disliked books are combined."),
+        ] = RecommendStrategy.AVERAGE_VECTOR,
+        filter: Filtered = None,
         exclude: Excluded = NO_IDS,
         diversity: DiversityArgument = 0.0,
         max_per_author: MaxPerAuthor = None,
@@ -274,7 +379,10 @@ class BookQuery:
         graphql_type=Connection[Book],
     )
     async def books(
-        self, info: Info, first: int | None = 20, after: str | None = None
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description=PAGE_FIRST)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
     ) -> Connection[Any]:
         after_id = None if after is None else books.decode_cursor(after)
         fields = book_fields(info, "edges", "node")

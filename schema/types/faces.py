@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.file_uploads import Upload
 
 from lookalike.resolvers import faces
 from lookalike.resolvers.context import Context
-from lookalike.schema.types.pagination import Connection
+from lookalike.schema.types.pagination import AFTER, Connection
 from lookalike.services.faces.quality import FaceQuality as FaceQualityRecord
 from lookalike.services.faces.quality import Reason
 from lookalike.services.faces.store import Person as PersonRecord
 
 Info = strawberry.Info[Context, None]
 
+IMAGE = (
+    "The photo, as a file part of a multipart request (the GraphQL multipart request spec "
+    "that Apollo's upload clients send): JPEG, PNG, WebP, HEIC/HEIF, AVIF, MPO or BMP, at "
+    "most LOOKALIKE_MAX_UPLOAD_BYTES (10 MiB by default). Errors: INVALID_IMAGE, "
+    "UNSUPPORTED_IMAGE, IMAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, NO_FACE (none found)."
+)
+THRESHOLD = (
+    "The server's LOOKALIKE_FACE_THRESHOLD: a face nearer than this cosine distance is the "
+    "same person."
+)
+DISTANCE = "Cosine distance between the two faces' vectors: 0 identical, 2 opposite."
+PERSON_ID = "The person's id: 1 to 64 of A-Z a-z 0-9 - _ (BAD_USER_INPUT otherwise)."
+Image = Annotated[Upload, strawberry.argument(description=IMAGE)]
+PersonId = Annotated[strawberry.ID, strawberry.argument(description=PERSON_ID)]
+
 
 @strawberry.type(description="An enrolled person: only face vectors are kept, never photos.")
 class Person:
-    id: strawberry.ID
-    name: str | None
-    face_count: int
+    id: strawberry.ID = strawberry.field(
+        description="Chosen at enrolment: 1 to 64 of A-Z a-z 0-9 - _."
+    )
+    name: str | None = strawberry.field(
+        description="A display name given at enrolment (the last one given); null if none."
+    )
+    face_count: int = strawberry.field(
+        description="Distinct photos enrolled for this person (the same photo counts once)."
+    )
 
     @classmethod
     def from_record(cls, record: PersonRecord) -> Person:
@@ -50,21 +73,26 @@ class FaceQuality:
 
 @strawberry.type(description="A person near the photo: their nearest face's cosine distance.")
 class FaceCandidate:
-    person: Person
-    distance: float
+    person: Person = strawberry.field(description="The enrolled person.")
+    distance: float = strawberry.field(description=f"To their nearest face. {DISTANCE}")
 
 
-@strawberry.type
+@strawberry.type(description="Who the largest face of a photo is, and who else it is near.")
 class FaceIdentification:
     person: Person | None = strawberry.field(
         description="Null when the nearest face is farther than the threshold: unknown."
     )
-    distance: float | None = strawberry.field(description="To the nearest enrolled face.")
+    distance: float | None = strawberry.field(
+        description=f"To the nearest enrolled face; null when nobody is enrolled. {DISTANCE}"
+    )
     candidates: list[FaceCandidate] = strawberry.field(
         description="The k nearest distinct people, nearest first, also when unknown."
     )
-    threshold: float
-    model: str
+    threshold: float = strawberry.field(description=THRESHOLD)
+    model: str = strawberry.field(
+        description="The face model that made the vectors (its distances only compare with its "
+        "own): detector, alignment and embedding."
+    )
     faces_detected: int = strawberry.field(
         description="Faces found in the photo; the largest one is the one identified."
     )
@@ -72,12 +100,14 @@ class FaceIdentification:
 
 @strawberry.type(description="Whether a photo shows one enrolled person.")
 class FaceVerification:
-    person: Person
+    person: Person = strawberry.field(description="The person the photo was compared with.")
     match: bool = strawberry.field(
         description="True when the nearest of the person's faces is closer than the threshold."
     )
-    distance: float = strawberry.field(description="To the nearest of the person's faces.")
-    threshold: float
+    distance: float = strawberry.field(
+        description=f"To the nearest of the person's faces. {DISTANCE}"
+    )
+    threshold: float = strawberry.field(description=THRESHOLD)
     faces_detected: int = strawberry.field(
         description="Faces found in the photo; the largest one is the one compared."
     )
@@ -86,14 +116,20 @@ class FaceVerification:
 @strawberry.type
 class FaceQuery:
     @strawberry.field(description="A person by id; null (with PERSON_NOT_FOUND) if unknown.")
-    async def person(self, info: Info, id: strawberry.ID) -> Person | None:
+    async def person(self, info: Info, id: PersonId) -> Person | None:
         return Person.from_record(await faces.person(info.context, str(id)))
 
     @strawberry.field(
         description="Enrolled people in id order, a page at a time (first: 0 to 100)."
     )
     async def people(
-        self, info: Info, first: int | None = 20, after: str | None = None
+        self,
+        info: Info,
+        first: Annotated[
+            int | None,
+            strawberry.argument(description="People on this page: 0 to 100 (0: only totals)."),
+        ] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
     ) -> Connection[Person]:
         page, found = await faces.people_page(info.context, 20 if first is None else first, after)
         return Connection[Person].of(
@@ -105,13 +141,25 @@ class FaceQuery:
         )
 
 
-@strawberry.type
+@strawberry.type(
+    description="Changes and photo uploads. With LOOKALIKE_API_KEYS set, every mutation needs "
+    "Authorization: Bearer <key> (UNAUTHENTICATED without one, FORBIDDEN for a wrong one); "
+    "with no keys, only from the server's own machine. Photos are never stored: only the "
+    "vectors of enrolled faces."
+)
 class Mutation:
     @strawberry.mutation(
         description="Who is in this photo? The largest face is compared with every enrolled "
         "face; k (1 to 20) nearest people are returned as candidates."
     )
-    async def identify_face(self, info: Info, image: Upload, k: int = 3) -> FaceIdentification:
+    async def identify_face(
+        self,
+        info: Info,
+        image: Image,
+        k: Annotated[
+            int, strawberry.argument(description="How many nearest people to list: 1 to 20.")
+        ] = 3,
+    ) -> FaceIdentification:
         found, people = await faces.identify(info.context, image, k)
         by_id = {p.id: Person.from_record(p) for p in people}
         candidates = [
@@ -132,9 +180,7 @@ class Mutation:
         description="Is this photo that person? The largest face is compared with that "
         "person's enrolled faces only. PERSON_NOT_FOUND for an unknown id."
     )
-    async def verify_face(
-        self, info: Info, person_id: strawberry.ID, image: Upload
-    ) -> FaceVerification:
+    async def verify_face(self, info: Info, person_id: PersonId, image: Image) -> FaceVerification:
         found = await faces.verify(info.context, str(person_id), image)
         return FaceVerification(
             person=Person.from_record(found.person),
@@ -149,10 +195,26 @@ class Mutation:
         "same photo twice adds nothing. personId: 1-64 of A-Z a-z 0-9 - _."
     )
     async def enroll_face(
-        self, info: Info, person_id: strawberry.ID, image: Upload, name: str | None = None
+        self,
+        info: Info,
+        person_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="Who the photo shows: an existing person's id adds a face to them, "
+                f"a new one creates them. {PERSON_ID}"
+            ),
+        ],
+        image: Image,
+        name: Annotated[
+            str | None,
+            strawberry.argument(
+                description="A display name (1 to 200 characters, trimmed): replaces the "
+                "stored one; null keeps it."
+            ),
+        ] = None,
     ) -> Person:
         return Person.from_record(await faces.enroll(info.context, str(person_id), image, name))
 
     @strawberry.mutation(description="Forget a person and every face vector of theirs.")
-    async def delete_person(self, info: Info, id: strawberry.ID) -> bool:
+    async def delete_person(self, info: Info, id: PersonId) -> bool:
         return await faces.delete(info.context, str(id))

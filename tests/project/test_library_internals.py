@@ -47,6 +47,8 @@ FENCED: dict[str, frozenset[str]] = {
     "strawberry.execution": frozenset({"schema/execution/strawberry_compat.py"}),
     # limits' Redis bridge (its Lua scripts): documented are the strategies and storages
     "limits.aio.storage.redis": frozenset({"services/limits/limits_compat.py"}),
+    # typer's parameter classes: documented is typer.Typer, Option, Argument, Exit
+    "typer.core": frozenset({"schema/typer_compat.py"}),
 }
 COMPAT_MODULES = {
     "schema/http/uvicorn_compat.py": "uvicorn.protocols",
@@ -54,6 +56,7 @@ COMPAT_MODULES = {
     "schema/execution/graphql_compat.py": "graphql.pyutils",
     "schema/execution/strawberry_compat.py": "strawberry.schema",
     "services/limits/limits_compat.py": "limits.aio.storage.redis",
+    "schema/typer_compat.py": "typer.core",
 }
 
 
