@@ -34,8 +34,9 @@ from lookalike.schema.limits.access import AccessControl
 from lookalike.schema.limits.shape import ShapeLimits
 from lookalike.schema.operations.cache import OperationCache
 from lookalike.schema.operations.documents import DocumentLimits
-from lookalike.schema.types.books import BookQuery
-from lookalike.schema.types.faces import FaceQuery, Mutation
+from lookalike.schema.types.books import BookMutation, BookQuery
+from lookalike.schema.types.faces import FaceQuery
+from lookalike.schema.types.faces import Mutation as FaceMutation
 from lookalike.services.core.settings import Settings
 
 log = logging.getLogger("lookalike.graphql")
@@ -150,6 +151,7 @@ class Schema(strawberry.Schema):
 
 
 Query = merge_types("Query", (BookQuery, FaceQuery))
+Mutation = merge_types("Mutation", (FaceMutation, BookMutation))
 
 
 def build_schema(settings: Settings) -> Schema:
