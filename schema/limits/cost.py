@@ -49,6 +49,7 @@ from graphql import (
     GraphQLSkipDirective,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     VariableValues,
     Visitor,
@@ -310,6 +311,10 @@ class OperationCosts:
         variables: VariableValues,
         books: int,
     ) -> int:
+        if operation.operation is OperationType.MUTATION:
+            # worked out every time: a change's values are its books (a megabyte, a key of
+            # the cache each), and mutations are few and their documents small
+            return operation_cost(operation, root, fragments, variables, books)
         if books != self.books:
             self.kept.clear()
             self.books = books

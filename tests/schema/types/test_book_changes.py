@@ -11,10 +11,14 @@ from typing import Any
 
 import anyio
 import pytest
+from graphql import OperationDefinitionNode, parse
+from graphql.execution.values import get_variable_values
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
+from lookalike.schema.execution.schema import build_schema
+from lookalike.schema.limits.cost import BOOK_WRITE, OperationCosts
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.loading.loader import load_books
 from lookalike.services.books.loading.shipped import read_shipped
@@ -337,3 +341,21 @@ def test_a_reader_never_sees_a_half_removed_book(api: TestClient, own: Settings)
     assert problems == []
     after = post(api, query, **{"from": survivor, "text": "a story of love and war"})["data"]
     assert not {b["book"]["id"] for b in after["book"]["similar"]} & set(victims)
+
+
+def test_a_changes_books_are_priced_every_time_and_never_kept_as_a_cache_key() -> None:
+    """The cost of a query is kept by the values of its cost inputs; a change's input is its
+    books (up to a megabyte a request): kept, they would fill memory, so a mutation's cost is
+    worked out each time, from the number of books."""
+    schema = build_schema(Settings.model_construct()).graphql
+    operation = parse(UPSERT).definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    costs = OperationCosts()
+    root = schema.mutation_type
+    assert root is not None
+    for count in (1, 300):
+        books = [new_book(n) for n in range(count)]
+        values = get_variable_values(schema, operation.variable_definitions or (), {"books": books})
+        assert not isinstance(values, list), values
+        assert costs.cost(operation, root, {}, values, 0) == 1 + BOOK_WRITE * count
+    assert len(costs.kept.operations) == 0
