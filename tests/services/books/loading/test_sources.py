@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from lookalike.schema.cli import app
 from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.loading.loader import prepare_catalogue, remove_books
 from lookalike.services.books.loading.shipped import shipped_dir
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.redis.connection import open_client
@@ -225,3 +226,22 @@ def test_a_dry_run_says_what_a_load_would_do_and_changes_nothing(
         assert "1 updated, 2 unchanged; " + removed in result.stdout
         assert stored(own) == before
         assert redis_dump(own.redis_url or "", f"catalogue-version:{own.index_name}") == version
+
+
+def test_a_catalogue_of_ones_own_emptied_stays_empty_at_the_next_start(
+    books_load: Any, own: Settings, tmp_path: Path
+) -> None:
+    """The shipped books are loaded at a start only into a catalogue nobody has written:
+    one loaded from a source and then emptied is not refilled with them."""
+    assert books_load("--source", str(write_jsonl(tmp_path / "a.jsonl", [book(1)]))).exit_code == 0
+
+    async def restart() -> int | None:
+        client = await open_client(own.redis_url or "", 5)
+        catalogue = Catalogue(client, own)
+        await remove_books(catalogue, [book(1)["id"]])
+        loaded = await prepare_catalogue(catalogue, autoload=True)
+        await client.aclose()
+        return None if loaded is None else loaded.added
+
+    assert anyio.run(restart) is None
+    assert stored(own) == {}
