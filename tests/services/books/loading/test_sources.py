@@ -22,7 +22,7 @@ from lookalike.services.books.loading.shipped import shipped_dir
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.redis.connection import open_client
 from lookalike.services.redis.indexes import drop_index
-from tests.conftest import redis_dump
+from tests.conftest import both_backends, redis_dump
 
 SHIPPED_FILE = shipped_dir() / "books.jsonl"
 SHIPPED_LINES = SHIPPED_FILE.read_text(encoding="utf-8").splitlines()
@@ -189,6 +189,7 @@ def test_bad_rows_are_named_by_line_and_field_and_nothing_is_written(
     assert stored(own) == before
 
 
+@both_backends
 def test_prune_makes_the_catalogue_exactly_the_source(
     books_load: Any, own: Settings, tmp_path: Path
 ) -> None:
@@ -210,6 +211,7 @@ def test_prune_makes_the_catalogue_exactly_the_source(
     assert ids == {r["id"] for r in kept}
 
 
+@both_backends
 def test_a_dry_run_says_what_a_load_would_do_and_changes_nothing(
     books_load: Any, own: Settings, tmp_path: Path
 ) -> None:
