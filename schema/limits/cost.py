@@ -25,8 +25,10 @@ Each field that does work costs, per parent:
 - the model: ``MODEL_RUN`` per photo a face field embeds, and ``TEXT_MODEL_RUN`` per search
   text and half a unit per character of it (the sentence model's time grows with the text;
   whether the text's embedding is kept from an earlier request is not known beforehand);
-  ``upsertBooks`` counts the same for each description it embeds, once the stored books say
-  which are new (an unchanged description is not embedded again), before it writes anything;
+  ``upsertBooks`` counts a model run and ``changes.UNITS_PER_CHARACTER`` a character (what
+  bench/description_embedding.py measures against a search text) for each description it
+  embeds, once the stored books say which are new (an unchanged one is not embedded again),
+  before it writes anything;
 - ``BOOK_WRITE`` per book a catalogue change reads and writes.
 
 Fields under a list field cost that much for every item of it (list sizes multiplied down the
@@ -67,7 +69,7 @@ from lookalike.schema.operations.cache import (
 )
 from lookalike.schema.operations.documents import CACHE_ENTRIES, CACHE_TEXT
 from lookalike.schema.operations.field_groups import grouped_fields, sub_selections
-from lookalike.services.books.loading.changes import EMBEDDING, EMBEDDING_CHARACTERS
+from lookalike.services.books.loading.changes import EMBEDDING
 from lookalike.services.books.requests import SearchMode
 from lookalike.services.books.search.budget import (
     Budget,
@@ -162,7 +164,7 @@ def _text_search(args: Mapping[str, Any], books: int) -> Work:
     budget = search_budget(k, *_picking(args), mode if mode is not None else SearchMode.HYBRID)
     found = _searching(k, budget, args, books, _ids(args, "exclude"))
     text = len(args.get("text") or "")
-    return Work(found.items, found.extra + TEXT_MODEL_RUN + text // EMBEDDING_CHARACTERS)
+    return Work(found.items, found.extra + TEXT_MODEL_RUN + text // 2)
 
 
 def _recommend(args: Mapping[str, Any], books: int) -> Work:

@@ -33,10 +33,12 @@ from lookalike.services.core.request_usage import model_time, note_write
 from lookalike.services.embeddings.text_model import TextEmbedder
 
 MAX_BOOKS_PER_CALL = 500
-# What embedding a description costs, in the query cost's units: a model run, and half a
-# unit a character, as a searchBooks text is priced (schema/limits/cost.py).
+# What embedding a description costs, in the query cost's units: a model run, priced as a
+# searchBooks text is (schema/limits/cost.py: TEXT_MODEL_RUN), and per character what
+# bench/description_embedding.py measures a description in a batch to take against a
+# search text alone (docs/benchmarks.md)
 EMBEDDING = 500
-EMBEDDING_CHARACTERS = 2  # characters a unit
+UNITS_PER_CHARACTER = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +51,7 @@ class BookChanges:
 
 def embedding_cost(descriptions: Sequence[str]) -> int:
     """What the model's work on these descriptions costs (blank ones are not embedded)."""
-    return sum(
-        EMBEDDING + len(text) // EMBEDDING_CHARACTERS for text in descriptions if text.strip()
-    )
+    return sum(EMBEDDING + UNITS_PER_CHARACTER * len(text) for text in descriptions if text.strip())
 
 
 def check_batch(records: Sequence[dict[str, Any]]) -> None:

@@ -216,9 +216,9 @@ def test_a_bad_delete_is_refused_and_changes_nothing(
 def test_the_embeddings_count_in_the_cost_and_unchanged_books_cost_none(
     api: TestClient, own: Settings
 ) -> None:
-    """40 new descriptions cost 40 x (500 + a unit per two characters): over the default
-    limit of 20,000, refused before anything is written; sent in two halves they go in, and
-    sent again whole (nothing to embed) the call costs only its writes."""
+    """40 new descriptions cost 40 x (500 + 4 units a character): over the default limit of
+    20,000, refused before anything is written; sent in two halves they go in, and sent
+    again whole (nothing to embed) the call costs only its writes."""
     books = [
         new_book(100 + n, description=f"A tide clock that runs backwards, {n}.") for n in range(40)
     ]
