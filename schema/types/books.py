@@ -309,8 +309,8 @@ class BookInput:
         description="The book's id: a decimal integer of 1 to 15 digits without leading "
         'zeros, written as a string ("42"). A book with this id is replaced.'
     )
-    title: str = strawberry.field(description="Required.")
-    author: str = strawberry.field(description="Required.")
+    title: str = strawberry.field(description="Searched by KEYWORD and HYBRID searchBooks.")
+    author: str = strawberry.field(description="Matched by the authors filter, ignoring case.")
     description: str = strawberry.field(
         description="Required; may be empty (the book then has no embedding, so no "
         "neighbours). Embedded by the server when new or changed."
@@ -381,7 +381,7 @@ class BookMutation:
         self,
         info: Info,
         books: Annotated[
-            list[BookInput], strawberry.argument(description="1 to 500 books, ids unique.")
+            list[BookInput], strawberry.argument(description="At most 500 books, each id once.")
         ],
     ) -> Changes:
         return await books_resolvers.upsert_books(info.context, [b.record() for b in books])
