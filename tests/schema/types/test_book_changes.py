@@ -359,3 +359,26 @@ def test_a_changes_books_are_priced_every_time_and_never_kept_as_a_cache_key() -
         assert not isinstance(values, list), values
         assert costs.cost(operation, root, {}, values, 0) == 1 + BOOK_WRITE * count
     assert len(costs.kept.operations) == 0
+
+
+TWICE = '{id: "900200", title: "t", author: "a", description: ""}'
+DUPLICATES = {
+    "literal": f"mutation {{ upsertBooks(books: [{TWICE}, {TWICE}]) {{ added }} }}",
+    "variable default": f"""mutation($b: [BookInput!]! = [{TWICE}, {TWICE}]) {{
+        upsertBooks(books: $b) {{ added }} }}""",
+    "fragment and alias": f"""mutation {{ ...change }}
+        fragment change on Mutation {{ a: upsertBooks(books: [{TWICE}, {TWICE}]) {{ added }} }}""",
+    "one book a variable": "mutation($x: BookInput!) { upsertBooks(books: [$x, $x]) { added } }",
+}
+
+
+@pytest.mark.parametrize("way", DUPLICATES)
+def test_an_id_twice_is_refused_however_the_books_are_written(
+    api: TestClient, own: Settings, way: str
+) -> None:
+    before, at = stored(own), version(own)
+    book = {"id": "900200", "title": "t", "author": "a", "description": ""}
+    body = post(api, DUPLICATES[way], x=book)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert "books[1].id: 900200 is also books[0]" in body["errors"][0]["message"]
+    assert (stored(own), version(own)) == (before, at)
