@@ -11,6 +11,7 @@ the same record flattened: list fields are ``;``-separated, ``inventory`` is
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ CSV_COLUMNS = (
     "metrics.score",
     "metrics.rating_votes",
 )
+BOM = "\ufeff".encode()
 SHOWN_PROBLEMS = 10  # bad rows named in the error; the rest are counted
 
 Origin = str  # "file:line", or a file of a folder
@@ -83,54 +85,67 @@ Row = tuple[Origin, dict[str, Any] | RecordProblem]
 
 def _folder(folder: Path) -> Iterator[Row]:
     for path in sorted(folder.glob("*.json")):
-        yield str(path), _parse_json(path.read_text(encoding="utf-8-sig"))
+        yield str(path), _parse_json(_read(path))
 
 
 def _json_lines(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                yield f"{path}:{number}", _parse_json(line)
+    for number, line in enumerate(_read(path).removeprefix(BOM).split(b"\n"), 1):
+        if line.strip():
+            yield f"{path}:{number}", _parse_json(line)
 
 
-def _parse_json(text: str) -> dict[str, Any] | RecordProblem:
+def _read(path: Path) -> bytes:
     try:
-        found = json.loads(text)
+        return path.read_bytes()
+    except OSError as exc:
+        raise CatalogueError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _parse_json(text: bytes) -> dict[str, Any] | RecordProblem:
+    try:
+        found = json.loads(text.removeprefix(BOM).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return RecordProblem("record", f"not UTF-8 (byte {exc.start + 1})")
     except json.JSONDecodeError as exc:
         return RecordProblem("record", f"not JSON: {exc}")
     return found if isinstance(found, dict) else RecordProblem("record", "not a JSON object")
 
 
 def _csv_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text, strict=True)
+    raw = _read(path).removeprefix(BOM)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise CatalogueError(f"{path}:{line}: not UTF-8, nothing was written") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise CatalogueError(f"{path}:1: {exc}") from None
+    _check_header(path, header)
+    start = reader.line_num + 1
+    while True:
         try:
-            header = [name.strip() for name in next(reader)]
+            cells = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:
-            raise CatalogueError(f"{path}:1: {exc}") from None
-        _check_header(path, header)
+        except csv.Error as exc:  # an unclosed quote: the rest cannot be read
+            yield f"{path}:{start}", RecordProblem("record", f"not CSV: {exc}")
+            return
+        origin = f"{path}:{start}"
         start = reader.line_num + 1
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # an unclosed quote: the rest cannot be read
-                yield f"{path}:{start}", RecordProblem("record", f"not CSV: {exc}")
-                return
-            origin = f"{path}:{start}"
-            start = reader.line_num + 1
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) > len(header):
-                yield origin, RecordProblem("record", f"{len(cells)} cells, {len(header)} columns")
-                continue
-            try:
-                yield origin, _csv_record(dict(zip(header, cells, strict=False)))
-            except RecordProblem as problem:
-                yield origin, problem
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) > len(header):
+            yield origin, RecordProblem("record", f"{len(cells)} cells, {len(header)} columns")
+            continue
+        try:
+            yield origin, _csv_record(dict(zip(header, cells, strict=False)))
+        except RecordProblem as problem:
+            yield origin, problem
 
 
 def _check_header(path: Path, header: list[str]) -> None:

@@ -169,18 +169,38 @@ def test_a_folder_of_json_files_still_loads(books_load: Any, own: Settings, tmp_
                 "bad.csv:6: metrics.score: must be between 0 and 5",
             ],
         ),
+        (
+            "bytes.jsonl",
+            b"\xef\xbb\xbf"
+            + json.dumps(book(1)).encode()
+            + b'\n{"id": "\xff"}\r\n'
+            + json.dumps(book(2, title="nul\x00")).encode()
+            + b"\n",
+            ["bytes.jsonl:2: record: not UTF-8", "bytes.jsonl:3: title: must not hold NUL"],
+        ),
+        ("latin1.csv", b"id,title,author,description\n1,a,b,c\n2,caf\xe9,b,c\n", [":3: not UTF-8"]),
+        (
+            "nul.csv",
+            b"id,title,author,description\n1,a\x00,b,c\n",
+            ["nul.csv:2: title: must not hold NUL"],
+        ),
         ("header.csv", "id,title,writer,description\n1,a,b,c\n", ["column 'writer' is not"]),
         ("header2.csv", "id,title,description\n1,a,c\n", ["column 'author' is required"]),
         ("books.txt", "1,a,b,c\n", ["give a .jsonl file, a .csv file or a folder"]),
     ],
 )
 def test_bad_rows_are_named_by_line_and_field_and_nothing_is_written(
-    books_load: Any, own: Settings, tmp_path: Path, name: str, content: str, messages: list[str]
+    books_load: Any,
+    own: Settings,
+    tmp_path: Path,
+    name: str,
+    content: str | bytes,
+    messages: list[str],
 ) -> None:
     books_load("--source", str(write_jsonl(tmp_path / "good.jsonl", [book(8)])))
     before = stored(own)
     path = tmp_path / name
-    path.write_text(content, encoding="utf-8")
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     result = books_load("--source", str(path))
     assert result.exit_code == 1
     for message in messages:
