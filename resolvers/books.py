@@ -74,7 +74,7 @@ def decode_cursor(cursor: str) -> str:
 
 
 async def upsert_books(ctx: Context, records: list[dict[str, Any]]) -> BookChanges:
-    changes = await upsert(ctx.catalogue, records, ctx.queries.embedder, ctx.cost_left)
+    changes = await upsert(ctx.catalogue, records, ctx.queries.embedder)
     ctx.loaders.seen.clear()  # what this request read of the books may be stale now
     return changes
 

@@ -24,9 +24,6 @@ class Context:
     operation_name: str | None = None  # set once the document is parsed
     # what the query shows of the books at each place, set as the operation starts
     book_selections: Mapping[tuple[str, ...], BookFields] | None = None
-    # what the operation's cost left of the limit, set as it starts: work known only while
-    # it runs (the descriptions upsertBooks embeds) is counted against it
-    cost_left: int | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -81,8 +81,6 @@ class PlannedExecutor(ExecutionContext):
                     maxCost=max_cost,
                 )
                 return ExecutionResult(data=None, errors=[error])
-            if hasattr(self.context_value, "cost_left"):  # work priced once it is known
-                self.context_value.cost_left = max_cost - cost
             if hasattr(self.context_value, "book_selections"):
                 selections = book_selections(self.schema, self.operation, fragments)
                 self.context_value.book_selections = selections

@@ -28,7 +28,7 @@ Each field that does work costs, per parent:
   ``upsertBooks`` counts a model run and ``changes.UNITS_PER_CHARACTER`` a character (what
   bench/description_embedding.py measures against a search text) for each description it
   embeds, once the stored books say which are new (an unchanged one is not embedded again),
-  before it writes anything;
+  before it writes anything, against its own ceiling (``LOOKALIKE_MAX_CHANGE_COST``);
 - ``BOOK_WRITE`` per book a catalogue change reads and writes.
 
 Fields under a list field cost that much for every item of it (list sizes multiplied down the
@@ -198,7 +198,7 @@ FIELD_WORK: dict[str, Work | Pricer] = {
     "Mutation.enrollFace": Work(1, MODEL_RUN),
     "Mutation.deletePerson": Work(1, SEARCH),
     # a digest read and a write a book; the descriptions it embeds are counted once known
-    # (``changes.embedding_cost``, against what this cost leaves of the limit)
+    # (``changes.embedding_cost``, against LOOKALIKE_MAX_CHANGE_COST)
     "Mutation.upsertBooks": lambda args, books: Work(1, BOOK_WRITE * _ids(args, "books")),
     "Mutation.deleteBooks": lambda args, books: Work(1, BOOK_WRITE * _ids(args, "ids")),
 }

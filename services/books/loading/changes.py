@@ -4,7 +4,7 @@ The same steps as a load (``loader``): every record is checked before anything i
 its stored digests say whether it is new, changed or unchanged, an unchanged description
 keeps its vector, and the new descriptions are embedded in one batch in a thread (the event
 loop keeps serving). What the model will embed is known only after the digests are read, so
-its cost is counted then, against what the operation's cost left of the limit, before any
+its cost is counted then, against its own ceiling (``LOOKALIKE_MAX_CHANGE_COST``), before any
 write (``embedding_cost``). The catalogue's version changes once, after the call's last write
 or delete: an answer read before it, or during it, is not served after it.
 """
@@ -87,22 +87,24 @@ async def upsert_books(
     catalogue: Catalogue,
     records: Sequence[dict[str, Any]],
     embedder: Callable[[], TextEmbedder],
-    cost_left: int | None,
 ) -> BookChanges:
     """Add the new books and replace the changed ones; embed only the new descriptions.
-    ``cost_left``: what the operation's cost left of the limit for the embeddings (None: no
-    limit). Refused (nothing written) when they would cost more."""
+
+    The embeddings have their own ceiling (``LOOKALIKE_MAX_CHANGE_COST``), not the query
+    limit's: a change is a full key's, and a query's limit would let a call embed about five
+    descriptions, making the 500-book batch a fiction. Refused (nothing written) above it."""
     check_batch(records)
     summary = LoadSummary()
     pending = await compare_with_stored(catalogue, records, summary)
     todo = [i for i in pending if not i.keep_vector and i.record["description"].strip()]
     cost = embedding_cost([item.record["description"] for item in todo])
-    if cost_left is not None and cost > cost_left:
+    limit = catalogue.settings.max_change_cost
+    if cost > limit:
         raise CostLimit(
             f"embedding {len(todo)} new description(s) would cost {cost:,}, more than the "
-            f"{max(cost_left, 0):,} the query's limit leaves: send fewer books a call",
+            f"{limit:,} a call may (LOOKALIKE_MAX_CHANGE_COST): send fewer books a call",
             cost=cost,
-            costLeft=max(cost_left, 0),
+            maxCost=limit,
         )
     if todo:
         await _embed(todo, embedder, catalogue.settings.vector_type)

@@ -20,6 +20,7 @@ from lookalike.schema.app import create_app
 from lookalike.schema.execution.schema import build_schema
 from lookalike.schema.limits.cost import BOOK_WRITE, OperationCosts
 from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.loading.changes import embedding_cost
 from lookalike.services.books.loading.loader import load_books
 from lookalike.services.books.loading.shipped import read_shipped
 from lookalike.services.core.settings import Settings
@@ -46,6 +47,7 @@ def own(settings: Settings) -> Iterator[Settings]:
             "api_keys": [SecretStr(FULL)],
             "identify_keys": [SecretStr(IDENTIFY)],
             "catalogue_autoload": False,
+            "max_change_cost": 20_000,  # a ceiling a few short descriptions reach
         }
     )
 
@@ -216,9 +218,10 @@ def test_a_bad_delete_is_refused_and_changes_nothing(
 def test_the_embeddings_count_in_the_cost_and_unchanged_books_cost_none(
     api: TestClient, own: Settings
 ) -> None:
-    """40 new descriptions cost 40 x (500 + 4 units a character): over the default limit of
-    20,000, refused before anything is written; sent in two halves they go in, and sent
-    again whole (nothing to embed) the call costs only its writes."""
+    """40 new descriptions cost 40 x (500 + 4 units a character): over this server's
+    LOOKALIKE_MAX_CHANGE_COST of 20,000, refused before anything is written; sent in two
+    halves they go in, and sent again whole (nothing to embed) the call costs only its
+    writes."""
     books = [
         new_book(100 + n, description=f"A tide clock that runs backwards, {n}.") for n in range(40)
     ]
@@ -231,6 +234,17 @@ def test_the_embeddings_count_in_the_cost_and_unchanged_books_cost_none(
         assert post(api, UPSERT, books=half)["data"]["upsertBooks"]["added"] == 20
     again = post(api, UPSERT, books=books)
     assert again["data"]["upsertBooks"]["unchanged"] == 40
+
+
+def test_the_default_ceiling_lets_a_call_embed_500_of_the_shipped_descriptions() -> None:
+    """The 500-book batch is real for a catalogue like the shipped one: its first 500
+    descriptions (as they come, of every length) fit under the default
+    LOOKALIKE_MAX_CHANGE_COST, and the query limit does not stand in the way (it prices only
+    the writes)."""
+    assert embedding_cost([r["description"] for r in SHIPPED.records[:500]]) <= (
+        Settings().max_change_cost
+    )
+    assert Settings().max_query_cost > BOOK_WRITE * 500
 
 
 EVERYWHERE = """query($from: ID!, $text: String!) {
