@@ -7,11 +7,15 @@ no Redis command) and serves what these return; nothing here knows GraphQL.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.resolvers.loaders import BookRead
 from lookalike.services.books.catalogue import BookPage, Match, RadiusPage
+from lookalike.services.books.loading.changes import BookChanges
+from lookalike.services.books.loading.changes import delete_books as delete
+from lookalike.services.books.loading.changes import upsert_books as upsert
 from lookalike.services.books.records import Book, BookFields, is_book_id
 from lookalike.services.books.requests import (
     PageRequest,
@@ -67,3 +71,15 @@ def encode_cursor(book_id: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     return cursors.decode("book", cursor, is_book_id)
+
+
+async def upsert_books(ctx: Context, records: list[dict[str, Any]]) -> BookChanges:
+    changes = await upsert(ctx.catalogue, records, ctx.queries.embedder)
+    ctx.loaders.seen.clear()  # what this request read of the books may be stale now
+    return changes
+
+
+async def delete_books(ctx: Context, book_ids: list[str]) -> BookChanges:
+    changes = await delete(ctx.catalogue, book_ids)
+    ctx.loaders.seen.clear()
+    return changes

@@ -200,14 +200,26 @@ def models() -> None:
 def books_load(
     source: Annotated[
         Path | None,
-        typer.Option(help="Folder of book *.json files; default: the shipped catalogue."),
+        typer.Option(
+            help="A .jsonl file, a .csv file with a header row, or a folder of *.json files, "
+            "one book each (README, 'Your catalogue'); default: the shipped catalogue."
+        ),
     ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(help="Also remove stored books whose ids are not in the source."),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Say what would be added, updated, left and removed; change nothing."),
+    ] = False,
 ) -> None:
-    """Add new and changed books; embeds only descriptions never embedded before."""
+    """Add new and changed books; embeds only descriptions never embedded before. Every
+    record is checked first: a bad one is reported with its line and field, nothing written."""
     from lookalike.services.books.catalogue import Catalogue
-    from lookalike.services.books.loading.loader import load_books
+    from lookalike.services.books.loading.loader import claim, load_books
     from lookalike.services.books.loading.shipped import read_shipped
-    from lookalike.services.books.records import read_source_dir
+    from lookalike.services.books.loading.sources import read_source
     from lookalike.services.embeddings.text_model import text_embedder
     from lookalike.services.redis.connection import open_redis
 
@@ -215,17 +227,22 @@ def books_load(
 
     async def work() -> str:
         shipped = read_shipped()
-        records = list(read_source_dir(source)) if source else shipped.records
+        records = read_source(source) if source else shipped.records
         async with open_redis(settings) as (client, _):
+            catalogue = Catalogue(client, settings)
             with _progress() as bar:
                 task = bar.add_task("loading books", total=len(records))
                 summary = await load_books(
-                    Catalogue(client, settings),
+                    catalogue,
                     records,
                     shipped=shipped,
                     embedder=text_embedder,
                     progress=lambda n: bar.advance(task, n),
+                    prune=prune,
+                    dry_run=dry_run,
                 )
+            if not dry_run:
+                await claim(catalogue)
         return str(summary)
 
     out.print(_run(work), highlight=False)
@@ -380,7 +397,9 @@ def _neighbour_table(title: str, neighbours: list[Any]) -> Table:
 
 @books_app.command("pack")
 def books_pack(
-    source: Annotated[Path, typer.Option(help="Folder of book *.json files.")],
+    source: Annotated[
+        Path, typer.Option(help="A .jsonl or .csv file, or a folder of book *.json files.")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the files.")] = Path(
         "data"
     ),
@@ -389,11 +408,11 @@ def books_pack(
     import os
 
     from lookalike.services.books.loading.shipped import write_shipped
-    from lookalike.services.books.records import read_source_dir
+    from lookalike.services.books.loading.sources import read_source
     from lookalike.services.embeddings.text_model import TextEmbedder
 
     async def work() -> int:
-        records = list(read_source_dir(source))
+        records = read_source(source)
         # a batch job on an idle machine: every core helps
         embedder = TextEmbedder(threads=os.cpu_count() or 1)
         return write_shipped(records, embedder, out_dir, progress=sys.stderr.isatty())

@@ -34,8 +34,8 @@ from lookalike.schema.limits.access import AccessControl
 from lookalike.schema.limits.shape import ShapeLimits
 from lookalike.schema.operations.cache import OperationCache
 from lookalike.schema.operations.documents import DocumentLimits
-from lookalike.schema.types.books import ENUM_VALUES, BookQuery
-from lookalike.schema.types.faces import FaceQuery, Mutation
+from lookalike.schema.types.books import ENUM_VALUES, BookMutation, BookQuery
+from lookalike.schema.types.faces import FaceMutation, FaceQuery
 from lookalike.services.core.settings import Settings
 
 log = logging.getLogger("lookalike.graphql")
@@ -159,6 +159,15 @@ describe_enum_values(ENUM_VALUES)
 )
 class Query(BookQuery, FaceQuery):
     """The domains' queries as one root type (what strawberry's merge_types does, described)."""
+
+
+@strawberry.type(
+    description="Changes: identifying, verifying and enrolling faces (photos as multipart "
+    "uploads), forgetting people, and, for full API keys, adding, replacing and deleting "
+    "books. Every error carries extensions.code."
+)
+class Mutation(FaceMutation, BookMutation):
+    """The domains' mutations as one root type, described."""
 
 
 def build_schema(settings: Settings) -> Schema:

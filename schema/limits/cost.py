@@ -24,7 +24,12 @@ Each field that does work costs, per parent:
   or disliked id (its vector read, decoded and used);
 - the model: ``MODEL_RUN`` per photo a face field embeds, and ``TEXT_MODEL_RUN`` per search
   text and half a unit per character of it (the sentence model's time grows with the text;
-  whether the text's embedding is kept from an earlier request is not known beforehand).
+  whether the text's embedding is kept from an earlier request is not known beforehand);
+  ``upsertBooks`` counts a model run and ``changes.UNITS_PER_CHARACTER`` a character (what
+  bench/description_embedding.py measures against a search text) for each description it
+  embeds, once the stored books say which are new (an unchanged one is not embedded again),
+  before it writes anything, against its own ceiling (``LOOKALIKE_MAX_CHANGE_COST``);
+- ``BOOK_WRITE`` per book a catalogue change reads and writes.
 
 Fields under a list field cost that much for every item of it (list sizes multiplied down the
 tree), and a few of a book's fields weigh on every book shown (``PAYLOAD``: a description is a
@@ -46,6 +51,7 @@ from graphql import (
     GraphQLSkipDirective,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     VariableValues,
     Visitor,
@@ -63,6 +69,7 @@ from lookalike.schema.operations.cache import (
 )
 from lookalike.schema.operations.documents import CACHE_ENTRIES, CACHE_TEXT
 from lookalike.schema.operations.field_groups import grouped_fields, sub_selections
+from lookalike.services.books.loading.changes import EMBEDDING
 from lookalike.services.books.requests import SearchMode
 from lookalike.services.books.search.budget import (
     Budget,
@@ -81,7 +88,8 @@ PAGE_SCAN = 64  # books of the catalogue a page of ``books`` sorts by id, a unit
 EXAMPLE = 4  # per liked or disliked id: its vector read, decoded and scored with
 BEST_SCORED = 64  # candidates times liked and disliked vectors BEST_SCORE compares, a unit
 FILTERED_SCAN = 128  # books of the catalogue a filtered KNN goes through, a unit
-TEXT_MODEL_RUN = 500  # a search text the sentence model embeds (a text new to the server)
+TEXT_MODEL_RUN = EMBEDDING  # a search text the sentence model embeds (a text new to the server)
+BOOK_WRITE = 2  # a book upsertBooks or deleteBooks writes: its digests read, its key written
 MODEL_RUN = 5_000
 SCHEMA_INTROSPECTION = 5_000  # __schema: every type and field
 TYPE_INTROSPECTION = 100  # __type: one type
@@ -189,6 +197,10 @@ FIELD_WORK: dict[str, Work | Pricer] = {
     "Mutation.verifyFace": Work(1, MODEL_RUN + SEARCH),
     "Mutation.enrollFace": Work(1, MODEL_RUN),
     "Mutation.deletePerson": Work(1, SEARCH),
+    # a digest read and a write a book; the descriptions it embeds are counted once known
+    # (``changes.embedding_cost``, against LOOKALIKE_MAX_CHANGE_COST)
+    "Mutation.upsertBooks": lambda args, books: Work(1, BOOK_WRITE * _ids(args, "books")),
+    "Mutation.deleteBooks": lambda args, books: Work(1, BOOK_WRITE * _ids(args, "ids")),
 }
 # The names of the fields whose cost their arguments change (whatever their type: a variable
 # in such a field's arguments is counted as an input of the cost, which is only ever safe).
@@ -301,6 +313,10 @@ class OperationCosts:
         variables: VariableValues,
         books: int,
     ) -> int:
+        if operation.operation is OperationType.MUTATION:
+            # worked out every time: a change's values are its books (a megabyte, a key of
+            # the cache each), and mutations are few and their documents small
+            return operation_cost(operation, root, fragments, variables, books)
         if books != self.books:
             self.kept.clear()
             self.books = books

@@ -16,11 +16,13 @@ from typing import Annotated, Any
 import strawberry
 
 from lookalike.resolvers import books
+from lookalike.resolvers import books as books_resolvers
 from lookalike.resolvers.context import Context
 from lookalike.schema.operations.selections import book_fields
 from lookalike.schema.types.pagination import AFTER, Connection
 from lookalike.services.books import filters as facets_module
 from lookalike.services.books.catalogue import Match, RadiusPage
+from lookalike.services.books.loading.changes import BookChanges as Changes
 from lookalike.services.books.records import Book as BookRecord
 from lookalike.services.books.requests import (
     PageRequest,
@@ -395,3 +397,114 @@ class BookQuery:
             has_next=page.has_next,
             after=after,
         )
+
+
+@strawberry.input(description="One copy of a book: its stock id and what it is doing now.")
+class InventoryItemInput:
+    stock_id: str = strawberry.field(description="1 to 200 characters, unique to the copy.")
+    status: str = strawberry.field(
+        description="available, on_loan or maintenance (any word; not containing '|')."
+    )
+
+
+@strawberry.input(
+    description="A book as upsertBooks takes it: the Book's fields. Strings are at most 1,000 "
+    "characters (title, author), 20,000 (description), 2,000 (url), 200 (each genre, edition, "
+    "stock id and status)."
+)
+class BookInput:
+    id: strawberry.ID = strawberry.field(
+        description="The book's id: a decimal integer of 1 to 15 digits without leading "
+        'zeros, written as a string ("42"). A book with this id is replaced.'
+    )
+    title: str = strawberry.field(description="Searched by KEYWORD and HYBRID searchBooks.")
+    author: str = strawberry.field(description="Matched by the authors filter, ignoring case.")
+    description: str = strawberry.field(
+        description="Required; may be empty (the book then has no embedding, so no "
+        "neighbours). Embedded by the server when new or changed."
+    )
+    genres: list[str] | None = strawberry.field(
+        default=None, description="At most 100; matched by the genres filter."
+    )
+    editions: list[str] | None = strawberry.field(default=None, description="At most 100.")
+    pages: int | None = strawberry.field(default=None, description="0 to 1,000,000.")
+    year_published: int | None = strawberry.field(default=None, description="-5,000 to 5,000.")
+    url: str | None = strawberry.field(default=None, description="Where the book is shown.")
+    rating: float | None = strawberry.field(default=None, description="Average score, 0 to 5.")
+    rating_votes: int | None = strawberry.field(
+        default=None, description="How many readers scored it (0 or more)."
+    )
+    inventory: list[InventoryItemInput] | None = strawberry.field(
+        default=None, description="At most 1,000 copies."
+    )
+
+    def record(self) -> dict[str, Any]:
+        """The source record this input stands for (the shape ``books load`` reads)."""
+        found: dict[str, Any] = {
+            "id": str(self.id),
+            "title": self.title,
+            "author": self.author,
+            "description": self.description,
+        }
+        optional = {
+            "genres": self.genres,
+            "editions": self.editions,
+            "pages": self.pages,
+            "year_published": self.year_published,
+            "url": self.url,
+        }
+        found.update((name, value) for name, value in optional.items() if value is not None)
+        if self.inventory is not None:
+            found["inventory"] = [
+                {"stock_id": item.stock_id, "status": item.status} for item in self.inventory
+            ]
+        metrics = {"score": self.rating, "rating_votes": self.rating_votes}
+        if any(value is not None for value in metrics.values()):
+            found["metrics"] = {name: v for name, v in metrics.items() if v is not None}
+        return found
+
+
+@strawberry.type(description="What a change did to the catalogue, in books.")
+class BookChanges:
+    added: int = strawberry.field(description="Books that were not in the catalogue.")
+    updated: int = strawberry.field(
+        description="Books whose stored record differed in any field (re-embedded only when "
+        "the description changed)."
+    )
+    unchanged: int = strawberry.field(description="Books stored exactly as given: not written.")
+    deleted: int = strawberry.field(description="Books removed (an id of no book counts none).")
+
+
+@strawberry.type
+class BookMutation:
+    @strawberry.mutation(
+        description="Add these books, or replace the stored books with their ids: at most "
+        "500 a call, ids unique in it. Every book is checked first: one bad book refuses the "
+        "call (BAD_USER_INPUT naming books[i].field) and nothing changes. New descriptions are "
+        "embedded by the server and count in the query cost (QUERY_TOO_COMPLEX, nothing "
+        "changed, when over the limit). Needs a full API key.",
+        graphql_type=BookChanges,
+    )
+    async def upsert_books(
+        self,
+        info: Info,
+        books: Annotated[
+            list[BookInput], strawberry.argument(description="At most 500 books, each id once.")
+        ],
+    ) -> Changes:
+        return await books_resolvers.upsert_books(info.context, [b.record() for b in books])
+
+    @strawberry.mutation(
+        description="Remove these books (at most 500 ids a call): gone from every query and "
+        "every search at once. Needs a full API key.",
+        graphql_type=BookChanges,
+    )
+    async def delete_books(
+        self,
+        info: Info,
+        ids: Annotated[
+            list[strawberry.ID],
+            strawberry.argument(description="At most 500 book ids; an id of no book is ignored."),
+        ],
+    ) -> Changes:
+        return await books_resolvers.delete_books(info.context, [str(i) for i in ids])

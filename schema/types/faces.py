@@ -147,7 +147,7 @@ class FaceQuery:
     "with no keys, only from the server's own machine. Photos are never stored: only the "
     "vectors of enrolled faces."
 )
-class Mutation:
+class FaceMutation:
     @strawberry.mutation(
         description="Who is in this photo? The largest face is compared with every enrolled "
         "face; k (1 to 20) nearest people are returned as candidates."

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lookalike.services.core.errors import CatalogueError
 
 REQUIRED_FIELDS = ("id", "title", "author", "description")
+# Every field of a source record (a JSON object, a CSV row): the course's shape.
+RECORD_FIELDS = (
+    "id", "title", "author", "description", "genres", "editions", "inventory", "metrics",
+    "pages", "url", "year_published",
+)  # fmt: skip
 VECTOR_FIELD = "embedding"
 MAX_ID_DIGITS = 15
 TAG_SEPARATOR = "|"
@@ -235,92 +239,123 @@ def content_hash(record: Mapping[str, Any]) -> str:
     return sha256_text(canonical)
 
 
+class RecordProblem(ValueError):
+    """What is wrong with one record: the field, and why (the caller says where it came from)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+# What a record's fields may hold: enough for any real book, small enough that one record
+# cannot fill Redis or a model's batch (the shipped catalogue is far inside every bound).
+MAX_TEXT = {"title": 1_000, "author": 1_000, "description": 20_000, "url": 2_000}
+MAX_ITEMS = {"genres": 100, "editions": 100, "inventory": 1_000}
+MAX_ITEM_TEXT = 200  # a genre, an edition, a stock id, a status
+INTEGER_RANGES = {"pages": (0, 1_000_000), "year_published": (-5_000, 5_000)}
+MAX_VOTES = 10**12
+MAX_SCORE = 5.0
+
+
 def validate_record(record: Any, origin: str) -> dict[str, Any]:
-    """Refuse a record the API could not serve, naming the file it came from."""
+    """Refuse a record the API could not serve, naming where it came from and the field."""
+    try:
+        check_record(record)
+    except RecordProblem as problem:
+        raise CatalogueError(f"{origin}: {problem}", field=problem.field) from None
+    return record  # type: ignore[no-any-return]
+
+
+def check_record(record: Any) -> None:
+    """RecordProblem naming the first field the stored layout cannot hold."""
     if not isinstance(record, dict):
-        raise CatalogueError(f"{origin}: a book must be a JSON object")
-    missing = [f for f in REQUIRED_FIELDS if not isinstance(record.get(f), str)]
-    if missing:
-        raise CatalogueError(f"{origin}: missing or non-string field(s) {', '.join(missing)}")
+        raise RecordProblem("record", "a book must be a JSON object")
+    unknown = sorted(set(record) - set(RECORD_FIELDS))
+    if unknown:
+        raise RecordProblem(unknown[0], f"no such field (the fields: {', '.join(RECORD_FIELDS)})")
+    for name in REQUIRED_FIELDS:
+        if not isinstance(record.get(name), str):
+            raise RecordProblem(name, "required, a string")
     book_id = record["id"]
     if not is_book_id(book_id) or book_id != str(int(book_id)):
-        raise CatalogueError(
-            f"{origin}: id must be a decimal integer without leading zeros, got {book_id!r}"
+        raise RecordProblem(
+            "id", f"a decimal integer of 1 to 15 digits without leading zeros, got {book_id!r:.40}"
         )
-    problem = _shape_problem(record)
-    if problem:
-        raise CatalogueError(f"{origin}: {problem}")
-    return record
+    for name, most in MAX_TEXT.items():
+        value = record.get(name)
+        if value is None and name not in REQUIRED_FIELDS:
+            continue
+        if not isinstance(value, str):
+            raise RecordProblem(name, "must be a string")
+        _text_bounds(name, value, most)
+    for name in ("genres", "editions"):
+        values = record.get(name)
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise RecordProblem(name, "must be a list of strings")
+        _list_bounds(name, values)
+    _check_inventory(record.get("inventory"))
+    for name, (low, high) in INTEGER_RANGES.items():
+        _integer(name, record.get(name), low, high)
+    _check_metrics(record.get("metrics"))
 
 
-def _shape_problem(record: Mapping[str, Any]) -> str | None:
-    """What is wrong with the optional fields' types, if anything."""
-
-    def strings(value: Any) -> bool:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-    def integer(value: Any) -> bool:
-        return value is None or (isinstance(value, int) and not isinstance(value, bool))
-
-    def number(value: Any) -> bool:
-        return integer(value) or isinstance(value, float)
-
-    metrics = record.get("metrics") or {}
-    inventory = record.get("inventory") or []
-    checks: list[tuple[str, Callable[[], bool]]] = [
-        ("genres must be a list of strings", lambda: strings(record.get("genres") or [])),
-        ("editions must be a list of strings", lambda: strings(record.get("editions") or [])),
-        (
-            "inventory must be a list of {stock_id, status} strings",
-            lambda: (
-                isinstance(inventory, list)
-                and all(
-                    isinstance(i, dict)
-                    and isinstance(i.get("stock_id"), str)
-                    and isinstance(i.get("status"), str)
-                    for i in inventory
-                )
-            ),
-        ),
-        (
-            f"genres and inventory statuses must not contain {TAG_SEPARATOR!r}",
-            lambda: (
-                not any(
-                    TAG_SEPARATOR in value
-                    for value in [*(record.get("genres") or []), *(i["status"] for i in inventory)]
-                )
-            ),
-        ),
-        (
-            "pages and year_published must be integers",
-            lambda: integer(record.get("pages")) and integer(record.get("year_published")),
-        ),
-        (
-            "url must be a string",
-            lambda: record.get("url") is None or isinstance(record["url"], str),
-        ),
-        (
-            "metrics must hold a numeric score and an integer rating_votes",
-            lambda: (
-                isinstance(metrics, dict)
-                and number(metrics.get("score"))
-                and integer(metrics.get("rating_votes"))
-            ),
-        ),
-    ]
-    return next((message for message, ok in checks if not ok()), None)
+def _text_bounds(name: str, value: str, most: int) -> None:
+    if len(value) > most:
+        raise RecordProblem(name, f"at most {most:,} characters, got {len(value):,}")
+    if "\x00" in value:
+        raise RecordProblem(name, "must not hold NUL characters")
 
 
-def read_source_dir(source: Path) -> Iterator[dict[str, Any]]:
-    """Every ``*.json`` book in a folder, as the course's dataset lays them out."""
-    if not source.is_dir():
-        raise CatalogueError(f"{source} is not a folder of book JSON files")
-    paths = sorted(source.glob("*.json"))
-    if not paths:
-        raise CatalogueError(f"{source} holds no *.json book files")
-    for path in paths:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CatalogueError(f"{path}: {exc}") from exc
-        yield validate_record(record, str(path))
+def _list_bounds(name: str, values: list[str]) -> None:
+    if len(values) > MAX_ITEMS[name]:
+        raise RecordProblem(name, f"at most {MAX_ITEMS[name]} items, got {len(values)}")
+    for value in values:
+        _text_bounds(name, value, MAX_ITEM_TEXT)
+        if name == "genres" and TAG_SEPARATOR in value:
+            raise RecordProblem(name, f"a genre must not contain {TAG_SEPARATOR!r}")
+
+
+def _check_inventory(inventory: Any) -> None:
+    if inventory is None:
+        return
+    shape = "must be a list of {stock_id, status} objects of strings"
+    if not isinstance(inventory, list) or not all(
+        isinstance(i, dict)
+        and set(i) == {"stock_id", "status"}
+        and isinstance(i["stock_id"], str)
+        and isinstance(i["status"], str)
+        for i in inventory
+    ):
+        raise RecordProblem("inventory", shape)
+    if len(inventory) > MAX_ITEMS["inventory"]:
+        raise RecordProblem("inventory", f"at most {MAX_ITEMS['inventory']} items")
+    for item in inventory:
+        _text_bounds("inventory", item["stock_id"], MAX_ITEM_TEXT)
+        _text_bounds("inventory", item["status"], MAX_ITEM_TEXT)
+        if TAG_SEPARATOR in item["status"]:
+            raise RecordProblem("inventory", f"a status must not contain {TAG_SEPARATOR!r}")
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RecordProblem(name, f"must be an integer, got {value!r:.40}")
+    if not low <= value <= high:
+        raise RecordProblem(name, f"must be between {low} and {high}, got {value}")
+
+
+def _check_metrics(metrics: Any) -> None:
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict) or not set(metrics) <= {"score", "rating_votes"}:
+        raise RecordProblem("metrics", "must be an object of score and rating_votes")
+    score = metrics.get("score")
+    if score is not None:
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise RecordProblem("metrics.score", f"must be a number, got {score!r:.40}")
+        if not 0 <= score <= MAX_SCORE:  # NaN fails too
+            raise RecordProblem("metrics.score", f"must be between 0 and 5, got {score}")
+    _integer("metrics.rating_votes", metrics.get("rating_votes"), 0, MAX_VOTES)

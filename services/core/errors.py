@@ -30,6 +30,13 @@ class BadUserInput(LookalikeError):
     code = "BAD_USER_INPUT"
 
 
+class CostLimit(LookalikeError):
+    """Work found to be over the cost limit once it is known (the embeddings a change needs),
+    with the code of the limit checked before execution."""
+
+    code = "QUERY_TOO_COMPLEX"
+
+
 class BookNotFound(LookalikeError):
     code = "BOOK_NOT_FOUND"
 

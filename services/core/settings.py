@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(
         default=20_000, ge=1, description="Work a query may cost, in returned items."
     )
+    max_change_cost: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="What the descriptions one upsertBooks call embeds may cost: about 500 "
+        "descriptions of the shipped catalogue's average length.",
+    )
     max_query_depth: int = Field(default=8, ge=1, description="Nesting levels of a query.")
     max_query_aliases: int = Field(default=30, ge=1, description="Aliased fields a query may use.")
     max_query_fields: int = Field(

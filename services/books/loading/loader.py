@@ -25,7 +25,7 @@ from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.index import BOOK_INDEX_EXTRAS, shaping_settings, vector_bytes
 from lookalike.services.books.loading.shipped import ShippedCatalogue, read_shipped
 from lookalike.services.books.loading.upgrade import upgrade_books
-from lookalike.services.books.records import book_hash, record_digests, sha256_text
+from lookalike.services.books.records import book_hash, is_book_id, record_digests, sha256_text
 from lookalike.services.books.writes import write_book
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
@@ -49,7 +49,10 @@ class LoadSummary:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    removed: int = 0  # stored books not in the source, removed (--prune)
+    not_in_source: int = 0  # stored books not in the source (counted by --prune, --dry-run)
     embedded: int = 0
+    dry_run: bool = False
     without_description: list[str] = field(default_factory=list)
 
     @property
@@ -57,14 +60,25 @@ class LoadSummary:
         return self.added + self.updated + self.unchanged
 
     def __str__(self) -> str:
+        if self.dry_run:
+            return (
+                f"dry run, nothing changed: {self.total} books in the source would be "
+                f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged; "
+                f"{self.removed} removed ({self.not_in_source} stored books are not in the "
+                "source; --prune removes them)"
+            )
+        removed = f", {self.removed} removed" if self.removed else ""
         return (
             f"{self.total} books: {self.added} added, {self.updated} updated, "
-            f"{self.unchanged} unchanged; {self.embedded} descriptions embedded by the model"
+            f"{self.unchanged} unchanged{removed}; {self.embedded} descriptions embedded by "
+            "the model"
         )
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """A record to write: new or changed, with its vector once it has one."""
+
     record: dict[str, Any]
     existed: bool
     keep_vector: bool = False  # same description as stored: its vector stays as it is
@@ -106,18 +120,26 @@ async def load_books(
     shipped: ShippedCatalogue | None,
     embedder: Callable[[], TextEmbedder],
     progress: Progress | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
 ) -> LoadSummary:
-    """Bring the catalogue in Redis up to date with ``records``; never deletes a book. The
-    catalogue's version changes before the first write and after the last (``Catalogue.
-    changed``): no searchBooks answer read before or during the load is served after it."""
+    """Bring the catalogue in Redis up to date with ``records``; with ``prune``, remove the
+    stored books that are not among them, after writing the rest. The catalogue's version
+    changes before the first write and after the last (``Catalogue.changed``): no searchBooks
+    answer read before or during the load is served after it. ``dry_run``: only count what
+    would be added, updated, left and removed; nothing is written, not even the index."""
+    if dry_run:
+        return await _dry_run(catalogue, records, prune=prune)
     await ensure_book_index(catalogue)
     summary = LoadSummary()
     writing: asyncio.Task[None] | None = None
+    seen: set[str] = set()
     await catalogue.changed()
     failed = True
     try:
         for chunk in _chunks(records, CHUNK):
-            pending = await _changed(catalogue, chunk, summary)
+            seen.update(record["id"] for record in chunk)
+            pending = await compare_with_stored(catalogue, chunk, summary)
             _reuse_shipped_vectors(pending, shipped, catalogue.settings.vector_type)
             summary.embedded += _embed_the_rest(pending, embedder, catalogue.settings.vector_type)
             for item in pending:
@@ -125,11 +147,15 @@ async def load_books(
                     summary.without_description.append(item.record["id"])
             if writing is not None:
                 await writing  # at most one chunk in Redis while the next is prepared
-            writing = asyncio.create_task(_write(catalogue, pending))
+            writing = asyncio.create_task(write_pending(catalogue, pending))
             if progress:
                 progress(len(chunk))
         if writing is not None:
             await writing
+        if prune:
+            gone = sorted((await stored_ids(catalogue)) - seen, key=int)
+            summary.not_in_source = len(gone)
+            summary.removed = await remove_books(catalogue, gone)
         failed = False
     finally:
         if writing is not None and not writing.done():
@@ -143,15 +169,59 @@ async def load_books(
     return summary
 
 
+async def _dry_run(
+    catalogue: Catalogue, records: Iterable[dict[str, Any]], *, prune: bool
+) -> LoadSummary:
+    """What a load would do, read from the stored digests alone (one pipeline a chunk)."""
+    summary = LoadSummary(dry_run=True)
+    seen: set[str] = set()
+    for chunk in _chunks(records, CHUNK):
+        seen.update(record["id"] for record in chunk)
+        await compare_with_stored(catalogue, chunk, summary)
+    summary.not_in_source = len((await stored_ids(catalogue)) - seen)
+    summary.removed = summary.not_in_source if prune else 0
+    return summary
+
+
+async def stored_ids(catalogue: Catalogue) -> set[str]:
+    """The ids of every book stored under the catalogue's prefix (a SCAN: every shard of a
+    cluster), whether or not the index has read it yet."""
+    prefix = catalogue.doc_key("")
+    found: set[str] = set()
+    async with redis_errors():
+        async for key in catalogue.redis.scan_iter(match=f"{prefix}*", count=1000):
+            book_id = (key.decode() if isinstance(key, bytes) else str(key)).removeprefix(prefix)
+            if is_book_id(book_id):
+                found.add(book_id)
+    return found
+
+
+async def remove_books(catalogue: Catalogue, book_ids: Sequence[str]) -> int:
+    """Delete these books, one DEL a book (the book and its index entry go in one step, so a
+    reader sees the whole book or none of it), a pipeline a chunk. How many existed. The
+    caller changes the catalogue's version after this, so no answer kept from before is
+    served again."""
+    removed = 0
+    for start in range(0, len(book_ids), CHUNK):
+        chunk = book_ids[start : start + CHUNK]
+        async with redis_errors(), catalogue.redis.pipeline(transaction=False) as pipe:
+            for book_id in chunk:
+                pipe.delete(catalogue.doc_key(book_id))
+            removed += sum(await pipe.execute())
+    return removed
+
+
 def _chunks(records: Iterable[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
     iterator = iter(records)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
 
 
-async def _changed(
+async def compare_with_stored(
     catalogue: Catalogue, chunk: Sequence[dict[str, Any]], summary: LoadSummary
-) -> list[_Pending]:
+) -> list[Pending]:
+    """The records that are new or changed (counted in ``summary``, with the unchanged ones),
+    from their stored digests read in one pipeline."""
     async with redis_errors(), catalogue.redis.pipeline(transaction=False) as pipe:
         for record in chunk:
             pipe.hget(catalogue.doc_key(record["id"]), "digests")
@@ -159,18 +229,18 @@ async def _changed(
     pending = []
     for record, digests in zip(chunk, stored, strict=True):
         if isinstance(digests, ResponseError):  # WRONGTYPE: stored by an earlier version
-            item = _Pending(record=record, existed=True)
+            item = Pending(record=record, existed=True)
         elif isinstance(digests, Exception):
             raise digests
         elif digests is None:
-            item = _Pending(record=record, existed=False)
+            item = Pending(record=record, existed=False)
         else:
             digests = digests.decode()
             if digests == record_digests(record):
                 summary.unchanged += 1
                 continue
             same_text = digests[32:] == sha256_text(record["description"])[:32]
-            item = _Pending(record=record, existed=True, keep_vector=same_text)
+            item = Pending(record=record, existed=True, keep_vector=same_text)
         if item.existed:
             summary.updated += 1
         else:
@@ -180,7 +250,7 @@ async def _changed(
 
 
 def _reuse_shipped_vectors(
-    pending: Sequence[_Pending], shipped: ShippedCatalogue | None, vector_type: str
+    pending: Sequence[Pending], shipped: ShippedCatalogue | None, vector_type: str
 ) -> None:
     for item in pending:
         description = item.record["description"]
@@ -194,7 +264,7 @@ def _reuse_shipped_vectors(
 
 
 def _embed_the_rest(
-    pending: Sequence[_Pending], embedder: Callable[[], TextEmbedder], vector_type: str
+    pending: Sequence[Pending], embedder: Callable[[], TextEmbedder], vector_type: str
 ) -> int:
     todo = [item for item in pending if item.needs_model]
     if not todo:
@@ -205,7 +275,7 @@ def _embed_the_rest(
     return len(todo)
 
 
-async def _write(catalogue: Catalogue, pending: Sequence[_Pending]) -> None:
+async def write_pending(catalogue: Catalogue, pending: Sequence[Pending]) -> None:
     """New books: one HSET each. Changed books: the replace script on their one key."""
     if not pending:
         return
@@ -262,6 +332,13 @@ async def prepare_catalogue(catalogue: Catalogue, *, autoload: bool) -> LoadSumm
             return summary
         finally:
             catalogue.loading = False
+
+
+async def claim(catalogue: Catalogue) -> None:
+    """A catalogue loaded or changed on purpose is the user's: emptied, it stays empty (the
+    shipped books are loaded at a start only into a catalogue nobody has written)."""
+    async with redis_errors():
+        await catalogue.redis.set(autoload_key(catalogue), DONE)
 
 
 async def _needs_autoload(catalogue: Catalogue) -> bool:

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lookalike.services.books.index import NUMPY_TYPES, vector_bytes
-from lookalike.services.books.records import VECTOR_FIELD, book_hash, record_digests
+from lookalike.services.books.records import (
+    RECORD_FIELDS,
+    VECTOR_FIELD,
+    book_hash,
+    record_digests,
+)
 from lookalike.services.books.writes import write_book
 from lookalike.services.embeddings.text_model import DIMENSIONS
 from lookalike.services.redis.connection import Redis, redis_errors
@@ -33,10 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 500
-_RECORD_FIELDS = (
-    "id", "title", "author", "description", "genres", "editions", "inventory", "metrics",
-    "pages", "url", "year_published",
-)  # fmt: skip
 
 
 async def upgrade_books(catalogue: Catalogue) -> None:
@@ -89,7 +90,7 @@ async def _from_json(catalogue: Catalogue, keys: Sequence[str]) -> int:
             if text is None:
                 continue  # deleted since the scan
             document = json.loads(text)
-            record = {name: document[name] for name in _RECORD_FIELDS if name in document}
+            record = {name: document[name] for name in RECORD_FIELDS if name in document}
             record["id"] = str(record.get("id") or key.removeprefix(catalogue.doc_key("")))
             vector = _old_vector(document, blob)
             fields = book_hash(

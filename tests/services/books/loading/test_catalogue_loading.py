@@ -18,7 +18,8 @@ from lookalike.services.books.filters import BookFilter
 from lookalike.services.books.index import NUMPY_TYPES
 from lookalike.services.books.loading.loader import LoadSummary, load_books
 from lookalike.services.books.loading.shipped import read_shipped, shipped_dir
-from lookalike.services.books.records import BookFields, read_source_dir
+from lookalike.services.books.loading.sources import read_source
+from lookalike.services.books.records import BookFields
 from lookalike.services.books.requests import SearchMode, SearchRequest
 from lookalike.services.core.errors import CatalogueError
 from lookalike.services.core.request_usage import track_usage
@@ -158,12 +159,12 @@ def test_manifest_names_the_model_and_hashes_every_description() -> None:
 def test_a_source_folder_with_a_bad_record_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1.json").write_text(json.dumps({"id": "abc", "title": "t", "author": "a"}))
     with pytest.raises(CatalogueError, match=r"1\.json"):
-        list(read_source_dir(tmp_path))
-    with pytest.raises(CatalogueError, match="not a folder"):
-        list(read_source_dir(tmp_path / "missing"))
+        list(read_source(tmp_path))
+    with pytest.raises(CatalogueError, match="no such file or folder"):
+        list(read_source(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CatalogueError, match=r"no \*\.json"):
-        list(read_source_dir(tmp_path / "empty"))
+    with pytest.raises(CatalogueError, match="holds no books"):
+        list(read_source(tmp_path / "empty"))
 
 
 @both_backends
@@ -200,11 +201,11 @@ def test_a_field_a_changed_record_no_longer_has_is_gone_from_the_stored_book(
     ("change", "message"),
     [
         ({"id": "0012"}, "without leading zeros"),
-        ({"genres": ["horror|gothic"]}, "must not contain '|'"),
-        ({"genres": "horror"}, "genres must be a list of strings"),
-        ({"pages": "300"}, "pages and year_published must be integers"),
-        ({"inventory": [{"stock_id": "1"}]}, "inventory must be a list"),
-        ({"metrics": {"score": "high"}}, "metrics must hold a numeric score"),
+        ({"genres": ["horror|gothic"]}, "genres: a genre must not contain '|'"),
+        ({"genres": "horror"}, "genres: must be a list of strings"),
+        ({"pages": "300"}, "pages: must be an integer"),
+        ({"inventory": [{"stock_id": "1"}]}, "inventory: must be a list"),
+        ({"metrics": {"score": "high"}}, "metrics.score: must be a number"),
     ],
 )
 def test_a_record_the_stored_layout_cannot_hold_is_refused(
@@ -212,7 +213,7 @@ def test_a_record_the_stored_layout_cannot_hold_is_refused(
 ) -> None:
     (tmp_path / "1.json").write_text(json.dumps(dict(SAMPLE[0], **change)))
     with pytest.raises(CatalogueError, match=re.escape(message)):
-        list(read_source_dir(tmp_path))
+        list(read_source(tmp_path))
 
 
 @both_backends
