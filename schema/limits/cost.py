@@ -189,6 +189,8 @@ FIELD_WORK: dict[str, Work | Pricer] = {
     "Mutation.verifyFace": Work(1, MODEL_RUN + SEARCH),
     "Mutation.enrollFace": Work(1, MODEL_RUN),
     "Mutation.deletePerson": Work(1, SEARCH),
+    "Mutation.deleteFace": Work(1, SEARCH),
+    "Person.faces": Work(1),  # one read by key a person, batched with the page's others
 }
 # The names of the fields whose cost their arguments change (whatever their type: a variable
 # in such a field's arguments is counted as an input of the cost, which is only ever safe).
