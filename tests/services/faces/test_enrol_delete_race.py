@@ -173,6 +173,7 @@ def test_delete_face_racing_identify_and_enrolments_leaves_a_consistent_store(
         with serving(
             tmp_path / "serve.log",
             REDIS_URL=url,
+            LOOKALIKE_REDIS_TIMEOUT="10",  # the machine may be busy; no timing is tested
             LOOKALIKE_DATA_DIR=str(tmp_path / "data"),
             FACE_LAYOUT=layout,
             LOOKALIKE_API_KEYS=API_KEY,
