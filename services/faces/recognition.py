@@ -136,22 +136,27 @@ class FaceService:
         return await self.store.delete(person_id)
 
     async def delete_face(self, face_id: str) -> Person | None:
-        """Forget one face: the person as it leaves them, None when it was their last (a
-        person with no face cannot be identified, so they go with it). An id this API did
-        not issue, or whose face is gone, is FACE_NOT_FOUND and changes nothing."""
-        face = FaceId.parse(face_id)
-        if face is None or not PERSON_ID.fullmatch(face.person_id):
-            raise FaceNotFound.for_id(face_id)
-        removal = await self.store.delete_face(face)
-        if not removal.found:
-            raise FaceNotFound.for_id(face_id)
-        return removal.person
+        return await forget_face(self.store, face_id)
 
     async def page(self, first: int, after: str | None) -> PeoplePage:
         check_range("first", first, 0, 100)
         if after is not None:
             validate_person_id(after)
         return await self.store.page(first, after)
+
+
+async def forget_face(store: FaceStore, face_id: str) -> Person | None:
+    """Forget one face: the person as it leaves them, None when it was their last (a person
+    with no face cannot be identified, so they go with it). An id this API did not issue, or
+    whose face is gone, is FACE_NOT_FOUND and changes nothing. (No model: the command line
+    calls it on a bare store.)"""
+    face = FaceId.parse(face_id)
+    if face is None or not PERSON_ID.fullmatch(face.person_id):
+        raise FaceNotFound.for_id(face_id)
+    removal = await store.delete_face(face)
+    if not removal.found:
+        raise FaceNotFound.for_id(face_id)
+    return removal.person
 
 
 @contextlib.asynccontextmanager
