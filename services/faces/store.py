@@ -2,10 +2,11 @@
 
 ``hash``: one Hash per face, ``face:{<person>}:<image hash>``, its FLOAT32 vector under an HNSW
 index with the person as a TAG; the person's name, face count and the list of their faces
-(a field ``img:<image hash>`` each) in a Hash ``face-person:{<person>}``. ``json``: one JSON
-document per person, ``face-person:{<person>}``, holding all their vectors in
-``$.embeddings[*]`` under a multi-value HNSW index, so a KNN query ranks people by their
-nearest face directly.
+(a field ``img:<image hash>`` each, holding when it was enrolled and its quality) in a Hash
+``face-person:{<person>}``. ``json``: one JSON document per person, ``face-person:{<person>}``,
+holding all their vectors in ``$.embeddings[*]`` under a multi-value HNSW index, so a KNN
+query ranks people by their nearest face directly, and each face's time and quality in
+``$.faces`` by image hash. Faces are shown by id, never by image hash (``face_ids``).
 
 Person ids are exact: the TAG fields that hold them are CASESENSITIVE, and a person's faces
 are found by key (the person's record lists them), never by a search, so ``probe-a`` and
@@ -13,8 +14,9 @@ are found by key (the person's record lists them), never by a search, so ``probe
 
 **Redis Cluster.** Every key of one person carries the person as its hash tag (``{s1}``), so
 the keys of one person live in one slot and each change of a person is one MULTI/EXEC (with
-WATCH) on that slot. Two keys are shared by everyone: the people registry (a sorted set,
-``faces:people``, for keyset paging) and the layout marker (``faces:layout``). The registry is
+WATCH) on that slot. Three keys are shared by everyone: the people registry (a sorted set,
+``faces:people``, for keyset paging), the layout marker (``faces:layout``) and the key face
+ids are made with (``faces:face-id-key``). The registry is
 brought in line with the person's record *after* each per-person transaction, in a command of
 its own, so a crash between the two can leave the registry behind: an id listed whose person
 is gone (listing skips it; ``totalCount`` counts it until that id is enrolled or deleted
