@@ -9,8 +9,9 @@ from starlette.datastructures import UploadFile
 from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.services.core.errors import InvalidImage, PersonNotFound
+from lookalike.services.faces.face_ids import FaceId
 from lookalike.services.faces.recognition import PERSON_ID, Identification, Verification
-from lookalike.services.faces.store import PeoplePage, Person
+from lookalike.services.faces.store import EnrolledFace, PeoplePage, Person
 
 
 async def read_upload(upload: Any) -> bytes:
@@ -40,13 +41,28 @@ async def verify(ctx: Context, person_id: str, upload: Any) -> Verification:
 async def enroll(ctx: Context, person_id: str, upload: Any, name: str | None) -> Person:
     person = await ctx.faces.enroll(person_id, await read_upload(upload), name)
     ctx.loaders.people.prime(person.id, person, force=True)
+    ctx.loaders.faces_changed(person.id)
     return person
 
 
 async def delete(ctx: Context, person_id: str) -> bool:
     deleted = await ctx.faces.delete(person_id)
     ctx.loaders.people.prime(person_id, None, force=True)  # gone, for the rest of the request
+    ctx.loaders.enrolled_faces.prime(person_id, [], force=True)
     return deleted
+
+
+async def delete_face(ctx: Context, face_id: str) -> Person | None:
+    person = await ctx.faces.delete_face(face_id)
+    face = FaceId.parse(face_id)  # valid: the service found the face
+    if face is not None:
+        ctx.loaders.people.prime(face.person_id, person, force=True)
+        ctx.loaders.faces_changed(face.person_id)
+    return person
+
+
+async def faces_of(ctx: Context, person_id: str) -> list[EnrolledFace]:
+    return await ctx.loaders.enrolled_faces.load(person_id)
 
 
 async def person(ctx: Context, person_id: str) -> Person:

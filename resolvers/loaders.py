@@ -10,6 +10,7 @@ is kept (its reads merged), so a book asked for twice is read once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,7 +27,7 @@ from lookalike.services.books.requests import (
 )
 from lookalike.services.core.errors import BookNotFound
 from lookalike.services.embeddings.query_vectors import QueryEmbeddings
-from lookalike.services.faces.store import FaceStore, Person
+from lookalike.services.faces.store import EnrolledFace, FaceStore, Person
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,16 @@ class Loaders:
     @cached_property
     def people(self) -> DataLoader[str, Person | None]:
         return DataLoader(load_fn=self.faces.get_many)
+
+    @cached_property
+    def enrolled_faces(self) -> DataLoader[str, list[EnrolledFace]]:
+        """Each person's faces: the ``faces`` of a whole page of people in one round trip."""
+        return DataLoader(load_fn=self.faces.faces_of_many)
+
+    def faces_changed(self, person_id: str) -> None:
+        """This person's faces changed: read them again if this request asks."""
+        with contextlib.suppress(KeyError):  # DataLoader.clear: KeyError if never loaded
+            self.enrolled_faces.clear(person_id)
 
     def remember(self, books: Sequence[Book]) -> None:
         for book in books:

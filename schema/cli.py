@@ -517,6 +517,63 @@ def faces_forget(
     out.print(f"forgot {person_id}", highlight=False)
 
 
+@faces_app.command("list")
+def faces_list(
+    person_id: Annotated[str, typer.Argument(metavar="ID", help="The person's id.")],
+) -> None:
+    """A person's enrolled faces, oldest first: id (what forget-face takes), when enrolled
+    (UTC), the quality measured then."""
+    from lookalike.services.core.errors import PersonNotFound
+    from lookalike.services.faces.recognition import validate_person_id
+    from lookalike.services.faces.store import EnrolledFace, face_store
+    from lookalike.services.redis.connection import open_redis
+
+    settings = get_settings()
+
+    async def work() -> list[EnrolledFace]:
+        validate_person_id(person_id)
+        async with open_redis(settings) as (client, _):
+            store = face_store(settings.face_layout, client)
+            await store.open()
+            (faces,) = await store.faces_of_many([person_id])
+        if not faces:
+            raise PersonNotFound.for_id(person_id)
+        return faces
+
+    for face in _run(work):  # one line a face, the id first: easy to cut for forget-face
+        quality = face.quality
+        if quality is None:
+            measured = "quality not recorded"
+        else:
+            usable = "usable" if quality.usable else "unusable"
+            measured = " ".join([usable, f"score {quality.score:.2f}", *quality.reasons])
+        out.print(face.id, face.added_at or "time not recorded", measured, highlight=False)
+
+
+@faces_app.command("forget-face")
+def faces_forget_face(
+    face_id: Annotated[str, typer.Argument(metavar="FACE_ID", help="An id `faces list` shows.")],
+) -> None:
+    """Delete one enrolled face (the person too if it was their last)."""
+    from lookalike.services.faces.recognition import forget_face
+    from lookalike.services.faces.store import Person, face_store
+    from lookalike.services.redis.connection import open_redis
+
+    settings = get_settings()
+
+    async def work() -> Person | None:
+        async with open_redis(settings) as (client, _):
+            store = face_store(settings.face_layout, client)
+            await store.open()
+            return await forget_face(store, face_id)
+
+    person = _run(work)
+    if person is None:
+        out.print("forgot the face, the person's last: the person is forgotten too")
+    else:
+        out.print(f"forgot the face; {person.id} has {person.face_count} left", highlight=False)
+
+
 @faces_app.command("eval")
 def faces_eval(
     dataset: Annotated[Path, typer.Option(help="One folder per person, numbered images.")],

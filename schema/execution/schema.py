@@ -34,7 +34,8 @@ from lookalike.schema.limits.access import AccessControl
 from lookalike.schema.limits.shape import ShapeLimits
 from lookalike.schema.operations.cache import OperationCache
 from lookalike.schema.operations.documents import DocumentLimits
-from lookalike.schema.types.books import ENUM_VALUES, BookMutation, BookQuery
+from lookalike.schema.types import books, faces
+from lookalike.schema.types.books import BookMutation, BookQuery
 from lookalike.schema.types.faces import FaceMutation, FaceQuery
 from lookalike.services.core.settings import Settings
 
@@ -149,7 +150,7 @@ class Schema(strawberry.Schema):
         raise TypeError("lookalike runs operations with Schema.run (limits, access, codes)")
 
 
-describe_enum_values(ENUM_VALUES)
+describe_enum_values({**books.ENUM_VALUES, **faces.ENUM_VALUES})
 
 
 @strawberry.type(

@@ -201,6 +201,8 @@ FIELD_WORK: dict[str, Work | Pricer] = {
     # (``changes.embedding_cost``, against LOOKALIKE_MAX_CHANGE_COST)
     "Mutation.upsertBooks": lambda args, books: Work(1, BOOK_WRITE * _ids(args, "books")),
     "Mutation.deleteBooks": lambda args, books: Work(1, BOOK_WRITE * _ids(args, "ids")),
+    "Mutation.deleteFace": Work(1, SEARCH),
+    "Person.faces": Work(1),  # one read by key a person, batched with the page's others
 }
 # The names of the fields whose cost their arguments change (whatever their type: a variable
 # in such a field's arguments is counted as an input of the cost, which is only ever safe).

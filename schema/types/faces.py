@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import strawberry
@@ -12,6 +13,7 @@ from lookalike.resolvers.context import Context
 from lookalike.schema.types.pagination import AFTER, Connection
 from lookalike.services.faces.quality import FaceQuality as FaceQualityRecord
 from lookalike.services.faces.quality import Reason
+from lookalike.services.faces.store import EnrolledFace as EnrolledFaceRecord
 from lookalike.services.faces.store import Person as PersonRecord
 
 Info = strawberry.Info[Context, None]
@@ -30,6 +32,9 @@ DISTANCE = "Cosine distance between the two faces' vectors: 0 identical, 2 oppos
 PERSON_ID = "The person's id: 1 to 64 of A-Z a-z 0-9 - _ (BAD_USER_INPUT otherwise)."
 Image = Annotated[Upload, strawberry.argument(description=IMAGE)]
 PersonId = Annotated[strawberry.ID, strawberry.argument(description=PERSON_ID)]
+# What a face enrolled before times and qualities were recorded shows (``recorded: false``).
+UNRECORDED_ADDED_AT = "1970-01-01T00:00:00.000Z"
+UNRECORDED_QUALITY = FaceQualityRecord(usable=True, score=0.0, reasons=())
 
 
 @strawberry.type(description="An enrolled person: only face vectors are kept, never photos.")
@@ -48,7 +53,25 @@ class Person:
     def from_record(cls, record: PersonRecord) -> Person:
         return cls(id=strawberry.ID(record.id), name=record.name, face_count=record.face_count)
 
+    @strawberry.field(
+        description="The person's enrolled faces, oldest first, each with its id for "
+        "deleteFace (read for a whole page of people at once)."
+    )
+    async def faces(self, info: Info) -> list[EnrolledFace]:
+        return [EnrolledFace.from_record(f) for f in await faces.faces_of(info.context, self.id)]
 
+
+ENUM_VALUES: dict[enum.Enum, str] = {
+    Reason.SMALL_FACE: "The face is too few pixels across to be told apart (under 40 pixels "
+    "wide in the upright photo): come closer or use a larger photo.",
+    Reason.BLURRY: "The face is out of focus or moved: hold the phone still, tap to focus.",
+    Reason.TOO_DARK: "The face is underexposed: find more light, not behind the person.",
+    Reason.TOO_BRIGHT: "The face is overexposed (washed out): avoid direct light or flash.",
+    Reason.TURNED_AWAY: "The face is turned too far from the camera (its landmarks): look "
+    "straight at it.",
+    Reason.MORE_THAN_ONE_FACE: "Enrolment only: the photo shows several faces; say which with "
+    "faceIndex, or send a photo of one person.",
+}
 FaceQualityReason = strawberry.enum(
     Reason,
     name="FaceQualityReason",
@@ -71,10 +94,44 @@ class FaceQuality:
         return cls(usable=record.usable, score=record.score, reasons=list(record.reasons))
 
 
+@strawberry.type(description="One enrolled face of a person (its vector; the photo is not kept).")
+class EnrolledFace:
+    id: strawberry.ID = strawberry.field(
+        description="Stable and opaque: what deleteFace takes and FaceCandidate.faceId shows. "
+        "It does not reveal the photo's hash."
+    )
+    added_at: str = strawberry.field(
+        description="When it was enrolled, ISO 8601 in UTC (2026-01-31T09:30:00.000Z); "
+        f"{UNRECORDED_ADDED_AT} when not recorded."
+    )
+    quality: FaceQuality = strawberry.field(
+        description="As measured when it was enrolled; when not recorded: usable, score 0, "
+        "no reasons."
+    )
+    recorded: bool = strawberry.field(
+        description="False for a face enrolled before lookalike recorded each face's time and "
+        "quality: addedAt and quality are then placeholders (the photo is not kept, so they "
+        "cannot be measured again)."
+    )
+
+    @classmethod
+    def from_record(cls, record: EnrolledFaceRecord) -> EnrolledFace:
+        recorded = record.added_at is not None and record.quality is not None
+        return cls(
+            id=strawberry.ID(record.id),
+            added_at=record.added_at or UNRECORDED_ADDED_AT,
+            quality=FaceQuality.from_record(record.quality or UNRECORDED_QUALITY),
+            recorded=recorded,
+        )
+
+
 @strawberry.type(description="A person near the photo: their nearest face's cosine distance.")
 class FaceCandidate:
     person: Person = strawberry.field(description="The enrolled person.")
     distance: float = strawberry.field(description=f"To their nearest face. {DISTANCE}")
+    face_id: strawberry.ID = strawberry.field(
+        description="Which of the person's enrolled faces is the nearest (its EnrolledFace.id)."
+    )
 
 
 @strawberry.type(description="Who the largest face of a photo is, and who else it is near.")
@@ -163,7 +220,9 @@ class FaceMutation:
         found, people = await faces.identify(info.context, image, k)
         by_id = {p.id: Person.from_record(p) for p in people}
         candidates = [
-            FaceCandidate(person=by_id[c.person_id], distance=c.distance)
+            FaceCandidate(
+                person=by_id[c.person_id], distance=c.distance, face_id=strawberry.ID(c.face_id)
+            )
             for c in found.candidates
             if c.person_id in by_id
         ]
@@ -218,3 +277,18 @@ class FaceMutation:
     @strawberry.mutation(description="Forget a person and every face vector of theirs.")
     async def delete_person(self, info: Info, id: PersonId) -> bool:
         return await faces.delete(info.context, str(id))
+
+    @strawberry.mutation(
+        description="Forget one enrolled face (a bad photo), the person's other faces kept. "
+        "The person as it leaves them; null when it was their last face, which forgets the "
+        "person too. FACE_NOT_FOUND (nothing changed) for an id that names no enrolled face."
+    )
+    async def delete_face(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID, strawberry.argument(description="An EnrolledFace.id of Person.faces.")
+        ],
+    ) -> Person | None:
+        person = await faces.delete_face(info.context, str(id))
+        return Person.from_record(person) if person is not None else None

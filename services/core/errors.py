@@ -59,6 +59,14 @@ class PersonNotFound(LookalikeError):
         return cls(f"nobody is enrolled as {quote(person_id)}", id=person_id[:64])
 
 
+class FaceNotFound(LookalikeError):
+    code = "FACE_NOT_FOUND"
+
+    @classmethod
+    def for_id(cls, face_id: str) -> FaceNotFound:
+        return cls(f"no enrolled face has id {quote(face_id)}", id=face_id[:100])
+
+
 class InvalidImage(LookalikeError):
     """Not a decodable JPEG, MPO, HEIC/HEIF, AVIF, WebP, PNG or BMP."""
 

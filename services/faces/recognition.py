@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 from lookalike.services.core.errors import (
     BadUserInput,
+    FaceNotFound,
     PayloadTooLarge,
     PersonNotFound,
     check_range,
     check_text,
 )
 from lookalike.services.core.settings import Settings
+from lookalike.services.faces.face_ids import FaceId
 from lookalike.services.faces.images import ImageLimits
 from lookalike.services.faces.model import MODEL_LABEL, weight_files
 from lookalike.services.faces.store import FaceStore, Nearest, PeoplePage, Person, face_store
@@ -120,7 +122,8 @@ class FaceService:
         face = await self.embedder.embed(data)
         image_hash = hashlib.sha256(data).hexdigest()
         named = name.strip() if name else None
-        return (await self.store.enroll(person_id, named, image_hash, face.vector)).person
+        enrolment = await self.store.enroll(person_id, named, image_hash, face.vector, face.quality)
+        return enrolment.person
 
     async def get(self, person_id: str) -> Person:
         (person,) = await self.store.get_many([person_id])
@@ -132,11 +135,28 @@ class FaceService:
         validate_person_id(person_id)
         return await self.store.delete(person_id)
 
+    async def delete_face(self, face_id: str) -> Person | None:
+        return await forget_face(self.store, face_id)
+
     async def page(self, first: int, after: str | None) -> PeoplePage:
         check_range("first", first, 0, 100)
         if after is not None:
             validate_person_id(after)
         return await self.store.page(first, after)
+
+
+async def forget_face(store: FaceStore, face_id: str) -> Person | None:
+    """Forget one face: the person as it leaves them, None when it was their last (a person
+    with no face cannot be identified, so they go with it). An id this API did not issue, or
+    whose face is gone, is FACE_NOT_FOUND and changes nothing. (No model: the command line
+    calls it on a bare store.)"""
+    face = FaceId.parse(face_id)
+    if face is None or not PERSON_ID.fullmatch(face.person_id):
+        raise FaceNotFound.for_id(face_id)
+    removal = await store.delete_face(face)
+    if not removal.found:
+        raise FaceNotFound.for_id(face_id)
+    return removal.person
 
 
 @contextlib.asynccontextmanager

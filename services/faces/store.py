@@ -2,10 +2,11 @@
 
 ``hash``: one Hash per face, ``face:{<person>}:<image hash>``, its FLOAT32 vector under an HNSW
 index with the person as a TAG; the person's name, face count and the list of their faces
-(a field ``img:<image hash>`` each) in a Hash ``face-person:{<person>}``. ``json``: one JSON
-document per person, ``face-person:{<person>}``, holding all their vectors in
-``$.embeddings[*]`` under a multi-value HNSW index, so a KNN query ranks people by their
-nearest face directly.
+(a field ``img:<image hash>`` each, holding when it was enrolled and its quality) in a Hash
+``face-person:{<person>}``. ``json``: one JSON document per person, ``face-person:{<person>}``,
+holding all their vectors in ``$.embeddings[*]`` under a multi-value HNSW index, so a KNN
+query ranks people by their nearest face directly, and each face's time and quality in
+``$.faces`` by image hash. Faces are shown by id, never by image hash (``face_ids``).
 
 Person ids are exact: the TAG fields that hold them are CASESENSITIVE, and a person's faces
 are found by key (the person's record lists them), never by a search, so ``probe-a`` and
@@ -13,8 +14,9 @@ are found by key (the person's record lists them), never by a search, so ``probe
 
 **Redis Cluster.** Every key of one person carries the person as its hash tag (``{s1}``), so
 the keys of one person live in one slot and each change of a person is one MULTI/EXEC (with
-WATCH) on that slot. Two keys are shared by everyone: the people registry (a sorted set,
-``faces:people``, for keyset paging) and the layout marker (``faces:layout``). The registry is
+WATCH) on that slot. Three keys are shared by everyone: the people registry (a sorted set,
+``faces:people``, for keyset paging), the layout marker (``faces:layout``) and the key face
+ids are made with (``faces:face-id-key``). The registry is
 brought in line with the person's record *after* each per-person transaction, in a command of
 its own, so a crash between the two can leave the registry behind: an id listed whose person
 is gone (listing skips it; ``totalCount`` counts it until that id is enrolled or deleted
@@ -32,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -46,7 +50,9 @@ from redisvl.schema import IndexSchema
 
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.request_usage import note_write
+from lookalike.services.faces.face_ids import FaceId, token
 from lookalike.services.faces.model import DIMENSIONS
+from lookalike.services.faces.quality import FaceQuality
 from lookalike.services.redis.connection import Redis, redis_errors, transaction_client
 from lookalike.services.redis.coordination.index_users import IndexUse, refuse_while_used
 from lookalike.services.redis.coordination.lock import held_lock
@@ -91,6 +97,53 @@ class Enrolment:
 class Nearest:
     person_id: str
     distance: float
+    face_id: str  # the person's enrolled face nearest the photo (a FaceId, as shown)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledFace:
+    """One face of a person's gallery. ``added_at`` (ISO 8601, UTC) and ``quality`` are None
+    for a face enrolled before they were recorded: the photo is not kept, so they cannot be
+    measured again."""
+
+    id: str
+    added_at: str | None
+    quality: FaceQuality | None
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRemoval:
+    """What deleting one face did: whether the face was there, and the person as the same
+    transaction left them (None when it was their last face: the person is gone)."""
+
+    found: bool
+    person: Person | None
+
+
+def _face_record(quality: FaceQuality | None) -> str:
+    """What is stored beside a new face: when it was enrolled and how good it was."""
+    added_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps(
+        {"added_at": added_at, "quality": quality.to_dict() if quality is not None else None}
+    )
+
+
+def _enrolled(face_id: str, record: Any) -> EnrolledFace:
+    """A face from its stored record (None, or the hash layout's ``1``: recorded nothing)."""
+    if not isinstance(record, dict):
+        return EnrolledFace(face_id, None, None)
+    quality = record.get("quality")
+    return EnrolledFace(
+        face_id,
+        record.get("added_at"),
+        FaceQuality.from_dict(quality) if isinstance(quality, dict) else None,
+    )
+
+
+def _gallery_order(faces: list[EnrolledFace]) -> list[EnrolledFace]:
+    """Oldest first (faces with no recorded time before all others), then by id: the same
+    order in both layouts."""
+    return sorted(faces, key=lambda face: (face.added_at or "", face.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +184,8 @@ class FaceStore:
         self.registry = f"{namespace}faces:people"
         self.marker = f"{namespace}faces:layout"
         self.keys_version = f"{namespace}faces:keys-version"
+        self.id_key_name = f"{namespace}faces:face-id-key"
+        self._id_key: bytes | None = None  # read by open()
         self.index = AsyncSearchIndex(self.schema(), redis_client=client)
         self.store_name = f"{namespace}faces"  # in the registry of live servers
         self.settings = f"FACE_LAYOUT={self.layout}"
@@ -184,6 +239,8 @@ class FaceStore:
                 )
                 await self.redis.set(self.marker, self.layout)
             await self._rename_old_keys()
+            await self.redis.set(self.id_key_name, secrets.token_hex(32), nx=True)
+            self._id_key = _text(await self.redis.get(self.id_key_name)).encode()
         conversion = Conversion(self.store_name, self.settings, "stop them first")
         if await ensure_index(self.redis, self.index.schema, conversion=conversion) != "unchanged":
             await self._until_indexed()
@@ -247,6 +304,16 @@ class FaceStore:
             renamed += 1
         return renamed
 
+    def face_id(self, person_id: str, image_hash: str) -> str:
+        """The id the API shows for this face (``face_ids``)."""
+        if self._id_key is None:
+            raise RuntimeError("the face store is not open")
+        return str(FaceId(person_id, token(self._id_key, person_id, image_hash)))
+
+    def _matching(self, face: FaceId, image_hashes: Sequence[str]) -> str | None:
+        """The one of a person's image hashes whose face has this id."""
+        return next((h for h in image_hashes if self.face_id(face.person_id, h) == str(face)), None)
+
     async def page(self, first: int, after: str | None) -> PeoplePage:
         self.watch.check()
         low = f"({after}" if after is not None else "-"
@@ -284,14 +351,29 @@ class FaceStore:
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
         raise NotImplementedError
 
+    async def faces_of_many(self, person_ids: Sequence[str]) -> list[list[EnrolledFace]]:
+        """Each person's faces (none for an unknown id), all people in one round trip."""
+        raise NotImplementedError
+
     async def enroll(
-        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+        self,
+        person_id: str,
+        name: str | None,
+        image_hash: str,
+        vector: bytes,
+        quality: FaceQuality | None = None,
     ) -> Enrolment:
-        """Add one face (not ``added`` when this image was enrolled for this person
-        already), and read the person back in the same transaction."""
+        """Add one face with its quality and the time (not ``added`` when this image was
+        enrolled for this person already: it keeps what was recorded then), and read the
+        person back in the same transaction."""
         raise NotImplementedError
 
     async def delete(self, person_id: str) -> bool:
+        raise NotImplementedError
+
+    async def delete_face(self, face: FaceId) -> FaceRemoval:
+        """Remove one face of the person the id names (the person too if it was their last),
+        in one transaction on that person's keys; nobody else's keys are read."""
         raise NotImplementedError
 
     async def drop(self) -> None:
@@ -334,20 +416,14 @@ class FaceStore:
             else:
                 await self.redis.zrem(self.registry, person_id)
 
-    def _query(self, vector: bytes, num_results: int) -> VectorQuery:
+    def _query(self, vector: bytes, num_results: int, fields: Sequence[str] = ()) -> VectorQuery:
         return VectorQuery(
             vector=vector,
             vector_field_name="embedding",
-            return_fields=["person_id"],
+            return_fields=["person_id", *fields],
             num_results=num_results,
             ef_runtime=max(self.ef_runtime, num_results),
         )
-
-    async def _nearest_faces(self, vector: bytes, num_results: int) -> list[Nearest]:
-        """The nearest faces (JSON layout: people, by their nearest face), nearest first."""
-        (reply,) = await self._searches.run([self._query(vector, num_results)])
-        ids, distances = reply.texts(b"person_id"), reply.texts(b"vector_distance")
-        return [Nearest(i, float(d)) for i, d in zip(ids, distances, strict=True)]
 
 
 class HashFaceStore(FaceStore):
@@ -375,6 +451,38 @@ class HashFaceStore(FaceStore):
     def face_key(self, person_id: str, image_hash: str) -> str:
         return f"{self.ns}face:{{{person_id}}}:{image_hash[:32]}"
 
+    async def _nearest_faces(self, vector: bytes, num_results: int) -> list[Nearest]:
+        """The nearest faces, nearest first; each hit's key names its image."""
+        (reply,) = await self._searches.run([self._query(vector, num_results)])
+        ids, distances = reply.texts(b"person_id"), reply.texts(b"vector_distance")
+        images = [key.rsplit(":", 1)[1] for key, _ in reply.hits]
+        return [
+            Nearest(person_id, float(distance), self.face_id(person_id, image))
+            for person_id, distance, image in zip(ids, distances, images, strict=True)
+        ]
+
+    async def faces_of_many(self, person_ids: Sequence[str]) -> list[list[EnrolledFace]]:
+        self.watch.check()
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for person_id in person_ids:  # one key a command: people live in many slots
+                    pipe.hgetall(self.person_key(person_id))
+                return await pipe.execute()
+
+        async with redis_errors():
+            records = await self.reads.run(read)
+        galleries = []
+        for person_id, record in zip(person_ids, records, strict=True):
+            faces = []
+            for field, value in record.items():
+                name = _text(field)
+                if name.startswith(FACE_FIELD):
+                    face_id = self.face_id(person_id, name[len(FACE_FIELD) :])
+                    faces.append(_enrolled(face_id, _stored_record(value)))
+            galleries.append(_gallery_order(faces))
+        return galleries
+
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
         self.watch.check()
 
@@ -399,15 +507,20 @@ class HashFaceStore(FaceStore):
         window = k * 8
         while True:
             faces = await self._nearest_faces(vector, window)
-            people: dict[str, float] = {}
+            people: dict[str, Nearest] = {}
             for face in faces:
-                people.setdefault(face.person_id, face.distance)
+                people.setdefault(face.person_id, face)
             if len(people) >= k or len(faces) < window:
-                return [Nearest(p, d) for p, d in list(people.items())[:k]]
+                return list(people.values())[:k]
             window *= 4
 
     async def enroll(
-        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+        self,
+        person_id: str,
+        name: str | None,
+        image_hash: str,
+        vector: bytes,
+        quality: FaceQuality | None = None,
     ) -> Enrolment:
         self.watch.check()
         face_key = self.face_key(person_id, image_hash)
@@ -426,7 +539,7 @@ class HashFaceStore(FaceStore):
                     },
                 )
                 pipe.hincrby(person_key, "face_count", 1)
-                pipe.hset(person_key, f"{FACE_FIELD}{image_hash[:32]}", 1)
+                pipe.hset(person_key, f"{FACE_FIELD}{image_hash[:32]}", _face_record(quality))
             if name is not None:
                 pipe.hset(person_key, "name", name)
             pipe.hmget(person_key, ["name", "face_count"])
@@ -460,6 +573,38 @@ class HashFaceStore(FaceStore):
         deleted = await self._watched([person_key], change)
         await self._sync_registry(person_id)
         return deleted
+
+    async def delete_face(self, face: FaceId) -> FaceRemoval:
+        self.watch.check()
+        person_id = face.person_id
+        person_key = self.person_key(person_id)
+
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], FaceRemoval]:
+            fields = [_text(f) for f in await pipe.hkeys(person_key)]
+            images = [f[len(FACE_FIELD) :] for f in fields if f.startswith(FACE_FIELD)]
+            image = self._matching(face, images)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if image is None:
+                return lambda _: FaceRemoval(False, None)
+            if len(images) == 1:  # their last face: the person goes with it
+                pipe.delete(person_key, self.face_key(person_id, image))
+                return lambda _: FaceRemoval(True, None)
+            pipe.delete(self.face_key(person_id, image))
+            pipe.hdel(person_key, f"{FACE_FIELD}{image}")
+            pipe.hincrby(person_key, "face_count", -1)
+            pipe.hmget(person_key, ["name", "face_count"])
+
+            def removal(replies: list[Any]) -> FaceRemoval:
+                stored, count = replies[-1]
+                named = stored.decode() if stored else None
+                return FaceRemoval(True, Person(person_id, named, int(count)))
+
+            return removal
+
+        done = await self._watched([person_key], change)
+        if done.found:
+            await self._sync_registry(person_id)
+        return done
 
 
 class JsonFaceStore(FaceStore):
@@ -514,13 +659,56 @@ class JsonFaceStore(FaceStore):
         return people
 
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
-        return await self._nearest_faces(vector, k)
+        """The k nearest people by their nearest face. The multi-value index ranks whole
+        documents and does not say which of a person's vectors was nearest, so the search
+        returns each candidate's vectors and that face is found here (numpy, k people)."""
+        query = self._query(vector, k, ["$.image_hashes", "$.embeddings"])
+        (reply,) = await self._searches.run([query])
+        photo = np.frombuffer(vector, dtype=np.float32)
+        found = []
+        for _, fields in reply.hits:
+            person_id = _text(fields[b"person_id"])
+            hashes = json.loads(fields[b"$.image_hashes"])
+            faces = np.asarray(json.loads(fields[b"$.embeddings"]), dtype=np.float32)
+            norms = np.linalg.norm(faces, axis=1) * np.linalg.norm(photo)
+            nearest = int(np.argmax(faces @ photo / np.maximum(norms, 1e-12)))
+            distance = float(fields[b"vector_distance"])
+            found.append(Nearest(person_id, distance, self.face_id(person_id, hashes[nearest])))
+        return found
+
+    async def faces_of_many(self, person_ids: Sequence[str]) -> list[list[EnrolledFace]]:
+        self.watch.check()
+
+        async def read(client: Redis) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for person_id in person_ids:  # one key a command: people live in many slots
+                    pipe.execute_command(
+                        "JSON.GET", self.person_key(person_id), "$.image_hashes", "$.faces"
+                    )
+                return await pipe.execute()
+
+        async with redis_errors():
+            rows = await self.reads.run(read)
+        galleries = []
+        for person_id, row in zip(person_ids, rows, strict=True):
+            values = json.loads(row) if row else {}
+            hashes = (values.get("$.image_hashes") or [[]])[0]
+            records = (values.get("$.faces") or [{}])[0]
+            faces = [_enrolled(self.face_id(person_id, h), records.get(h)) for h in hashes]
+            galleries.append(_gallery_order(faces))
+        return galleries
 
     async def enroll(
-        self, person_id: str, name: str | None, image_hash: str, vector: bytes
+        self,
+        person_id: str,
+        name: str | None,
+        image_hash: str,
+        vector: bytes,
+        quality: FaceQuality | None = None,
     ) -> Enrolment:
         self.watch.check()
         key = self.person_key(person_id)
+        record = _face_record(quality)
         floats = json.dumps(np.frombuffer(vector, dtype=np.float32).tolist())
 
         async def change(pipe: Pipeline) -> Callable[[list[Any]], Enrolment]:
@@ -529,7 +717,12 @@ class JsonFaceStore(FaceStore):
             pipe.multi()  # type: ignore[no-untyped-call]
             new = hashes is None or image_hash not in hashes
             if hashes is None:
-                document = {"id": person_id, "name": name, "image_hashes": [image_hash]}
+                document = {
+                    "id": person_id,
+                    "name": name,
+                    "image_hashes": [image_hash],
+                    "faces": {image_hash: json.loads(record)},
+                }
                 pipe.execute_command("JSON.SET", key, "$", json.dumps(document))
                 pipe.execute_command("JSON.SET", key, "$.embeddings", f"[{floats}]")
             else:
@@ -538,6 +731,9 @@ class JsonFaceStore(FaceStore):
                     pipe.execute_command(
                         "JSON.ARRAPPEND", key, "$.image_hashes", json.dumps(image_hash)
                     )
+                    # documents of earlier versions have no $.faces yet
+                    pipe.execute_command("JSON.SET", key, "$.faces", "{}", "NX")
+                    pipe.execute_command("JSON.SET", key, _faces_path(image_hash), record)
                 if name is not None:
                     pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
             pipe.execute_command("JSON.GET", key, "$.name", "$.image_hashes")
@@ -560,6 +756,50 @@ class JsonFaceStore(FaceStore):
         note_write()
         await self._sync_registry(person_id)
         return bool(deleted)
+
+    async def delete_face(self, face: FaceId) -> FaceRemoval:
+        self.watch.check()
+        person_id = face.person_id
+        key = self.person_key(person_id)
+
+        async def change(pipe: Pipeline) -> Callable[[list[Any]], FaceRemoval]:
+            raw: Any = await pipe.execute_command("JSON.GET", key, "$.image_hashes")
+            hashes: list[str] = json.loads(raw)[0] if raw else []
+            image = self._matching(face, hashes)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if image is None:
+                return lambda _: FaceRemoval(False, None)
+            if len(hashes) == 1:  # their last face: the person goes with it
+                pipe.delete(key)
+                return lambda _: FaceRemoval(True, None)
+            at = hashes.index(image)
+            pipe.execute_command("JSON.ARRPOP", key, "$.embeddings", at)
+            pipe.execute_command("JSON.ARRPOP", key, "$.image_hashes", at)
+            pipe.execute_command("JSON.DEL", key, _faces_path(image))
+            pipe.execute_command("JSON.GET", key, "$.name", "$.image_hashes")
+
+            def removal(replies: list[Any]) -> FaceRemoval:
+                values = json.loads(replies[-1])
+                stored, count = values["$.name"][0], len(values["$.image_hashes"][0])
+                return FaceRemoval(True, Person(person_id, stored, count))
+
+            return removal
+
+        done = await self._watched([key], change)
+        if done.found:
+            await self._sync_registry(person_id)
+        return done
+
+
+def _faces_path(image_hash: str) -> str:
+    """The JSON path of a face's record (bracketed: a hex digest may start with a digit)."""
+    return f'$.faces["{image_hash}"]'
+
+
+def _stored_record(value: Any) -> Any:
+    """A hash-layout face field's value: the JSON record, or ``1`` from earlier versions."""
+    text = _text(value)
+    return json.loads(text) if text.startswith("{") else None
 
 
 def face_store(

@@ -125,6 +125,30 @@ def test_faces_enroll_adds_each_photo_once(runner: CliRunner, tmp_path: Path) ->
         assert f"forgot {person}" in forgot.stdout
 
 
+def test_faces_list_and_forget_face_one_face_at_a_time(runner: CliRunner, tmp_path: Path) -> None:
+    dataset = small_orl(tmp_path, people=1, images=2)
+    assert runner.invoke(app, ["faces", "enroll", str(dataset), "--images", "1-2"]).exit_code == 0
+    listed = runner.invoke(app, ["faces", "list", "s1"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert re.fullmatch(r"[\w=-]+ \d{4}-\d\d-\d\dT[\d:.]+Z usable score [01]\.\d\d", line)
+    first, second = (line.split()[0] for line in lines)
+    forgot = runner.invoke(app, ["faces", "forget-face", first])
+    assert forgot.exit_code == 0, forgot.output
+    assert "s1 has 1 left" in forgot.stdout
+    assert runner.invoke(app, ["faces", "list", "s1"]).stdout.split()[0] == second
+    again = runner.invoke(app, ["faces", "forget-face", first])
+    assert again.exit_code == 1
+    assert "no enrolled face has id" in again.stderr
+    last = runner.invoke(app, ["faces", "forget-face", second])
+    assert "the person is forgotten too" in last.stdout
+    gone = runner.invoke(app, ["faces", "list", "s1"])
+    assert gone.exit_code == 1
+    assert "nobody is enrolled as 's1'" in gone.stderr
+
+
 @pytest.mark.parametrize("layout", ["hash", "json"])
 def test_faces_eval_reports_the_course_protocol(
     runner: CliRunner, tmp_path: Path, layout: str
@@ -160,6 +184,8 @@ def test_faces_eval_reports_the_course_protocol(
         ["faces", "enroll"],
         ["faces", "eval"],
         ["faces", "forget"],
+        ["faces", "list"],
+        ["faces", "forget-face"],
     ],
 )
 def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:

@@ -28,7 +28,7 @@ from lookalike.services.faces.images import ImageLimits, Photo
 from lookalike.services.faces.model import FaceModel
 from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.conftest import API_KEY, error_codes, gql
-from tests.photos import IDENTIFY, PERSON, VERIFY, orl, send
+from tests.photos import ENROLL, IDENTIFY, PERSON, VERIFY, orl, send
 
 OLD_VECTOR = "VECTOR HNSW 8 TYPE FLOAT32 DIM 128 DISTANCE_METRIC COSINE EF_RUNTIME 100"
 OLD_INDEXES = {  # what RedisVL sent for the earlier version's schemas
@@ -109,7 +109,8 @@ def test_old_key_names_are_renamed_and_the_index_rebuilt(
         faces = [k for k in keys if k.startswith("face:")]
         assert len(faces) == len(PEOPLE) * len(PHOTOS)
         assert all(k.split(":")[1] in {f"{{{p}}}" for p in PEOPLE} for k in faces)
-    assert sorted(set(keys) - {"faces:layout", "faces:people", "faces:keys-version"}) == sorted(
+    shared = {"faces:layout", "faces:people", "faces:keys-version", "faces:face-id-key"}
+    assert sorted(set(keys) - shared) == sorted(
         [*people, *([k for k in keys if k.startswith("face:")] if layout == "hash" else [])]
     )
     index = client.ft(f"faces_{layout}").info()  # type: ignore[no-untyped-call]
@@ -146,3 +147,42 @@ def test_after_the_upgrade_ids_that_differ_in_case_are_apart(
     found = send(api, IDENTIFY, orl("s6", 9), k=3).json()["data"]["identifyFace"]
     assert found["person"]["id"] == "PROBE-A"
     assert not [k for k in client.scan_iter("face*{probe-a}*")]
+
+
+FACES = """query($id: ID!) { person(id: $id) { faceCount
+  faces { id addedAt recorded quality { usable score reasons } } } }"""
+UNRECORDED = {
+    "addedAt": "1970-01-01T00:00:00.000Z",
+    "recorded": False,
+    "quality": {"usable": True, "score": 0.0, "reasons": []},
+}
+
+
+def test_faces_enrolled_before_times_and_qualities_list_as_not_recorded(
+    upgraded: tuple[TestClient, redis.Redis, str],
+) -> None:
+    """The photo was never kept, so nothing can be measured again: each old face lists with
+    a stable id and the placeholders ``recorded: false`` announces; it can be matched and
+    deleted like any other, and a new face beside them is recorded."""
+    api, _, _ = upgraded
+    old = gql(api, FACES, id="s1")["data"]["person"]["faces"]
+    assert [{k: v for k, v in face.items() if k != "id"} for face in old] == [UNRECORDED] * 3
+    ids = [face["id"] for face in old]
+    assert len(set(ids)) == 3
+    assert ids == sorted(ids)  # no time recorded: in id order
+    assert gql(api, FACES, id="s1")["data"]["person"]["faces"] == old  # stable
+
+    found = send(api, IDENTIFY.replace("candidates {", "candidates { faceId"), orl("s1", 8), k=1)
+    assert found.json()["data"]["identifyFace"]["candidates"][0]["faceId"] in ids
+
+    added = send(api, ENROLL, orl("s1", 4), id="s1").json()
+    assert added["data"]["enrollFace"]["faceCount"] == 4
+    faces = gql(api, FACES, id="s1")["data"]["person"]["faces"]
+    assert faces[:3] == old  # the old ones first (no time), the new one last, recorded
+    assert faces[3]["recorded"] is True
+    assert faces[3]["addedAt"] > "2020"
+
+    deleted = gql(api, "mutation($id: ID!) { deleteFace(id: $id) { faceCount } }", id=ids[1])
+    assert deleted["data"] == {"deleteFace": {"faceCount": 3}}
+    left = gql(api, FACES, id="s1")["data"]["person"]["faces"]
+    assert [face["id"] for face in left] == [ids[0], ids[2], faces[3]["id"]]

@@ -524,6 +524,7 @@ def upload(
 CHANGES = {
     "enrollFace": 'mutation($image: Upload!) { enrollFace(personId: "s1", image: $image) { id } }',
     "deletePerson": 'mutation { deletePerson(id: "s1") }',
+    "deleteFace": 'mutation { deleteFace(id: "ZmFjZTpzMTp4") { id } }',
     "aliased": 'mutation { whoIsIt: deletePerson(id: "s1") }',
     "beside identify": """mutation($image: Upload!, $image2: Upload!) {
         identifyFace(image: $image) { facesDetected }
