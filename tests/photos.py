@@ -21,6 +21,12 @@ ENROLL = """mutation($id: ID!, $image: Upload!, $name: String) {
 VERIFY = """mutation($id: ID!, $image: Upload!) { verifyFace(personId: $id, image: $image) {
   person { id name faceCount } match distance threshold facesDetected } }"""
 PERSON = "query($id: ID!) { person(id: $id) { id name faceCount } }"
+IDENTIFY_FACES = """mutation($image: Upload!, $maxFaces: Int, $k: Int) {
+  identifyFaces(image: $image, maxFaces: $maxFaces, k: $k) {
+    box { x y width height } person { id } distance
+    candidates { distance person { id } } quality { usable score reasons } } }"""
+ENROLL_INDEX = """mutation($id: ID!, $image: Upload!, $faceIndex: Int) {
+  enrollFace(personId: $id, image: $image, faceIndex: $faceIndex) { id faceCount } }"""
 
 
 def orl(person: str, number: int) -> bytes:
@@ -59,3 +65,28 @@ def tiled(people: list[tuple[str, int]], columns: int) -> Image.Image:
     for n, (person, number) in enumerate(people):
         sheet.paste(orl_image(person, number), (92 * (n % columns), 112 * (n // columns)))
     return sheet
+
+
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+def group(people: list[tuple[str, int]], scale: int = 2, gap: int = 40,
+          sizes: list[float] | None = None) -> tuple[Image.Image, list[Rect]]:  # fmt: skip
+    """ORL faces in a row, ``scale`` times their size (each times its ``sizes`` entry), on a
+    grey wall: a group photo, and where each face was pasted."""
+    faces = [
+        orl_image(person, number).resize(
+            (round(92 * scale * size), round(112 * scale * size)), Image.Resampling.LANCZOS
+        )
+        for (person, number), size in zip(people, sizes or [1.0] * len(people), strict=True)
+    ]
+    width = sum(face.width for face in faces) + gap * (len(faces) + 1)
+    height = max(face.height for face in faces) + 2 * gap
+    photo = Image.new("RGB", (width, height), (200, 200, 200))
+    pasted: list[Rect] = []
+    x = gap
+    for face in faces:
+        photo.paste(face, (x, gap))
+        pasted.append((x, gap, face.width, face.height))
+        x += face.width + gap
+    return photo, pasted

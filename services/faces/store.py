@@ -272,6 +272,31 @@ class FaceStore:
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
         raise NotImplementedError
 
+    # Faces a KNN asks for, per person wanted: a person has several faces in the hash layout
+    # (one hit each), one hit in the JSON layout (the multi-value index ranks people).
+    hits_per_person = 1
+
+    async def nearest_many(self, vectors: Sequence[bytes], k: int) -> list[list[Nearest]]:
+        """The k nearest distinct people of each vector (as ``nearest``), every vector's KNN
+        in one round trip; a vector whose window of faces held fewer than k people (hash
+        layout) asks again with a window four times wider, the others' answers kept."""
+        found: list[list[Nearest]] = [[] for _ in vectors]
+        pending = list(range(len(vectors)))
+        window = k * self.hits_per_person
+        while pending:
+            replies = await self._searches.run([self._query(vectors[i], window) for i in pending])
+            again = []
+            for i, reply in zip(pending, replies, strict=True):
+                people: dict[str, float] = {}
+                ids, distances = reply.texts(b"person_id"), reply.texts(b"vector_distance")
+                for person_id, distance in zip(ids, distances, strict=True):
+                    people.setdefault(person_id, float(distance))
+                found[i] = [Nearest(p, d) for p, d in list(people.items())[:k]]
+                if len(people) < k and len(ids) == window:
+                    again.append(i)
+            pending, window = again, window * 4
+        return found
+
     async def distance_to(self, person_id: str, vector: bytes) -> float | None:
         """The distance to this person's nearest face; None if they have none. The KNN query
         is filtered on the person, so no other person's vector is read."""
@@ -352,6 +377,7 @@ class FaceStore:
 
 class HashFaceStore(FaceStore):
     layout: Layout = "hash"
+    hits_per_person = 8
 
     def schema(self) -> IndexSchema:
         return IndexSchema.from_dict(
