@@ -333,7 +333,7 @@ def faces_enroll(
     images: Annotated[str, typer.Option(help="Image numbers to enrol, e.g. 1-5 or 1,3,7.")] = "1-5",
 ) -> None:
     """Enrol every person folder of DIR (the folder name is the person id)."""
-    from lookalike.services.core.errors import NoFace
+    from lookalike.services.core.errors import FaceQualityTooLow, MoreThanOneFace, NoFace
     from lookalike.services.faces.evaluation import parse_numbers, people_in
     from lookalike.services.faces.recognition import open_faces, validate_person_id
     from lookalike.services.redis.connection import open_redis
@@ -351,7 +351,7 @@ def faces_enroll(
             for n, path in sorted(found.items())
             if n in numbers
         ]
-        added = again = faceless = 0
+        added = again = faceless = refused = 0
         async with open_redis(settings) as (client, _), open_faces(settings, client) as faces:
             with _progress() as bar:
                 task = bar.add_task("enrolling faces", total=len(photos))
@@ -361,13 +361,16 @@ def faces_enroll(
                         after = await faces.enroll(person, path.read_bytes(), None)
                     except NoFace:
                         faceless += 1
+                    except (FaceQualityTooLow, MoreThanOneFace):
+                        refused += 1
                     else:
                         grew = after.face_count > (before.face_count if before else 0)
                         added, again = added + grew, again + (not grew)
                     bar.advance(task)
         return (
             f"{len(people)} people, {len(photos)} photos: {added} faces added, "
-            f"{again} already enrolled, {faceless} without a face"
+            f"{again} already enrolled, {faceless} without a face, {refused} refused "
+            "(several faces, or a face not usable)"
         )
 
     out.print(_run(work), highlight=False)

@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 from starlette.testclient import TestClient
 
-from bench.phone_photos import ORL, phone_photo
+from bench.phone_photos import ORL, Rect, group, phone_photo
 
 PREFLIGHT = {"Apollo-Require-Preflight": "true"}
 
@@ -33,7 +33,7 @@ def orl(person: str, number: int) -> bytes:
     return (ORL / person / f"{number}.png").read_bytes()
 
 
-__all__ = ["ORL", "phone_photo"]  # the bench times the phone photo against the small one
+__all__ = ["ORL", "Rect", "group", "phone_photo"]  # the bench times them too
 
 
 def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
@@ -65,28 +65,3 @@ def tiled(people: list[tuple[str, int]], columns: int) -> Image.Image:
     for n, (person, number) in enumerate(people):
         sheet.paste(orl_image(person, number), (92 * (n % columns), 112 * (n // columns)))
     return sheet
-
-
-Rect = tuple[int, int, int, int]  # x, y, width, height
-
-
-def group(people: list[tuple[str, int]], scale: int = 2, gap: int = 40,
-          sizes: list[float] | None = None) -> tuple[Image.Image, list[Rect]]:  # fmt: skip
-    """ORL faces in a row, ``scale`` times their size (each times its ``sizes`` entry), on a
-    grey wall: a group photo, and where each face was pasted."""
-    faces = [
-        orl_image(person, number).resize(
-            (round(92 * scale * size), round(112 * scale * size)), Image.Resampling.LANCZOS
-        )
-        for (person, number), size in zip(people, sizes or [1.0] * len(people), strict=True)
-    ]
-    width = sum(face.width for face in faces) + gap * (len(faces) + 1)
-    height = max(face.height for face in faces) + 2 * gap
-    photo = Image.new("RGB", (width, height), (200, 200, 200))
-    pasted: list[Rect] = []
-    x = gap
-    for face in faces:
-        photo.paste(face, (x, gap))
-        pasted.append((x, gap, face.width, face.height))
-        x += face.width + gap
-    return photo, pasted

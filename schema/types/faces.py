@@ -190,13 +190,18 @@ class Mutation:
     @strawberry.mutation(
         description="Who is in this photo, face by face: its faces (at most maxFaces, the "
         "largest first), each with a box, a person and its k (1 to 20) nearest people. The "
-        "faces are embedded together, so a group photo costs far less than a photo a face. "
-        "No face: an empty list."
+        "photo is decoded and searched once and its faces embedded in one model call. A "
+        "person names one face at most. No face: an empty list."
     )
     async def identify_faces(
         self,
         info: Info,
-        image: Upload,
+        image: Annotated[
+            Upload,
+            strawberry.argument(
+                description="The photo: JPEG, MPO, HEIC/HEIF, AVIF, WebP, PNG or BMP."
+            ),
+        ],
         max_faces: Annotated[
             int,
             strawberry.argument(

@@ -555,7 +555,7 @@ def test_every_mutation_that_changes_data_is_covered() -> None:
     mutation = build_schema(sdl()).mutation_type
     assert mutation is not None
     tried = {name for name in CHANGES if name in mutation.fields}
-    assert set(mutation.fields) - {"identifyFace", "verifyFace"} == tried
+    assert set(mutation.fields) - {"identifyFace", "identifyFaces", "verifyFace"} == tried
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
@@ -578,10 +578,12 @@ def test_an_identify_key_identifies_and_verifies(face_api: tuple[TestClient, str
     before = redis_dump(redis_url, "face*")
     app = with_key(api, IDENTIFY_KEY)
     both = """mutation($image: Upload!) { who: identifyFace(image: $image) { person { id } }
-        check: verifyFace(personId: "s2", image: $image) { match } __typename }"""
+        check: verifyFace(personId: "s2", image: $image) { match } __typename
+        every: identifyFaces(image: $image, maxFaces: 2) { person { id } } }"""
     body = upload(app, both, {})
     assert "errors" not in body, body
     assert body["data"]["who"] == {"person": {"id": "s2"}}
+    assert body["data"]["every"] == [{"person": {"id": "s2"}}]
     assert body["data"]["check"] == {"match": True}
     named = """query Who { person(id: "s2") { id } }
         mutation Check($image: Upload!) { verifyFace(personId: "s2", image: $image) { match } }"""
