@@ -30,7 +30,7 @@ from lookalike.services.core.errors import (
 from lookalike.services.core.settings import Settings
 from lookalike.services.faces.images import ImageLimits
 from lookalike.services.faces.model import MODEL_LABEL, FacePick, weight_files
-from lookalike.services.faces.quality import FaceQuality
+from lookalike.services.faces.quality import FaceQuality, Reason
 from lookalike.services.faces.store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.faces.workers import FaceWorkers
 from lookalike.services.redis.connection import Redis
@@ -210,6 +210,7 @@ class FaceService:
                 f"the photo shows {face.faces_detected} faces: say which one with faceIndex "
                 "(0 is the largest, in the order identifyFaces gives)",
                 facesDetected=face.faces_detected,
+                reasons=[Reason.MORE_THAN_ONE_FACE.value],
             )
         if not face.faces:
             raise BadUserInput(

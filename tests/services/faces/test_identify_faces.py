@@ -384,6 +384,7 @@ def test_enrolling_a_group_photo_needs_a_face_index(
     body = send(api, ENROLL, encoded(photo, "PNG"), id="group-probe").json()
     assert error_codes(body) == ["MORE_THAN_ONE_FACE"], body
     assert body["errors"][0]["extensions"]["facesDetected"] == 5
+    assert body["errors"][0]["extensions"]["reasons"] == ["MORE_THAN_ONE_FACE"]
     assert redis_dump(url, "face*") == before
 
 
