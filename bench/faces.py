@@ -18,20 +18,26 @@ ones ``faces eval`` queries), number 7 of each person also as a 12 MP photo.
    Target: at most 2x.
 3. Book ``similar(k: 5)`` p95 while 4 identifications run at once, against the same book
    requests with nothing else running. Target: at most 2x.
+4. identifyFaces of a group photo of 5 ORL faces against identifyFace of the same 5 faces
+   each alone in a photo (5 requests), interleaved round by round, ``--runs`` times: the
+   median of each run, the ratio, what each further face of a photo costs, and whether both
+   named the same people. ``--only group`` runs this part alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
-from bench.phone_photos import ORL, phone_photo_of, timed_upload
+from bench.phone_photos import ORL, group, phone_photo_of, timed_upload
 from lookalike.services.core.errors import BadUserInput
 from lookalike.services.core.settings import get_settings
 from lookalike.services.faces.evaluation import people_in
@@ -40,6 +46,8 @@ from lookalike.services.faces.model import FaceModel
 
 IDENTIFY = """mutation($image: Upload!) { identifyFace(image: $image, k: 3) {
   person { id } distance candidates { person { id } distance } facesDetected } }"""
+IDENTIFY_FACES = """mutation($image: Upload!) { identifyFaces(image: $image, maxFaces: 5, k: 3) {
+  box { x y width height } person { id } distance } }"""
 SIMILAR = "query($id: ID!) { book(id: $id) { similar(k: 5) { distance book { title } } } }"
 
 
@@ -77,6 +85,67 @@ async def phone_against_small(
                 answers.append(who)
             differ += answers[0] != answers[1]
     return small, large, differ
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def group_rounds(dataset: Path) -> list[tuple[bytes, list[bytes]]]:
+    """Group photos of 5 ORL people each (image 8), and each of those faces alone in a photo
+    of its own, pasted at the same size."""
+    people = sorted(p.name for p in dataset.glob("s*") if p.is_dir())
+    rounds = []
+    for start in range(0, len(people) - 4, 5):
+        row = [(person, 8) for person in people[start : start + 5]]
+        photo, _ = group(row)
+        rounds.append((png(photo), [png(group([face])[0]) for face in row]))
+    return rounds
+
+
+async def group_against_singles(
+    url: str, rounds: list[tuple[bytes, list[bytes]]]
+) -> tuple[list[float], list[float], list[float], int]:
+    """Per round: ms for the group photo, ms for its 5 faces one request each (summed), the
+    mean single request; alternating which side goes first. And how many rounds named
+    different people (as sets: the group's order is by size)."""
+    grouped: list[float] = []
+    singles: list[float] = []
+    single: list[float] = []
+    differ = 0
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def the_group(image: bytes) -> list[str | None]:
+            elapsed, body = await timed_upload(client, url, IDENTIFY_FACES, image)
+            assert "errors" not in body, body
+            grouped.append(elapsed)
+            return [(f["person"] or {}).get("id") for f in body["data"]["identifyFaces"]]
+
+        async def one_by_one(images: list[bytes]) -> list[str | None]:
+            times, who = [], []
+            for image in images:
+                elapsed, person = await identified(client, url, image)
+                times.append(elapsed)
+                who.append(person)
+            singles.append(sum(times))
+            single.append(sum(times) / len(times))
+            return who
+
+        for photo, faces in rounds[:2]:  # warm up both sides
+            await the_group(photo)
+            await one_by_one(faces)
+        grouped.clear()
+        singles.clear()
+        single.clear()
+        for n, (photo, faces) in enumerate(rounds):
+            if n % 2:
+                a, b = await one_by_one(faces), await the_group(photo)
+            else:
+                b, a = await the_group(photo), await one_by_one(faces)
+            differ += sorted(a, key=str) != sorted(b, key=str)
+    return grouped, singles, single, differ
 
 
 async def similar(client: httpx.AsyncClient, url: str, book_id: str) -> float:
@@ -121,8 +190,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3, help="runs of the 12 MP comparison")
     parser.add_argument("--phone-photos", type=int, default=20, help="12 MP photos per run")
+    parser.add_argument("--only", choices=["all", "group"], default="all")
     args = parser.parse_args()
     url = args.url.rstrip("/") + "/graphql"
+    if args.only == "group":
+        group_part(url, args.dataset, args.runs)
+        return
     settings = get_settings()
 
     try:
@@ -206,6 +279,33 @@ def main() -> None:
     label = f"beside 4 identifications ({identified} done)"
     print(f"  {label:34} {pct(busy, 50):8.1f} {pct(busy, 95):8.1f}")
     print(f"  ratio busy / idle: p95 {pct(busy, 95) / pct(idle, 95):.2f}x (target <= 2x)")
+    group_part(url, args.dataset, args.runs)
+
+
+def group_part(url: str, dataset: Path, runs: int) -> None:
+    rounds = group_rounds(dataset)
+    print(
+        f"identifyFaces: a group photo of 5 ORL faces (1160x304 PNG) against identifyFace of "
+        f"the same 5 faces each alone (264x304 PNG, 5 requests); {len(rounds)} groups a run, "
+        "interleaved"
+    )
+    print(f"  {'run':6} {'group p50':>10} {'5 alone p50':>12} {'ratio':>7} {'+face':>7}  answers")
+    ratios = []
+    for run in range(1, runs + 1):
+        grouped, singles, single, differ = asyncio.run(group_against_singles(url, rounds))
+        ratio = pct(grouped, 50) / pct(singles, 50)
+        ratios.append(ratio)
+        further = (pct(grouped, 50) - pct(single, 50)) / 4  # each face after the first
+        same = f"{len(rounds) - differ}/{len(rounds)} the same"
+        print(
+            f"  {run:<6} {pct(grouped, 50):10.1f} {pct(singles, 50):12.1f} {ratio:6.2f}x "
+            f"{further / pct(single, 50):6.2f}x  {same}"
+        )
+    print(
+        f"  ratio group / 5 alone over {len(ratios)} runs: min {min(ratios):.2f}x, median "
+        f"{float(np.median(ratios)):.2f}x, max {max(ratios):.2f}x (+face: each further face "
+        "of the group photo, in single-face requests)"
+    )
 
 
 if __name__ == "__main__":

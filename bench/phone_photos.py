@@ -59,6 +59,31 @@ def phone_photo_of(path: Path, scale: int = 9, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+def group(people: list[tuple[str, int]], scale: int = 2, gap: int = 40,
+          sizes: list[float] | None = None) -> tuple[Image.Image, list[Rect]]:  # fmt: skip
+    """ORL faces in a row, ``scale`` times their size (each times its ``sizes`` entry), on a
+    grey wall: a group photo, and where each face was pasted."""
+    faces = [
+        Image.open(ORL / person / f"{number}.png")
+        .convert("RGB")
+        .resize((round(92 * scale * size), round(112 * scale * size)), Image.Resampling.LANCZOS)
+        for (person, number), size in zip(people, sizes or [1.0] * len(people), strict=True)
+    ]
+    width = sum(face.width for face in faces) + gap * (len(faces) + 1)
+    height = max(face.height for face in faces) + 2 * gap
+    photo = Image.new("RGB", (width, height), (200, 200, 200))
+    pasted: list[Rect] = []
+    x = gap
+    for face in faces:
+        photo.paste(face, (x, gap))
+        pasted.append((x, gap, face.width, face.height))
+        x += face.width + gap
+    return photo, pasted
+
+
 async def timed_upload(
     client: httpx.AsyncClient, url: str, query: str, image: bytes
 ) -> tuple[float, dict[str, Any]]:

@@ -10,7 +10,12 @@ from lookalike.resolvers import cursors
 from lookalike.resolvers.context import Context
 from lookalike.services.core.errors import InvalidImage, PersonNotFound
 from lookalike.services.faces.face_ids import FaceId
-from lookalike.services.faces.recognition import PERSON_ID, Identification, Verification
+from lookalike.services.faces.recognition import (
+    PERSON_ID,
+    Identification,
+    IdentifiedFace,
+    Verification,
+)
 from lookalike.services.faces.store import EnrolledFace, PeoplePage, Person
 
 
@@ -32,14 +37,26 @@ async def identify(ctx: Context, upload: Any, k: int) -> tuple[Identification, l
     return found, [p for p in people if p is not None]
 
 
+async def identify_faces(
+    ctx: Context, upload: Any, max_faces: int, k: int
+) -> tuple[list[IdentifiedFace], list[Person]]:
+    """Every face of the photo, and every candidate person of any face in one batch."""
+    found = await ctx.faces.identify_faces(await read_upload(upload), max_faces, k)
+    ids = list(dict.fromkeys(c.person_id for face in found for c in face.candidates))
+    people = await ctx.loaders.people.load_many(ids)
+    return found, [p for p in people if p is not None]
+
+
 async def verify(ctx: Context, person_id: str, upload: Any) -> Verification:
     found = await ctx.faces.verify(person_id, await read_upload(upload))
     ctx.loaders.people.prime(person_id, found.person, force=True)
     return found
 
 
-async def enroll(ctx: Context, person_id: str, upload: Any, name: str | None) -> Person:
-    person = await ctx.faces.enroll(person_id, await read_upload(upload), name)
+async def enroll(
+    ctx: Context, person_id: str, upload: Any, name: str | None, face_index: int | None = None
+) -> Person:
+    person = await ctx.faces.enroll(person_id, await read_upload(upload), name, face_index)
     ctx.loaders.people.prime(person.id, person, force=True)
     ctx.loaders.faces_changed(person.id)
     return person

@@ -449,7 +449,12 @@ def faces_enroll(
     ] = None,
 ) -> None:
     """Its help is ENROLL_HELP: typer keeps a docstring's line breaks past its first paragraph."""
-    from lookalike.services.core.errors import BadUserInput, NoFace
+    from lookalike.services.core.errors import (
+        BadUserInput,
+        FaceQualityTooLow,
+        MoreThanOneFace,
+        NoFace,
+    )
     from lookalike.services.faces.evaluation import parse_numbers, people_in
     from lookalike.services.faces.recognition import open_faces, validate_person_id
     from lookalike.services.redis.connection import open_redis
@@ -471,7 +476,7 @@ def faces_enroll(
             for n, path in sorted(found.items())
             if n in numbers
         ]
-        added = again = faceless = 0
+        added = again = faceless = refused = 0
         async with open_redis(settings) as (client, _), open_faces(settings, client) as faces:
             with _progress() as bar:
                 task = bar.add_task("enrolling faces", total=len(photos))
@@ -481,13 +486,16 @@ def faces_enroll(
                         after = await faces.enroll(person, path.read_bytes(), name)
                     except NoFace:
                         faceless += 1
+                    except (FaceQualityTooLow, MoreThanOneFace):
+                        refused += 1
                     else:
                         grew = after.face_count > (before.face_count if before else 0)
                         added, again = added + grew, again + (not grew)
                     bar.advance(task)
         return (
             f"{_plural(len(people), 'person', 'people')}, {_plural(len(photos), 'photo')}: "
-            f"{_plural(added, 'face')} added, {again} already enrolled, {faceless} without a face"
+            f"{_plural(added, 'face')} added, {again} already enrolled, {faceless} without a face, "
+            f"{refused} refused (several faces, or a face not usable)"
         )
 
     out.print(_run(work), highlight=False)

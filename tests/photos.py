@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 from starlette.testclient import TestClient
 
-from bench.phone_photos import ORL, phone_photo
+from bench.phone_photos import ORL, Rect, group, phone_photo
 
 PREFLIGHT = {"Apollo-Require-Preflight": "true"}
 
@@ -21,13 +21,19 @@ ENROLL = """mutation($id: ID!, $image: Upload!, $name: String) {
 VERIFY = """mutation($id: ID!, $image: Upload!) { verifyFace(personId: $id, image: $image) {
   person { id name faceCount } match distance threshold facesDetected } }"""
 PERSON = "query($id: ID!) { person(id: $id) { id name faceCount } }"
+IDENTIFY_FACES = """mutation($image: Upload!, $maxFaces: Int, $k: Int) {
+  identifyFaces(image: $image, maxFaces: $maxFaces, k: $k) {
+    box { x y width height } person { id } distance
+    candidates { distance person { id } } quality { usable score reasons } } }"""
+ENROLL_INDEX = """mutation($id: ID!, $image: Upload!, $faceIndex: Int) {
+  enrollFace(personId: $id, image: $image, faceIndex: $faceIndex) { id faceCount } }"""
 
 
 def orl(person: str, number: int) -> bytes:
     return (ORL / person / f"{number}.png").read_bytes()
 
 
-__all__ = ["ORL", "phone_photo"]  # the bench times the phone photo against the small one
+__all__ = ["ORL", "Rect", "group", "phone_photo"]  # the bench times them too
 
 
 def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:

@@ -2,8 +2,8 @@
 
 With ``LOOKALIKE_API_KEYS`` set, a mutation needs ``Authorization: Bearer <key>``: no key is
 UNAUTHENTICATED, a key that is not one of them is FORBIDDEN. A key of
-``LOOKALIKE_IDENTIFY_KEYS`` may run queries and the mutations ``identifyFace`` and
-``verifyFace``, nothing else: a document that selects any other mutation field anywhere
+``LOOKALIKE_IDENTIFY_KEYS`` may run queries and the mutations ``identifyFace``, ``identifyFaces``
+and ``verifyFace``, nothing else: a document that selects any other mutation field anywhere
 (directly, under an alias, through fragments, under @skip, in any of its operations, whichever
 one the request names) is FORBIDDEN as a whole, before anything runs. With no keys
 configured, mutations are accepted only from a loopback address: a laptop works out of the
@@ -28,8 +28,8 @@ from graphql import (
 
 from lookalike.services.core.api_keys import Caller
 
-# What a key of LOOKALIKE_IDENTIFY_KEYS may change: nothing; these two only read.
-IDENTIFY_ONLY_MUTATIONS = frozenset({"identifyFace", "verifyFace", "__typename"})
+# What a key of LOOKALIKE_IDENTIFY_KEYS may change: nothing; these three only read.
+IDENTIFY_ONLY_MUTATIONS = frozenset({"identifyFace", "identifyFaces", "verifyFace", "__typename"})
 
 
 class AccessControl:

@@ -22,7 +22,8 @@ Each field that does work costs, per parent:
 - one per filter value it sends (a filter of a hundred long names is parsed by Redis and
   checked by the server every time it runs), one per excluded id, and ``EXAMPLE`` per liked
   or disliked id (its vector read, decoded and used);
-- the model: ``MODEL_RUN`` per photo a face field embeds, and ``TEXT_MODEL_RUN`` per search
+- the model: ``MODEL_RUN`` per photo a face field embeds (``FACE_RUN`` more for every face
+  of a photo after its first that ``identifyFaces`` may embed), and ``TEXT_MODEL_RUN`` per search
   text and half a unit per character of it (the sentence model's time grows with the text;
   whether the text's embedding is kept from an earlier request is not known beforehand);
   ``upsertBooks`` counts a model run and ``changes.UNITS_PER_CHARACTER`` a character (what
@@ -91,6 +92,10 @@ FILTERED_SCAN = 128  # books of the catalogue a filtered KNN goes through, a uni
 TEXT_MODEL_RUN = EMBEDDING  # a search text the sentence model embeds (a text new to the server)
 BOOK_WRITE = 2  # a book upsertBooks or deleteBooks writes: its digests read, its key written
 MODEL_RUN = 5_000
+# Each further face identifyFaces may embed (its ResNet run; the photo's decoding and detection
+# are in MODEL_RUN): set so that the default maxFaces fits the default cost limit, within the
+# 3x rule above (docs/decisions.md, "Every face of a photo").
+FACE_RUN = 1_500
 SCHEMA_INTROSPECTION = 5_000  # __schema: every type and field
 TYPE_INTROSPECTION = 100  # __type: one type
 
@@ -167,6 +172,13 @@ def _text_search(args: Mapping[str, Any], books: int) -> Work:
     return Work(found.items, found.extra + TEXT_MODEL_RUN + text // 2)
 
 
+def _faces(args: Mapping[str, Any], books: int) -> Work:
+    """identifyFaces: up to maxFaces faces, each with k candidates; one photo decoded and
+    searched for faces, each face embedded, every face's KNN in one round trip."""
+    faces, k = _count(args, "maxFaces", 10), _count(args, "k", 3)
+    return Work(faces * (1 + k), MODEL_RUN + max(0, faces - 1) * FACE_RUN + SEARCH)
+
+
 def _recommend(args: Mapping[str, Any], books: int) -> Work:
     k = _count(args, "k", 10)
     liked, disliked = _ids(args, "liked"), _ids(args, "disliked")
@@ -194,6 +206,7 @@ FIELD_WORK: dict[str, Work | Pricer] = {
     "Book.similar": _similar,
     "Book.withinRadius": _radius,
     "Mutation.identifyFace": lambda args, books: Work(_count(args, "k", 3), MODEL_RUN + SEARCH),
+    "Mutation.identifyFaces": _faces,
     "Mutation.verifyFace": Work(1, MODEL_RUN + SEARCH),
     "Mutation.enrollFace": Work(1, MODEL_RUN),
     "Mutation.deletePerson": Work(1, SEARCH),

@@ -13,7 +13,9 @@ from lookalike.resolvers.context import Context
 from lookalike.schema.types.pagination import AFTER, Connection
 from lookalike.services.faces.quality import FaceQuality as FaceQualityRecord
 from lookalike.services.faces.quality import Reason
+from lookalike.services.faces.recognition import IdentifiedFace as IdentifiedFaceRecord
 from lookalike.services.faces.store import EnrolledFace as EnrolledFaceRecord
+from lookalike.services.faces.store import Nearest
 from lookalike.services.faces.store import Person as PersonRecord
 
 Info = strawberry.Info[Context, None]
@@ -134,6 +136,60 @@ class FaceCandidate:
     )
 
 
+def _candidates(nearest: list[Nearest], by_id: dict[str, Person]) -> list[FaceCandidate]:
+    """The candidates whose person could be read (one forgotten meanwhile is left out)."""
+    return [
+        FaceCandidate(
+            person=by_id[c.person_id], distance=c.distance, face_id=strawberry.ID(c.face_id)
+        )
+        for c in nearest
+        if c.person_id in by_id
+    ]
+
+
+@strawberry.type(description="Where a face is: a rectangle in the pixels of the upright photo.")
+class FaceBox:
+    x: int = strawberry.field(description="Left edge, in pixels from the photo's left.")
+    y: int = strawberry.field(description="Top edge, in pixels from the photo's top.")
+    width: int = strawberry.field(description="In pixels.")
+    height: int = strawberry.field(description="In pixels.")
+
+
+@strawberry.type(description="One face of a photo, and who it is.")
+class IdentifiedFace:
+    box: FaceBox = strawberry.field(
+        description="Where the face is, in the pixels of the photo as a viewer shows it "
+        "(after its EXIF or HEIF rotation)."
+    )
+    person: Person | None = strawberry.field(
+        description="Null when unknown: no candidate closer than the threshold that no other "
+        "face of the photo matches better, or a face that is not usable. A person names one "
+        "face of a photo at most."
+    )
+    distance: float | None = strawberry.field(
+        description="To the person named; when none is, to the nearest candidate (null with "
+        "nobody enrolled)."
+    )
+    candidates: list[FaceCandidate] = strawberry.field(
+        description="The k nearest distinct people of this face, nearest first, also when "
+        "unknown or not usable."
+    )
+    quality: FaceQuality = strawberry.field(
+        description="Whether the face is good enough to be named, and why not."
+    )
+
+    @classmethod
+    def from_record(cls, face: IdentifiedFaceRecord, by_id: dict[str, Person]) -> IdentifiedFace:
+        x, y, width, height = face.box
+        return cls(
+            box=FaceBox(x=x, y=y, width=width, height=height),
+            person=by_id.get(face.person_id) if face.person_id else None,
+            distance=face.distance,
+            candidates=_candidates(face.candidates, by_id),
+            quality=FaceQuality.from_record(face.quality),
+        )
+
+
 @strawberry.type(description="Who the largest face of a photo is, and who else it is near.")
 class FaceIdentification:
     person: Person | None = strawberry.field(
@@ -153,13 +209,17 @@ class FaceIdentification:
     faces_detected: int = strawberry.field(
         description="Faces found in the photo; the largest one is the one identified."
     )
+    quality: FaceQuality = strawberry.field(
+        description="Of the face identified: one that is not usable is never named."
+    )
 
 
 @strawberry.type(description="Whether a photo shows one enrolled person.")
 class FaceVerification:
     person: Person = strawberry.field(description="The person the photo was compared with.")
     match: bool = strawberry.field(
-        description="True when the nearest of the person's faces is closer than the threshold."
+        description="True when the face is usable and the nearest of the person's faces is "
+        "closer than the threshold."
     )
     distance: float = strawberry.field(
         description=f"To the nearest of the person's faces. {DISTANCE}"
@@ -167,6 +227,9 @@ class FaceVerification:
     threshold: float = strawberry.field(description=THRESHOLD)
     faces_detected: int = strawberry.field(
         description="Faces found in the photo; the largest one is the one compared."
+    )
+    quality: FaceQuality = strawberry.field(
+        description="Of the face compared: one that is not usable never matches."
     )
 
 
@@ -219,21 +282,43 @@ class FaceMutation:
     ) -> FaceIdentification:
         found, people = await faces.identify(info.context, image, k)
         by_id = {p.id: Person.from_record(p) for p in people}
-        candidates = [
-            FaceCandidate(
-                person=by_id[c.person_id], distance=c.distance, face_id=strawberry.ID(c.face_id)
-            )
-            for c in found.candidates
-            if c.person_id in by_id
-        ]
         return FaceIdentification(
             person=by_id.get(found.person_id) if found.person_id else None,
             distance=found.distance,
-            candidates=candidates,
+            candidates=_candidates(found.candidates, by_id),
             threshold=found.threshold,
             model=found.model,
             faces_detected=found.faces_detected,
+            quality=FaceQuality.from_record(found.quality),
         )
+
+    @strawberry.mutation(
+        description="Who is in this photo, face by face: its faces (at most maxFaces, the "
+        "largest first), each with a box, a person and its k (1 to 20) nearest people. The "
+        "photo is decoded and searched once and its faces embedded in one model call. A "
+        "person names one face at most. No face: an empty list."
+    )
+    async def identify_faces(
+        self,
+        info: Info,
+        image: Annotated[
+            Upload,
+            strawberry.argument(
+                description="The photo: JPEG, MPO, HEIC/HEIF, AVIF, WebP, PNG or BMP."
+            ),
+        ],
+        max_faces: Annotated[
+            int,
+            strawberry.argument(
+                description="The most faces to identify, the largest first: 1 to "
+                "LOOKALIKE_FACE_MAX_FACES (20 by default), and within the query's cost limit."
+            ),
+        ] = 10,
+        k: Annotated[int, strawberry.argument(description="Candidates per face: 1 to 20.")] = 3,
+    ) -> list[IdentifiedFace]:
+        found, people = await faces.identify_faces(info.context, image, max_faces, k)
+        by_id = {p.id: Person.from_record(p) for p in people}
+        return [IdentifiedFace.from_record(face, by_id) for face in found]
 
     @strawberry.mutation(
         description="Is this photo that person? The largest face is compared with that "
@@ -247,11 +332,14 @@ class FaceMutation:
             distance=found.distance,
             threshold=found.threshold,
             faces_detected=found.faces_detected,
+            quality=FaceQuality.from_record(found.quality),
         )
 
     @strawberry.mutation(
-        description="Add the largest face of this photo to a person (created if new). The "
-        "same photo twice adds nothing. personId: 1-64 of A-Z a-z 0-9 - _."
+        description="Add the face of this photo to a person (created if new). The same photo "
+        "twice adds nothing. personId: 1-64 of A-Z a-z 0-9 - _. A face that is not usable is "
+        "refused (FACE_QUALITY_TOO_LOW, extensions.reasons), and so is a photo of several "
+        "faces without faceIndex (MORE_THAN_ONE_FACE); nothing is stored then."
     )
     async def enroll_face(
         self,
@@ -271,8 +359,16 @@ class FaceMutation:
                 "stored one; null keeps it."
             ),
         ] = None,
+        face_index: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Which face of a photo of several to enrol: its index in the "
+                "largest-first order identifyFaces gives (0 is the largest)."
+            ),
+        ] = None,
     ) -> Person:
-        return Person.from_record(await faces.enroll(info.context, str(person_id), image, name))
+        person = await faces.enroll(info.context, str(person_id), image, name, face_index)
+        return Person.from_record(person)
 
     @strawberry.mutation(description="Forget a person and every face vector of theirs.")
     async def delete_person(self, info: Info, id: PersonId) -> bool:

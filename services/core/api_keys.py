@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-# valid: full rights; identify: identifyFace and verifyFace only (and queries)
+# valid: full rights; identify: identifyFace, identifyFaces and verifyFace only (and queries)
 KeyStatus = Literal["valid", "identify", "missing", "unknown"]
 
 

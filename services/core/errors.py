@@ -95,6 +95,18 @@ class NoFace(LookalikeError):
     code = "NO_FACE"
 
 
+class FaceQualityTooLow(LookalikeError):
+    """Enrolment of a face that is not usable: ``extensions.reasons`` says why."""
+
+    code = "FACE_QUALITY_TOO_LOW"
+
+
+class MoreThanOneFace(LookalikeError):
+    """Enrolment of a photo of several faces without ``faceIndex``: which one is meant?"""
+
+    code = "MORE_THAN_ONE_FACE"
+
+
 class CatalogueError(LookalikeError):
     """The catalogue files or a source folder are not what the loader expects."""
 

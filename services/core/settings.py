@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         description="Nearest-face cosine distance below which a face is identified.",
     )
     face_workers: int = Field(default=1, ge=1, le=16, description="Face model processes.")
+    face_max_faces: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="The largest maxFaces identifyFaces takes (faces embedded from one photo).",
+    )
     text_model_threads: int = Field(
         default=1, ge=1, le=64, description="CPU threads the text model runs on."
     )

@@ -12,15 +12,18 @@ explained in the README):
    a side, with a black border so that a face filling the frame is found; only when there is
    none does it look for small ones on a copy at most 640 pixels a side. Its cost is bounded
    whatever the photo's size, and so is the work per detection: faces are only counted.
-2. **Take the largest face at the resolution the model needs.** A JPEG is decoded at the
-   coarsest DCT scale (1/8 to 1) at which that face is at least 200 pixels across (the model
-   looks at 150), so a 12-megapixel photo is never decoded whole for a face that fills a
-   quarter of it; other formats are decoded whole.
-3. **Align it as the ResNet was trained:** dlib's 5-point landmarks, then
-   ``get_face_chip`` (150 x 150, padding 0.25).
-4. **Embed the chip** with the ResNet.
+   Asked for every face (``FacePick.every``), it searches both copies and keeps each face
+   once: a group's smaller faces are missed by the first copy when a larger one is found.
+2. **Take the faces asked for, largest first, at the resolution the model needs.** A JPEG is
+   decoded at the coarsest DCT scale (1/8 to 1) at which each of them is at least 200 pixels
+   across (the model looks at 150), so a 12-megapixel photo is never decoded whole for a face
+   that fills a quarter of it; other formats are decoded whole.
+3. **Align each as the ResNet was trained:** dlib's 5-point landmarks, then
+   ``get_face_chip`` (150 x 150, padding 0.25), and assess its quality.
+4. **Embed the chips** with the ResNet, in one call.
 
-Only the largest face is landmarked and embedded, however many the photo holds.
+Only the faces asked for (``FacePick``) are landmarked and embedded, however many the photo
+holds: identifying and verifying take the largest, identifyFaces the largest few.
 """
 
 from __future__ import annotations
@@ -58,11 +61,40 @@ Box = tuple[float, float, float, float]  # x, y, width, height in a Picture's pi
 
 
 @dataclass(frozen=True, slots=True)
+class FacePick:
+    """Which faces of a photo to embed: ``count`` of them from the ``first`` in the
+    largest-first order. ``every``: look for every face (both searches of step 1), so that
+    the order is the one identifyFaces shows; otherwise the largest faces only."""
+
+    first: int = 0
+    count: int = 1
+    every: bool = False
+
+
+LARGEST = FacePick()
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    box: tuple[int, int, int, int]  # x, y, width, height in the pixels of the upright photo
+    vector: bytes  # FLOAT32 blob
+    quality: FaceQuality
+
+
+@dataclass(frozen=True, slots=True)
 class FaceEmbedding:
-    vector: bytes  # FLOAT32 blob of the largest face
+    faces: tuple[Face, ...]  # those picked, largest first (none when the pick is past the end)
     faces_detected: int
     seconds: float  # time spent in the model, decoding included
-    quality: FaceQuality  # of the largest face
+
+    @property
+    def vector(self) -> bytes:
+        """The first face picked (the largest, unless the pick starts further on)."""
+        return self.faces[0].vector
+
+    @property
+    def quality(self) -> FaceQuality:
+        return self.faces[0].quality
 
 
 def weight_files() -> dict[str, Path]:
@@ -111,27 +143,38 @@ class FaceModel:
         self._landmarks = dlib.shape_predictor(str(files[LANDMARKS]))
         self._resnet = dlib.face_recognition_model_v1(str(files[RESNET]))
 
-    def embed(self, photo: Photo) -> FaceEmbedding:
-        """The largest face's vector; ``photo`` has passed its header checks (the worker makes
-        it, so that it can report what was decoded whatever happens here)."""
+    def embed(self, photo: Photo, pick: FacePick = LARGEST) -> FaceEmbedding:
+        """The picked faces' vectors, boxes and quality; ``photo`` has passed its header
+        checks (the worker makes it, so that it can report what was decoded whatever happens
+        here)."""
         started = time.perf_counter()
         picture = photo.pixels(photo.scale_for(DECODE_SIDE))
-        faces = self.detect(picture.rgb)
-        if not faces:
+        found = self.detect(picture.rgb, every=pick.every)
+        if not found:
             raise NoFace("no face was found in the image")
-        largest = max(faces, key=lambda box: box[2] * box[3])
-        picture, largest = _finer(photo, picture, largest)
-        shape = self.landmarks(picture.rgb, largest)
-        vector = self.describe(picture.rgb, shape)
-        points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-        quality = assess(picture.rgb, largest, points, float(picture.scale))
-        return FaceEmbedding(vector.tobytes(), len(faces), time.perf_counter() - started, quality)
+        # Largest first; equal sizes left to right, then top to bottom, so the order (and
+        # enrollFace's faceIndex) is the same every time.
+        ordered = sorted(found, key=lambda box: (-box[2] * box[3], box[0], box[1]))
+        boxes = ordered[pick.first : pick.first + pick.count]
+        faces: list[Face] = []
+        if boxes:
+            picture, boxes = _finer(photo, picture, boxes)
+            shapes = [self.landmarks(picture.rgb, box) for box in boxes]
+            vectors = self.describe_many(picture.rgb, shapes)
+            for box, shape, vector in zip(boxes, shapes, vectors, strict=True):
+                points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+                quality = assess(picture.rgb, box, points, float(picture.scale))
+                upright = _upright(box, picture)
+                faces.append(Face(upright, vector.tobytes(), quality))
+        return FaceEmbedding(tuple(faces), len(found), time.perf_counter() - started)
 
-    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Box]:
-        """Faces in the image: large ones on a small copy, small ones only if there are none."""
+    def detect(self, rgb: npt.NDArray[np.uint8], *, every: bool = False) -> list[Box]:
+        """Faces in the image: large ones on a small copy, small ones only if there are none;
+        ``every``: both, each face once."""
         cv2 = self._cv2
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         longer = max(gray.shape)
+        kept: list[Box] = []
         for side, border in SEARCHES:
             ratio = min(1.0, side / longer)
             copy = gray
@@ -142,14 +185,15 @@ class FaceModel:
             if border:
                 copy = cv2.copyMakeBorder(copy, top, top, left, left, cv2.BORDER_CONSTANT, 0)
             found = self._cascade.detectMultiScale(copy, HAAR_SCALE_FACTOR, HAAR_MIN_NEIGHBOURS)
-            if len(found):
-                return [
-                    ((x - left) / ratio, (y - top) / ratio, w / ratio, h / ratio)
-                    for x, y, w, h in found
-                ]
+            for x, y, w, h in found:
+                box = ((x - left) / ratio, (y - top) / ratio, w / ratio, h / ratio)
+                if not any(_same_face(box, other) for other in kept):
+                    kept.append(box)
+            if kept and not every:
+                break
             if ratio == 1:
                 break  # the image was searched at its own size: a larger copy adds nothing
-        return []
+        return kept
 
     def landmarks(self, rgb: npt.NDArray[np.uint8], box: Box) -> Any:
         """dlib's 5 landmarks inside the box (a ``dlib.full_object_detection``)."""
@@ -159,21 +203,60 @@ class FaceModel:
 
     def describe(self, rgb: npt.NDArray[np.uint8], shape: Any) -> npt.NDArray[np.float32]:
         """The chip aligned on the landmarks, its 128 numbers."""
-        chip = self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
-        return np.asarray(self._resnet.compute_face_descriptor(chip), dtype=np.float32)
+        return self.describe_many(rgb, [shape])[0]
+
+    def describe_many(
+        self, rgb: npt.NDArray[np.uint8], shapes: list[Any]
+    ) -> list[npt.NDArray[np.float32]]:
+        """The chips of several faces of one picture, embedded in one call of the ResNet."""
+        chips = [
+            self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+            for shape in shapes
+        ]
+        return [
+            np.asarray(vector, dtype=np.float32)
+            for vector in self._resnet.compute_face_descriptor(chips)
+        ]
 
 
-def _finer(photo: Photo, picture: Picture, box: Box) -> tuple[Picture, Box]:
-    """The picture again at a finer scale when the face is too small in it, no finer than
-    the photo may be decoded at."""
+def _same_face(box: Box, other: Box) -> bool:
+    """Two detections of one face (from the two searches): each one's centre lies in the
+    other."""
+
+    def inside(a: Box, b: Box) -> bool:
+        cx, cy = a[0] + a[2] / 2, a[1] + a[3] / 2
+        return b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3]
+
+    return inside(box, other) and inside(other, box)
+
+
+def _upright(box: Box, picture: Picture) -> tuple[int, int, int, int]:
+    """A box of the picture in the pixels of the upright photo, kept inside it (a face that
+    fills the frame is found with a border around it)."""
+    height, width = picture.rgb.shape[:2]
     scale = picture.scale
-    while scale > photo.finest and box[2] * picture.scale / scale < FACE_SIDE:
+    left, top = max(0.0, box[0]), max(0.0, box[1])
+    right, bottom = min(float(width), box[0] + box[2]), min(float(height), box[1] + box[3])
+    return (
+        round(left * scale),
+        round(top * scale),
+        round((right - left) * scale),
+        round((bottom - top) * scale),
+    )
+
+
+def _finer(photo: Photo, picture: Picture, boxes: list[Box]) -> tuple[Picture, list[Box]]:
+    """The picture again at a finer scale when a face is too small in it (the smallest
+    decides), no finer than the photo may be decoded at."""
+    scale = picture.scale
+    narrowest = min(box[2] for box in boxes)
+    while scale > photo.finest and narrowest * picture.scale / scale < FACE_SIDE:
         scale //= 2
     if scale == picture.scale:
-        return picture, box
+        return picture, boxes
     finer = photo.pixels(scale)
     ratio = picture.scale / finer.scale
-    return finer, (box[0] * ratio, box[1] * ratio, box[2] * ratio, box[3] * ratio)
+    return finer, [(x * ratio, y * ratio, w * ratio, h * ratio) for x, y, w, h in boxes]
 
 
 def check_model() -> Path:

@@ -4,6 +4,9 @@ The photo itself is never stored: only the face vector, the SHA-256 of the uploa
 (which makes enrolling the same photo twice a no-op) and the person's id and name. Input is
 checked cheapest first (ids and k, then the image header, then the model), so a refused
 request spends neither the model nor Redis.
+
+A face that is not usable (``quality``) is never named as a person, and never enrolled: poor
+enrolment photos are what later causes wrong matches. Its candidates are still shown.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from dataclasses import dataclass
 from lookalike.services.core.errors import (
     BadUserInput,
     FaceNotFound,
+    FaceQualityTooLow,
+    MoreThanOneFace,
+    NoFace,
     PayloadTooLarge,
     PersonNotFound,
     check_range,
@@ -25,7 +31,8 @@ from lookalike.services.core.errors import (
 from lookalike.services.core.settings import Settings
 from lookalike.services.faces.face_ids import FaceId
 from lookalike.services.faces.images import ImageLimits
-from lookalike.services.faces.model import MODEL_LABEL, weight_files
+from lookalike.services.faces.model import MODEL_LABEL, FacePick, weight_files
+from lookalike.services.faces.quality import FaceQuality, Reason
 from lookalike.services.faces.store import FaceStore, Nearest, PeoplePage, Person, face_store
 from lookalike.services.faces.workers import FaceWorkers
 from lookalike.services.redis.connection import Redis
@@ -45,15 +52,57 @@ class Identification:
     threshold: float
     model: str
     faces_detected: int
+    quality: FaceQuality  # of the face identified; not usable: person_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifiedFace:
+    """One face of a photo: where it is, who it is (one person names one face at most)."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height in the upright photo's pixels
+    person_id: str | None
+    distance: float | None  # to the person named, else to the nearest candidate
+    candidates: list[Nearest]
+    quality: FaceQuality
 
 
 @dataclass(frozen=True, slots=True)
 class Verification:
     person: Person
-    match: bool  # the nearest of the person's faces is closer than the threshold
+    match: bool  # a usable face, closer than the threshold to the nearest of the person's faces
     distance: float
     threshold: float
     faces_detected: int
+    quality: FaceQuality
+
+
+def name_faces(
+    candidates: list[list[Nearest]], usable: list[bool], threshold: float
+) -> list[Nearest | None]:
+    """The person each face is named as: one person names one face at most.
+
+    Every (face, candidate) pair closer than the threshold is taken nearest first: the face
+    that matches a person best keeps the name, and a face whose best person was taken gets
+    its next candidate still free (or none). Equal distances go to the larger face (the
+    earlier one). A face that is not usable is named as nobody and takes nobody's name.
+    """
+    pairs = sorted(
+        (
+            (candidate.distance, face, n)
+            for face, nearest in enumerate(candidates)
+            if usable[face]
+            for n, candidate in enumerate(nearest)
+            if candidate.distance < threshold
+        ),
+    )
+    named: list[Nearest | None] = [None] * len(candidates)
+    taken: set[str] = set()
+    for _, face, n in pairs:
+        candidate = candidates[face][n]
+        if named[face] is None and candidate.person_id not in taken:
+            named[face] = candidate
+            taken.add(candidate.person_id)
+    return named
 
 
 def validate_person_id(person_id: str) -> None:
@@ -65,11 +114,19 @@ def validate_person_id(person_id: str) -> None:
 
 
 class FaceService:
-    def __init__(self, store: FaceStore, embedder: FaceWorkers, threshold: float, max_bytes: int):
+    def __init__(
+        self,
+        store: FaceStore,
+        embedder: FaceWorkers,
+        threshold: float,
+        max_bytes: int,
+        max_faces: int = 20,
+    ):
         self.store = store
         self.embedder = embedder
         self.threshold = threshold
         self.max_bytes = max_bytes
+        self.max_faces = max_faces
 
     def _check_size(self, data: bytes) -> None:
         if len(data) > self.max_bytes:
@@ -84,7 +141,7 @@ class FaceService:
         face = await self.embedder.embed(data)
         candidates = await self.store.nearest(face.vector, k)
         best = candidates[0] if candidates else None
-        known = best is not None and best.distance < self.threshold
+        known = best is not None and best.distance < self.threshold and face.quality.usable
         return Identification(
             person_id=best.person_id if known and best else None,
             distance=best.distance if best else None,
@@ -92,7 +149,32 @@ class FaceService:
             threshold=self.threshold,
             model=MODEL_LABEL,
             faces_detected=face.faces_detected,
+            quality=face.quality,
         )
+
+    async def identify_faces(self, data: bytes, max_faces: int, k: int) -> list[IdentifiedFace]:
+        """Every face of the photo (the ``max_faces`` largest, largest first), embedded in
+        one worker call and searched in one round trip. A photo with no face has none."""
+        check_range("maxFaces", max_faces, 1, self.max_faces)
+        check_range("k", k, 1, MAX_K)
+        self._check_size(data)
+        try:
+            found = await self.embedder.embed(data, FacePick(0, max_faces, every=True))
+        except NoFace:
+            return []
+        faces = found.faces
+        candidates = await self.store.nearest_many([f.vector for f in faces], k)
+        names = name_faces(candidates, [f.quality.usable for f in faces], self.threshold)
+        return [
+            IdentifiedFace(
+                box=face.box,
+                person_id=name.person_id if name else None,
+                distance=name.distance if name else nearest[0].distance if nearest else None,
+                candidates=nearest,
+                quality=face.quality,
+            )
+            for face, nearest, name in zip(faces, candidates, names, strict=True)
+        ]
 
     async def verify(self, person_id: str, data: bytes) -> Verification:
         """Is this photo that person? Compared with that person's faces only (a KNN query
@@ -106,20 +188,49 @@ class FaceService:
             raise PersonNotFound(f"nobody is enrolled as {person_id!r}", id=person_id)
         return Verification(
             person=person,
-            match=distance < self.threshold,
+            match=distance < self.threshold and face.quality.usable,
             distance=distance,
             threshold=self.threshold,
             faces_detected=face.faces_detected,
+            quality=face.quality,
         )
 
-    async def enroll(self, person_id: str, data: bytes, name: str | None) -> Person:
+    async def enroll(
+        self, person_id: str, data: bytes, name: str | None, face_index: int | None = None
+    ) -> Person:
+        """Enrol the photo's one face, or with ``face_index`` that face of the order
+        identifyFaces gives; a face that is not usable, or a photo of several faces with no
+        index, stores nothing."""
         validate_person_id(person_id)
         if name is not None:
             if not 1 <= len(name.strip()) <= MAX_NAME:
                 raise BadUserInput(f"a name is 1 to {MAX_NAME} characters", argument="name")
             check_text("name", name)
+        if face_index is not None:
+            check_range("faceIndex", face_index, 0, self.max_faces - 1)
         self._check_size(data)
-        face = await self.embedder.embed(data)
+        face = await self.embedder.embed(data, FacePick(face_index or 0, 1, every=True))
+        if face_index is None and face.faces_detected > 1:
+            raise MoreThanOneFace(
+                f"the photo shows {face.faces_detected} faces: say which one with faceIndex "
+                "(0 is the largest, in the order identifyFaces gives)",
+                facesDetected=face.faces_detected,
+                reasons=[Reason.MORE_THAN_ONE_FACE.value],
+            )
+        if not face.faces:
+            raise BadUserInput(
+                f"faceIndex {face_index} is past the {face.faces_detected} faces found "
+                f"(0 to {face.faces_detected - 1})",
+                argument="faceIndex",
+                facesDetected=face.faces_detected,
+            )
+        if not face.quality.usable:
+            reasons = [reason.value for reason in face.quality.reasons]
+            raise FaceQualityTooLow(
+                f"the face is not good enough to enrol ({', '.join(reasons)}): send another photo",
+                reasons=reasons,
+                score=float(face.quality.score),
+            )
         image_hash = hashlib.sha256(data).hexdigest()
         named = name.strip() if name else None
         enrolment = await self.store.enroll(person_id, named, image_hash, face.vector, face.quality)
@@ -176,4 +287,10 @@ async def open_faces(
             await stack.enter_async_context(announced(client, [store.use()]))
         await store.open()
         await embedder.start()
-        yield FaceService(store, embedder, settings.face_threshold, settings.max_upload_bytes)
+        yield FaceService(
+            store,
+            embedder,
+            settings.face_threshold,
+            settings.max_upload_bytes,
+            settings.face_max_faces,
+        )

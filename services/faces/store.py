@@ -67,7 +67,7 @@ from lookalike.services.redis.indexes import (
     index_info,
 )
 from lookalike.services.redis.replicas import Reads
-from lookalike.services.redis.searches import SearchPipeline
+from lookalike.services.redis.searches import Reply, SearchPipeline
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,42 @@ class FaceStore:
             return await self.reads.run(read)
 
     async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
+        """The k nearest distinct people by their nearest face, nearest first."""
+        (found,) = await self.nearest_many([vector], k)
+        return found
+
+    def _nearest_query(self, vector: bytes, num_results: int) -> VectorQuery:
+        return self._query(vector, num_results)
+
+    def _hits(self, reply: Reply, vector: bytes) -> list[Nearest]:
+        """A KNN reply's hits, nearest first, each with the enrolled face it matched."""
         raise NotImplementedError
+
+    # Faces a KNN asks for, per person wanted: a person has several faces in the hash layout
+    # (one hit each), one hit in the JSON layout (the multi-value index ranks people).
+    hits_per_person = 1
+
+    async def nearest_many(self, vectors: Sequence[bytes], k: int) -> list[list[Nearest]]:
+        """The k nearest distinct people of each vector (as ``nearest``), every vector's KNN
+        in one round trip; a vector whose window of faces held fewer than k people (hash
+        layout) asks again with a window four times wider, the others' answers kept."""
+        found: list[list[Nearest]] = [[] for _ in vectors]
+        pending = list(range(len(vectors)))
+        window = k * self.hits_per_person
+        while pending:
+            queries = [self._nearest_query(vectors[i], window) for i in pending]
+            replies = await self._searches.run(queries)
+            again = []
+            for i, reply in zip(pending, replies, strict=True):
+                people: dict[str, Nearest] = {}
+                hits = self._hits(reply, vectors[i])
+                for hit in hits:
+                    people.setdefault(hit.person_id, hit)
+                found[i] = list(people.values())[:k]
+                if len(people) < k and len(hits) == window:
+                    again.append(i)
+            pending, window = again, window * 4
+        return found
 
     async def distance_to(self, person_id: str, vector: bytes) -> float | None:
         """The distance to this person's nearest face; None if they have none. The KNN query
@@ -428,6 +463,7 @@ class FaceStore:
 
 class HashFaceStore(FaceStore):
     layout: Layout = "hash"
+    hits_per_person = 8
 
     def schema(self) -> IndexSchema:
         return IndexSchema.from_dict(
@@ -451,9 +487,8 @@ class HashFaceStore(FaceStore):
     def face_key(self, person_id: str, image_hash: str) -> str:
         return f"{self.ns}face:{{{person_id}}}:{image_hash[:32]}"
 
-    async def _nearest_faces(self, vector: bytes, num_results: int) -> list[Nearest]:
-        """The nearest faces, nearest first; each hit's key names its image."""
-        (reply,) = await self._searches.run([self._query(vector, num_results)])
+    def _hits(self, reply: Reply, vector: bytes) -> list[Nearest]:
+        """Each hit's key names its image."""
         ids, distances = reply.texts(b"person_id"), reply.texts(b"vector_distance")
         images = [key.rsplit(":", 1)[1] for key, _ in reply.hits]
         return [
@@ -500,19 +535,6 @@ class HashFaceStore(FaceStore):
             else Person(id=pid, name=name.decode() if name else None, face_count=int(count))
             for pid, (name, count) in zip(person_ids, rows, strict=True)
         ]
-
-    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
-        """The k nearest distinct people: faces are fetched in growing windows until k
-        different people are among them, or there are no more faces."""
-        window = k * 8
-        while True:
-            faces = await self._nearest_faces(vector, window)
-            people: dict[str, Nearest] = {}
-            for face in faces:
-                people.setdefault(face.person_id, face)
-            if len(people) >= k or len(faces) < window:
-                return list(people.values())[:k]
-            window *= 4
 
     async def enroll(
         self,
@@ -658,12 +680,13 @@ class JsonFaceStore(FaceStore):
                 people.append(Person(id=person_id, name=names[0], face_count=len(hashes[0])))
         return people
 
-    async def nearest(self, vector: bytes, k: int) -> list[Nearest]:
-        """The k nearest people by their nearest face. The multi-value index ranks whole
-        documents and does not say which of a person's vectors was nearest, so the search
-        returns each candidate's vectors and that face is found here (numpy, k people)."""
-        query = self._query(vector, k, ["$.image_hashes", "$.embeddings"])
-        (reply,) = await self._searches.run([query])
+    def _nearest_query(self, vector: bytes, num_results: int) -> VectorQuery:
+        return self._query(vector, num_results, ["$.image_hashes", "$.embeddings"])
+
+    def _hits(self, reply: Reply, vector: bytes) -> list[Nearest]:
+        """The multi-value index ranks whole documents and does not say which of a person's
+        vectors was nearest, so the search returns each candidate's vectors and that face is
+        found here (numpy, k people)."""
         photo = np.frombuffer(vector, dtype=np.float32)
         found = []
         for _, fields in reply.hits:

@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import struct
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,12 +38,13 @@ from lookalike.services.core import metrics
 from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
 from lookalike.services.core.request_usage import model_time
 from lookalike.services.faces.images import ImageLimits, Photo
-from lookalike.services.faces.model import FaceEmbedding, FaceModel
+from lookalike.services.faces.model import LARGEST, FaceEmbedding, FaceModel, FacePick
 
 log = logging.getLogger("lookalike.faces")
 START_TIMEOUT = 120.0  # seconds a new worker may take to load the model
 RESPAWN_DELAYS = (0.0, 1.0, 5.0)  # then every 30 s, while a worker will not start
 RECEIVED = ("received", None)  # a worker has taken the photo sent to it off the pipe
+PICK = struct.Struct(">HH?")  # before a photo's bytes: the FacePick (first, count, every)
 
 
 def _serve(photos: Connection, replies: Connection, limits: ImageLimits) -> None:
@@ -61,14 +63,15 @@ def _serve(photos: Connection, replies: Connection, limits: ImageLimits) -> None
     replies.send(("ready", os.getpid()))
     while True:
         try:
-            data = photos.recv_bytes()
+            message = photos.recv_bytes()
             replies.send(RECEIVED)
         except (EOFError, OSError):
             return  # the server is gone
+        pick = FacePick(*PICK.unpack_from(message))
         photo = None
         try:
-            photo = Photo(data, limits)
-            reply: tuple[str, Any] = ("ok", model.embed(photo))
+            photo = Photo(message[PICK.size :], limits)
+            reply: tuple[str, Any] = ("ok", model.embed(photo, pick))
         except LookalikeError as exc:  # the photo's fault: NO_FACE, INVALID_IMAGE, ...
             reply = ("error", exc)
         except Exception:
@@ -157,14 +160,16 @@ class FaceWorkers:
         """The worker processes' ids (for operators and fault-injection tests)."""
         return sorted(w.process.pid for w in self._all if w.process.pid is not None)
 
-    async def embed(self, data: bytes) -> FaceEmbedding:
+    async def embed(self, data: bytes, pick: FacePick = LARGEST) -> FaceEmbedding:
+        """The picked faces of the photo, all from one worker call."""
+        message = PICK.pack(pick.first, pick.count, pick.every) + data
         if self._closed:
             raise ServiceUnavailable("the face model is shutting down")
         for attempt in (1, 2):
             worker = await self._idle_worker()
             try:
                 with model_time("face"):
-                    worker.sending = self._writers.submit(worker.photos.send_bytes, data)
+                    worker.sending = self._writers.submit(worker.photos.send_bytes, message)
                     await asyncio.wrap_future(worker.sending)
                     try:
                         received = await _receive(worker.replies)

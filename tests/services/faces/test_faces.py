@@ -28,11 +28,13 @@ from tests.conftest import API_KEY, error_codes, gql, redis_dump, sync_client
 from tests.photos import (
     ENROLL,
     IDENTIFY,
+    IDENTIFY_FACES,
     ORL,
     PERSON,
     PREFLIGHT,
     VERIFY,
     encoded,
+    group,
     orl,
     orl_image,
     phone_photo,
@@ -228,6 +230,21 @@ def test_of_several_faces_the_largest_is_identified(face_api: tuple[TestClient, 
     only_big = identify(api, encoded(alone, "PNG"))
     assert (both["facesDetected"], only_big["facesDetected"]) == (2, 1)
     assert both["candidates"] == only_big["candidates"]
+
+
+def test_identify_faces_names_every_face_on_every_backend(face_api: tuple[TestClient, str]) -> None:
+    """Every face's KNN in one pipeline (nearest_many): on a cluster too, and in both layouts."""
+    api, _ = face_api
+    photo, pasted = group([("s3", 8), ("s9", 8), ("s2", 8)])
+    body = send(api, IDENTIFY_FACES, encoded(photo, "PNG"), k=2).json()
+    assert "errors" not in body, body
+    found = {}
+    for face in body["data"]["identifyFaces"]:
+        centre = face["box"]["x"] + face["box"]["width"] / 2
+        place = next(n for n, (x, _, w, _) in enumerate(pasted) if x <= centre <= x + w)
+        found[place] = (face["person"] or {}).get("id")
+        assert len(face["candidates"]) == 2
+    assert found == {0: "s3", 1: None, 2: "s2"}
 
 
 BAD_IMAGES = {
@@ -556,7 +573,7 @@ def test_every_mutation_that_changes_data_is_covered() -> None:
     mutation = build_schema(sdl()).mutation_type
     assert mutation is not None
     tried = {name for name in CHANGES if name in mutation.fields}
-    assert set(mutation.fields) - {"identifyFace", "verifyFace"} == tried
+    assert set(mutation.fields) - {"identifyFace", "identifyFaces", "verifyFace"} == tried
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
@@ -579,10 +596,12 @@ def test_an_identify_key_identifies_and_verifies(face_api: tuple[TestClient, str
     before = redis_dump(redis_url, "face*")
     app = with_key(api, IDENTIFY_KEY)
     both = """mutation($image: Upload!) { who: identifyFace(image: $image) { person { id } }
-        check: verifyFace(personId: "s2", image: $image) { match } __typename }"""
+        check: verifyFace(personId: "s2", image: $image) { match } __typename
+        every: identifyFaces(image: $image, maxFaces: 2) { person { id } } }"""
     body = upload(app, both, {})
     assert "errors" not in body, body
     assert body["data"]["who"] == {"person": {"id": "s2"}}
+    assert body["data"]["every"] == [{"person": {"id": "s2"}}]
     assert body["data"]["check"] == {"match": True}
     named = """query Who { person(id: "s2") { id } }
         mutation Check($image: Upload!) { verifyFace(personId: "s2", image: $image) { match } }"""
