@@ -7,6 +7,13 @@ book (``similar``, ``withinRadius``), so the next level needs no read of its own
 trip per level. The executor works the map out as an operation starts (fields grouped as
 execution groups them, every fragment opened once per selection set, so it costs what
 execution does) and keeps it per document; a resolver looks up its own position in it.
+
+A resolver fetches the books of every response key below it at once: ``similar`` returns its
+matches once, whether the query shows their book as ``book``, as ``hit: book`` or twice
+(``a: book { title } b: book { author }``). So each place is kept under the path of response
+keys to the field that fetches (its ``info.path``) and the field *names* from there to the
+books (``book``; ``matches, book``; ``edges, node``), the fields of every alias of those
+names united.
 """
 
 from __future__ import annotations
@@ -47,7 +54,10 @@ SEARCHES_FROM_BOOK = {"similar", "withinRadius"}  # Book fields that need the bo
 
 NO_FIELDS = BookFields(frozenset())
 Path = tuple[str, ...]  # response keys from the root, list indices left out
-BookSelections = Mapping[Path, BookFields]
+Names = tuple[str, ...]  # field names from a resolver's place down to its books
+# the most fields between a resolver and the books it returns (``edges, node``)
+MAX_BELOW = 2
+BookSelections = Mapping[tuple[Path, Names], BookFields]
 
 _known: OperationCache[BookSelections] = OperationCache()
 
@@ -63,7 +73,7 @@ def book_selections(
         found: dict[Path, BookFields] = {}
         root = schema.get_root_type(operation.operation)
         if root is not None:
-            _walk([operation.selection_set], root, (), fragments, found)
+            _walk([operation.selection_set], root, (), (), fragments, found)
         return found
 
     return _known.get(operation, find)
@@ -73,20 +83,28 @@ def _walk(
     selections: list[SelectionSetNode],
     parent: GraphQLObjectType,
     path: Path,
+    names: Names,
     fragments: Mapping[str, FragmentDefinitionNode],
-    found: dict[Path, BookFields],
+    found: dict[tuple[Path, Names], BookFields],
 ) -> None:
     for key, nodes in grouped_fields(selections, fragments).items():
-        definition = parent.fields.get(nodes[0].name.value)
+        name = nodes[0].name.value
+        definition = parent.fields.get(name)
         if definition is None:
             continue
         child = get_named_type(definition.type)
         inner = sub_selections(nodes)
         if not inner or not isinstance(child, GraphQLObjectType):
             continue
+        here, here_names = (*path, key), (*names, name)
         if child.name == BOOK_TYPE:
-            found[(*path, key)] = _shown(grouped_fields(inner, fragments))
-        _walk(inner, child, (*path, key), fragments, found)
+            shown = _shown(grouped_fields(inner, fragments))
+            # under every place a resolver above may fetch these books from
+            for below in range(min(MAX_BELOW, len(here)) + 1):
+                place = (here[: len(here) - below], here_names[len(here_names) - below :])
+                known = found.get(place)
+                found[place] = shown if known is None else known | shown
+        _walk(inner, child, here, here_names, fragments, found)
 
 
 def _shown(groups: Mapping[str, list[FieldNode]]) -> BookFields:
@@ -97,11 +115,12 @@ def _shown(groups: Mapping[str, list[FieldNode]]) -> BookFields:
 
 def book_fields(info: strawberry.Info, *below: str) -> BookFields:
     """The Book fields shown under this field, ``below`` naming the fields in between
-    (``("book",)`` for a list of matches, ``("edges", "node")`` for a connection): none when
+    (``("book",)`` for a list of matches, ``("edges", "node")`` for a connection; at most
+    MAX_BELOW), whatever the query's aliases for them: none when
     the query does not select the book there (``recommend { distance }`` reads no book's
     description); every field only when the operation's selections were not worked out."""
     selections: BookSelections | None = getattr(info.context, "book_selections", None)
     if selections is None:
         return ALL_FIELDS
     path = tuple(key for key in info.path.as_list() if isinstance(key, str))
-    return selections.get((*path, *below), NO_FIELDS)
+    return selections.get((path, below), NO_FIELDS)
