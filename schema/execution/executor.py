@@ -82,7 +82,9 @@ class PlannedExecutor(ExecutionContext):
                 )
                 return ExecutionResult(data=None, errors=[error])
             if hasattr(self.context_value, "book_selections"):
-                selections = book_selections(self.schema, self.operation, fragments)
+                selections = book_selections(
+                    self.schema, self.operation, fragments, self.variable_values
+                )
                 self.context_value.book_selections = selections
         if not self.fast_path:
             return super().execute_operation(serially)  # type: ignore[return-value]

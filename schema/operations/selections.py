@@ -28,11 +28,17 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableValues,
     get_named_type,
 )
 
-from lookalike.schema.operations.cache import OperationCache
-from lookalike.schema.operations.field_groups import grouped_fields, sub_selections
+from lookalike.schema.operations.cache import ValuesCache, directive_variables
+from lookalike.schema.operations.field_groups import (
+    Included,
+    grouped_fields,
+    obeying,
+    sub_selections,
+)
 from lookalike.services.books.records import ALL_FIELDS, BookFields
 
 BOOK_TYPE = "Book"
@@ -59,52 +65,67 @@ Names = tuple[str, ...]  # field names from a resolver's place down to its books
 MAX_BELOW = 2
 BookSelections = Mapping[tuple[Path, Names], BookFields]
 
-_known: OperationCache[BookSelections] = OperationCache()
+_known: ValuesCache[BookSelections] = ValuesCache(directive_variables)
 
 
 def book_selections(
     schema: GraphQLSchema,
     operation: OperationDefinitionNode,
     fragments: Mapping[str, FragmentDefinitionNode],
+    variables: VariableValues,
 ) -> BookSelections:
-    """Path of every field that returns books -> the fields the query shows of them."""
+    """Where each field that returns books fetches them -> the fields the query shows of
+    them; those ``@skip``/``@include`` leave out are not read (kept per values of their
+    variables)."""
 
     def find() -> BookSelections:
-        found: dict[Path, BookFields] = {}
+        found: dict[tuple[Path, Names], BookFields] = {}
         root = schema.get_root_type(operation.operation)
         if root is not None:
-            _walk([operation.selection_set], root, (), (), fragments, found)
+            walk = _Walk(fragments, obeying(variables), found)
+            walk([operation.selection_set], root, (), ())
         return found
 
-    return _known.get(operation, find)
+    return _known.get(operation, fragments, variables.coerced, find)
 
 
-def _walk(
-    selections: list[SelectionSetNode],
-    parent: GraphQLObjectType,
-    path: Path,
-    names: Names,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    found: dict[tuple[Path, Names], BookFields],
-) -> None:
-    for key, nodes in grouped_fields(selections, fragments).items():
-        name = nodes[0].name.value
-        definition = parent.fields.get(name)
-        if definition is None:
-            continue
-        child = get_named_type(definition.type)
-        inner = sub_selections(nodes)
-        if not inner or not isinstance(child, GraphQLObjectType):
-            continue
-        here, here_names = (*path, key), (*names, name)
-        if child.name == BOOK_TYPE:
-            shown = _shown(grouped_fields(inner, fragments))
-            # under every place a resolver above may fetch these books from
-            for below in range(min(MAX_BELOW, len(here)) + 1):
-                place = (here[: len(here) - below], here_names[len(here_names) - below :])
-                known = found.get(place)
-                found[place] = shown if known is None else known | shown
-        _walk(inner, child, here, here_names, fragments, found)
+class _Walk:
+    def __init__(
+        self,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        included: Included,
+        found: dict[tuple[Path, Names], BookFields],
+    ) -> None:
+        self.fragments, self.included, self.found = fragments, included, found
+
+    def __call__(
+        self,
+        selections: list[SelectionSetNode],
+        parent: GraphQLObjectType,
+        path: Path,
+        names: Names,
+    ) -> None:
+        for key, nodes in self.fields(selections).items():
+            name = nodes[0].name.value
+            definition = parent.fields.get(name)
+            if definition is None:
+                continue
+            child = get_named_type(definition.type)
+            inner = sub_selections(nodes)
+            if not inner or not isinstance(child, GraphQLObjectType):
+                continue
+            here, here_names = (*path, key), (*names, name)
+            if child.name == BOOK_TYPE:
+                shown = _shown(self.fields(inner))
+                # under every place a resolver above may fetch these books from
+                for below in range(min(MAX_BELOW, len(here)) + 1):
+                    place = (here[: len(here) - below], here_names[len(here_names) - below :])
+                    known = self.found.get(place)
+                    self.found[place] = shown if known is None else known | shown
+            self(inner, child, here, here_names)
+
+    def fields(self, selections: list[SelectionSetNode]) -> dict[str, list[FieldNode]]:
+        return grouped_fields(selections, self.fragments, self.included)
 
 
 def _shown(groups: Mapping[str, list[FieldNode]]) -> BookFields:

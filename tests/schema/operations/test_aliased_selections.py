@@ -18,8 +18,15 @@ from itertools import count
 from typing import Any
 
 import pytest
+from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+from graphql.execution.values import VariableValues, get_variable_values
 from starlette.testclient import TestClient
 
+from lookalike.schema.app import create_app
+from lookalike.schema.execution.schema import build_schema
+from lookalike.schema.execution.strawberry_compat import graphql_schema
+from lookalike.schema.operations.selections import book_selections
+from lookalike.services.books.records import BookFields
 from lookalike.services.core.settings import Settings
 from tests.conftest import API_KEY, gql
 
@@ -73,7 +80,9 @@ def f(name: str, *below: Selection, returns: str | None = None, **arguments: Any
             made.append(Argument(argument, "[" + ", ".join(f'"{v}"' for v in value) + "]",
                                  value, "[ID!]!"))  # fmt: skip
         elif isinstance(value, str):
-            made.append(Argument(argument, f'"{value}"', value, "ID!" if argument == "id" else "String!"))
+            made.append(
+                Argument(argument, f'"{value}"', value, "ID!" if argument == "id" else "String!")
+            )
         else:
             made.append(Argument(argument, str(value), value, kinds[type(value)]))
     return Field(name, below, tuple(made), returns)
@@ -184,32 +193,74 @@ SHAPES: dict[str, tuple[Selection, ...]] = {
     "book": (f("book", *BOOK_SHOWN, returns="Book", id="9"),),
     "similar": (f("book", f("title"), matches(*BOOK_SHOWN), returns="Book", id="9"),),
     "deep": (
-        f("book", matches(f("id"), f("title"),
-            matches(f("author"), matches(*BOOK_SHOWN))), returns="Book", id="9"),
-    ),  # fmt: skip
+        f(
+            "book",
+            matches(f("id"), f("title"), matches(f("author"), matches(*BOOK_SHOWN))),
+            returns="Book",
+            id="9",
+        ),
+    ),
     "withinRadius": (
-        f("book", f("withinRadius", f("totalCount"),
-            f("matches", f("distance"), f("book", *BOOK_SHOWN, returns="Book"), returns="BookMatch"),
-            returns="RadiusResult", r=0.6, first=3), returns="Book", id="9"),
-    ),  # fmt: skip
+        f(
+            "book",
+            f(
+                "withinRadius",
+                f("totalCount"),
+                f(
+                    "matches",
+                    f("distance"),
+                    f("book", *BOOK_SHOWN, returns="Book"),
+                    returns="BookMatch",
+                ),
+                returns="RadiusResult",
+                r=0.6,
+                first=3,
+            ),
+            returns="Book",
+            id="9",
+        ),
+    ),
     "searchBooks": (
-        f("searchBooks", f("distance"), f("book", *BOOK_SHOWN, returns="Book"), returns="BookMatch",
-          text="a haunted house", k=3),
-    ),  # fmt: skip
+        f(
+            "searchBooks",
+            f("distance"),
+            f("book", *BOOK_SHOWN, returns="Book"),
+            returns="BookMatch",
+            text="a haunted house",
+            k=3,
+        ),
+    ),
     "recommend": (
-        f("recommend", f("distance"), f("book", *BOOK_SHOWN, returns="Book"), returns="BookMatch",
-          liked=["9", "316"], k=3),
-    ),  # fmt: skip
+        f(
+            "recommend",
+            f("distance"),
+            f("book", *BOOK_SHOWN, returns="Book"),
+            returns="BookMatch",
+            liked=["9", "316"],
+            k=3,
+        ),
+    ),
     "books": (
-        f("books", f("edges", f("cursor"), f("node", f("title"), matches(f("author")),
-            returns="Book"), returns="BookEdge"), returns="BookConnection", first=3),
-    ),  # fmt: skip
+        f(
+            "books",
+            f(
+                "edges",
+                f("cursor"),
+                f("node", f("title"), matches(f("author")), returns="Book"),
+                returns="BookEdge",
+            ),
+            returns="BookConnection",
+            first=3,
+        ),
+    ),
 }
 
 Rewrite = Callable[[tuple[Selection, ...]], tuple[Selection, ...]]
 
 
-def each_field(selections: tuple[Selection, ...], change: Callable[[Field], Field]) -> tuple[Selection, ...]:
+def each_field(
+    selections: tuple[Selection, ...], change: Callable[[Field], Field]
+) -> tuple[Selection, ...]:
     """Every field (at any depth) changed by ``change``, from the leaves up."""
     done: list[Selection] = []
     for node in selections:
@@ -276,9 +327,6 @@ def split_same_key(selections: tuple[Selection, ...]) -> tuple[Selection, ...]:
     """The same field twice under one key (an alias), its fields shared out: execution
     merges them."""
 
-    def change(node: Field) -> Field:
-        return node
-
     def walk(nodes: tuple[Selection, ...]) -> tuple[Selection, ...]:
         done: list[Selection] = []
         for node in nodes:
@@ -286,7 +334,10 @@ def split_same_key(selections: tuple[Selection, ...]) -> tuple[Selection, ...]:
             node = replace(node, below=walk(node.below), alias=f"same{node.name.capitalize()}")
             if len(node.below) >= 2:
                 half = len(node.below) // 2
-                done += [replace(node, below=node.below[:half]), replace(node, below=node.below[half:])]
+                done += [
+                    replace(node, below=node.below[:half]),
+                    replace(node, below=node.below[half:]),
+                ]
             else:
                 done.append(node)
         return tuple(done)
@@ -309,14 +360,24 @@ def in_fragments(named: bool, condition: bool) -> Rewrite:
 
 
 def with_variables(selections: tuple[Selection, ...]) -> tuple[Selection, ...]:
-    return each_field(selections, lambda node: replace(node, as_variables=True, alias=f"v{node.name}"))
+    return each_field(
+        selections, lambda node: replace(node, as_variables=True, alias=f"v{node.name}")
+    )
 
 
 def directives(variables: bool) -> Rewrite:
     """Every field kept by ``@include``/``@skip`` and aliased; beside each selection set, a
     field and a fragment they leave out (a description no place shows)."""
-    keep = ("@include(if: $yes)", "@skip(if: $no)") if variables else ("@include(if: true)", "@skip(if: false)")
-    drop = ("@skip(if: $yes)", "@include(if: $no)") if variables else ("@skip(if: true)", "@include(if: false)")
+    keep = (
+        ("@include(if: $yes)", "@skip(if: $no)")
+        if variables
+        else ("@include(if: true)", "@skip(if: false)")
+    )
+    drop = (
+        ("@skip(if: $yes)", "@include(if: $no)")
+        if variables
+        else ("@skip(if: true)", "@include(if: false)")
+    )
     numbers = count()
 
     def change(node: Field) -> Field:
@@ -360,8 +421,6 @@ def cases() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def library_path(settings: Settings) -> Iterator[TestClient]:
     """The session's deployment with LOOKALIKE_FAST_PATH=false."""
-    from lookalike.schema.app import create_app
-
     plain_settings = settings.model_copy(update={"fast_path": False})
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with TestClient(create_app(plain_settings), headers=headers) as client:
@@ -397,3 +456,74 @@ def _leaves(data: Any) -> int:
     if isinstance(data, dict):
         return sum(_leaves(value) for value in data.values())
     return int(data is not None)
+
+
+# --- what is fetched: the round trips, the fields read ------------------------------------
+
+NESTED = """query($first: Int!) { books(first: $first) { edges { node { title
+  similar(k: 5) { distance book { title similar(k: 5) { distance book { title } } } } } } } }"""
+# the same, aliased at every level, its books' fields split between two aliases
+NESTED_ALIASED = """query($first: Int!) { page: books(first: $first) { e: edges { n: node {
+  t: title near: similar(k: 5) { d: distance hit: book { t: title }
+    again: book { nearer: similar(k: 5) { d: distance b: book { t: title } } } } } } } }"""
+
+
+def round_trips(api: TestClient, query: str, **variables: object) -> int:
+    body = gql(api, query, **variables)
+    assert "errors" not in body, body["errors"]
+    count_: int = body["extensions"]["cost"]["redisRoundTrips"]
+    return count_
+
+
+def test_aliased_nested_round_trips_grow_with_depth_never_with_width(api: TestClient) -> None:
+    round_trips(api, NESTED_ALIASED, first=20)  # warm the connection pool
+    narrow = round_trips(api, NESTED_ALIASED, first=2)
+    wide = round_trips(api, NESTED_ALIASED, first=20)
+    assert wide == narrow == round_trips(api, NESTED, first=20) == 3
+    # and it answers what the plain query answers
+    aliased = gql(api, NESTED_ALIASED, first=3)["data"]["page"]["e"]
+    plain_ = gql(api, NESTED, first=3)["data"]["books"]["edges"]
+    for mine, theirs in zip(aliased, plain_, strict=True):
+        assert mine["n"]["t"] == theirs["node"]["title"]
+        for near, similar in zip(mine["n"]["near"], theirs["node"]["similar"], strict=True):
+            assert near["hit"]["t"] == similar["book"]["title"]
+            assert [(m["d"], m["b"]["t"]) for m in near["again"]["nearer"]] == [
+                (m["distance"], m["book"]["title"]) for m in similar["book"]["similar"]
+            ]
+
+
+SKIPPING = """query($more: Boolean!, $less: Boolean!) { book(id: "9") { similar(k: 2) {
+  book { title description @include(if: $more) ...Extra @skip(if: $less) } } } }
+fragment Extra on Book { author ...on Book @include(if: $more) { genres } }"""
+SKIPPING_DOCUMENT = parse(SKIPPING)
+
+
+@pytest.mark.parametrize(
+    ("more", "less", "read"),
+    [
+        (True, False, {"title", "description", "author", "genres"}),
+        (False, False, {"title", "author"}),
+        (True, True, {"title", "description"}),
+        (False, True, {"title"}),
+    ],
+)
+def test_fields_skip_and_include_leave_out_are_not_read(
+    settings: Settings, more: bool, less: bool, read: set[str]
+) -> None:
+    """The vector query reads what the query shows with these values of the variables:
+    the same document sent with other values reads other fields."""
+    schema = graphql_schema(build_schema(settings))
+    document = SKIPPING_DOCUMENT  # one operation for every case: its map is kept per values
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    variables = get_variable_values(
+        schema, operation.variable_definitions or (), {"more": more, "less": less}
+    )
+    assert isinstance(variables, VariableValues)
+    selections = book_selections(schema, operation, fragments, variables)
+    expected = BookFields(frozenset(read))
+    assert selections[("book", "similar"), ("book",)] == expected
+    assert selections[("book", "similar", "book"), ()] == expected
