@@ -527,3 +527,22 @@ def test_fields_skip_and_include_leave_out_are_not_read(
     expected = BookFields(frozenset(read))
     assert selections[("book", "similar"), ("book",)] == expected
     assert selections[("book", "similar", "book"), ()] == expected
+
+
+def test_one_document_sent_with_other_directive_values_reads_what_each_shows(
+    api: TestClient, library_path: TestClient
+) -> None:
+    """The fields read are kept per values of the directives' variables: a document first
+    sent showing less must not answer from a read of less when sent showing more."""
+    plain_query = """{ book(id: "9") { similar(k: 2) { book {
+        title description author genres } } } }"""
+    for client in (api, library_path):
+        every = gql(client, plain_query)["data"]["book"]["similar"]
+        for more, less in [(False, True), (True, False), (False, False), (True, True)]:
+            body = gql(client, SKIPPING, more=more, less=less)
+            assert "errors" not in body, body["errors"]
+            shown = {"title"} | ({"description"} if more else set())
+            shown |= set() if less else {"author"} | ({"genres"} if more else set())
+            assert body["data"]["book"]["similar"] == [
+                {"book": {k: v for k, v in match["book"].items() if k in shown}} for match in every
+            ]
