@@ -546,3 +546,27 @@ def test_one_document_sent_with_other_directive_values_reads_what_each_shows(
             assert body["data"]["book"]["similar"] == [
                 {"book": {k: v for k, v in match["book"].items() if k in shown}} for match in every
             ]
+
+
+def test_one_field_aliased_with_other_arguments_reads_what_each_alias_shows(
+    api: TestClient, library_path: TestClient
+) -> None:
+    """Two ``similar`` under one book with other arguments are two fetches, each with the
+    fields of its own books (the generated shapes merge only equal arguments)."""
+    query = """{ book(id: "9") {
+        a: similar(k: 2) { hit: book { t: title } }
+        b: similar(k: 3, maxPerAuthor: 1) { hit: book { by: author } } } }"""
+    for client in (api, library_path):
+        body = gql(client, query)
+        assert "errors" not in body, body["errors"]
+        one = gql(client, '{ book(id: "9") { similar(k: 2) { book { title } } } }')
+        two = gql(
+            client, '{ book(id: "9") { similar(k: 3, maxPerAuthor: 1) { book { author } } } }'
+        )
+        assert body["data"]["book"]["a"] == [
+            {"hit": {"t": m["book"]["title"]}} for m in one["data"]["book"]["similar"]
+        ]
+        assert body["data"]["book"]["b"] == [
+            {"hit": {"by": m["book"]["author"]}} for m in two["data"]["book"]["similar"]
+        ]
+        assert len(body["data"]["book"]["b"]) == 3
