@@ -24,8 +24,9 @@ class Context:
     caller: Caller
     operation_name: str | None = None  # set once the document is parsed
     budget: ClientBudget | None = None  # what the client may still spend; None: no budget
-    # what the query shows of the books at each place, set as the operation starts
-    book_selections: Mapping[tuple[str, ...], BookFields] | None = None
+    # what the query shows of the books at each place, set as the operation starts: by the
+    # response keys to the field that fetches them and the field names from there down
+    book_selections: Mapping[tuple[tuple[str, ...], tuple[str, ...]], BookFields] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -105,7 +105,9 @@ class PlannedExecutor(ExecutionContext):
         fragments = {name: f.definition for name, f in self.fragments.items()}
         root = self.schema.get_root_type(self.operation.operation)
         if root is not None and hasattr(self.context_value, "book_selections"):
-            selections = book_selections(self.schema, self.operation, fragments)
+            selections = book_selections(
+                self.schema, self.operation, fragments, self.variable_values
+            )
             self.context_value.book_selections = selections
         if not self.fast_path:
             return super().execute_operation(serially)  # type: ignore[return-value]

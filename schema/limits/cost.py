@@ -46,18 +46,13 @@ from typing import Any
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLIncludeDirective,
     GraphQLObjectType,
-    GraphQLSkipDirective,
-    InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
     VariableValues,
     Visitor,
     get_argument_values,
-    get_directive_values,
     get_named_type,
     visit,
 )
@@ -69,7 +64,7 @@ from lookalike.schema.operations.cache import (
     variables_in,
 )
 from lookalike.schema.operations.documents import CACHE_ENTRIES, CACHE_TEXT
-from lookalike.schema.operations.field_groups import grouped_fields, sub_selections
+from lookalike.schema.operations.field_groups import grouped_fields, obeying, sub_selections
 from lookalike.services.books.loading.changes import EMBEDDING
 from lookalike.services.books.requests import SearchMode
 from lookalike.services.books.search.budget import (
@@ -240,13 +235,7 @@ class _Costing:
         self.fragments = fragments
         self.variables = variables
         self.books = books
-
-    def included(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
-        skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
-        if skip is not None and skip.get("if") is True:
-            return False
-        include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
-        return not (include is not None and include.get("if") is False)
+        self.included = obeying(variables)
 
     def cost(
         self, selections: list[SelectionSetNode], parent: GraphQLObjectType, multiplier: int

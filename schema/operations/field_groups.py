@@ -15,8 +15,12 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLIncludeDirective,
+    GraphQLSkipDirective,
     InlineFragmentNode,
     SelectionSetNode,
+    VariableValues,
+    get_directive_values,
 )
 
 Included = Callable[[FieldNode | FragmentSpreadNode | InlineFragmentNode], bool]
@@ -24,6 +28,19 @@ Included = Callable[[FieldNode | FragmentSpreadNode | InlineFragmentNode], bool]
 
 def everything(node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
     return True
+
+
+def obeying(variables: VariableValues) -> Included:
+    """What ``@skip``/``@include`` let run, with these values of the variables."""
+
+    def included(node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
+        skip = get_directive_values(GraphQLSkipDirective, node, variables)
+        if skip is not None and skip.get("if") is True:
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, variables)
+        return not (include is not None and include.get("if") is False)
+
+    return included
 
 
 def grouped_fields(
