@@ -11,8 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from graphql import OperationDefinitionNode, parse
-from graphql.execution.values import get_variable_values
+from graphql import OperationDefinitionNode, get_variable_values, parse
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
