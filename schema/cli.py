@@ -82,14 +82,30 @@ def serve(
             help="Port to listen on.", show_default=_setting_default("port", "LOOKALIKE_PORT")
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes on the one port.",
+            show_default=_setting_default("workers", "LOOKALIKE_WORKERS"),
+        ),
+    ] = None,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) until interrupted."""
-    from lookalike.schema.http.server import serve as run_server
     from lookalike.services.core.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    run_server(settings, host or settings.host, port or settings.port)
+    from lookalike.schema.http.server import serve as run_server
+
+    try:
+        run_server(
+            settings, host or settings.host, port or settings.port, workers or settings.workers
+        )
+    except ServiceUnavailable as exc:  # the supervisor's embedded Redis did not start
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(3) from None
 
 
 @app.command()

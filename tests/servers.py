@@ -54,14 +54,19 @@ class Served:
             self.process.wait()
 
 
-def start_server(log: Path, **environment: str) -> Served:
-    """``lookalike serve`` on a free port; LOOKALIKE_* settings come from ``environment``."""
+def start_server(log: Path, *, own_session: bool = False, **environment: str) -> Served:
+    """``lookalike serve`` on a free port; LOOKALIKE_* settings come from ``environment``.
+    ``own_session``: in a process group of its own, which a test can send Ctrl-C's SIGINT
+    to as a terminal does."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LOOKALIKE_API_KEYS"}
     env |= {"LOOKALIKE_PORT": str(port), **environment}
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "lookalike.schema.cli", "serve"], env=env, stderr=out
+            [sys.executable, "-m", "lookalike.schema.cli", "serve"],
+            env=env,
+            stderr=out,
+            start_new_session=own_session,
         )
     return Served(process, f"http://127.0.0.1:{port}", log)
 
