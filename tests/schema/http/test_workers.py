@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lookalike.services.core.settings import Settings
-from tests.servers import Served, start_server
+from tests.servers import Served, start_server, start_server_in_own_group
 
 WORKERS = 2
 LOADED = "loaded the shipped catalogue"
@@ -81,7 +81,8 @@ def _start(
         "LOOKALIKE_REDIS_URL": redis_url or "",
         **environment,
     }
-    server = start_server(tmp_path / "serve.log", own_session=own_session, **settings)
+    start = start_server_in_own_group if own_session else start_server
+    server = start(tmp_path / "serve.log", **settings)
     server.wait_ready(timeout=240)
     return server
 
