@@ -233,7 +233,9 @@ def first_search(args: argparse.Namespace, redis_url: str, folder: Path) -> None
                         started = time.perf_counter()
                         answer = client.post(f"{fresh.base}/graphql", json=body).json()
                         times.append((time.perf_counter() - started) * 1000)
-                        assert len(answer["data"]["searchBooks"]) == 5, answer
+                        if "errors" in answer:  # a search waiting past its deadline: TIMEOUT
+                            codes = [e["extensions"]["code"] for e in answer["errors"]]
+                            print(f"  (search {len(times)}: {', '.join(codes)})")
                 later = statistics.median(times[1:])
                 ratios.append(times[0] / later)
                 label = f"READY_WAITS_FOR_MODELS={waits}"

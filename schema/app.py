@@ -34,6 +34,7 @@ from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.loading.loader import autoload_unfinished, open_catalogue
 from lookalike.services.core.api_keys import ApiKeys
 from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
+from lookalike.services.core.logs import configure_logging
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.embeddings.query_vectors import QueryEmbeddings
 from lookalike.services.embeddings.text_model import text_embedder
@@ -137,6 +138,14 @@ async def readyz(request: Request) -> Response:
     if refusing:
         return JSONResponse({"status": "degraded", "books": status.documents, "reason": refusing})
     return JSONResponse({"status": "ready", "books": status.documents})
+
+
+def served_app() -> Starlette:
+    """The app of a ``lookalike serve`` process, its logging set up first: a spawned worker
+    starts with none. Workers' lines carry their pid, so that a log tells them apart."""
+    settings = get_settings()
+    configure_logging(settings.log_level, pid=settings.workers > 1)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -5,8 +5,9 @@ uvicorn's ``http`` setting (uvicorn_compat.py, where every use of uvicorn's inte
 With ``workers`` above one, uvicorn's own supervisor (``uvicorn.run(..., workers=N)``) runs that
 many processes on one listening socket, restarts one that dies, and passes SIGTERM and Ctrl-C on
 to every one. Each worker is spawned: it reads its settings from the environment and imports its
-app and protocol class by name (``app`` and ``HttpProtocol`` below), because a class made at run
-time cannot be sent to it. What the workers share is made before they start (``_shared``).
+app and protocol class by name (``lookalike.schema.app:served_app``, ``HttpProtocol`` below),
+because a class made at run time cannot be sent to it. What the workers share is made before
+they start (``_shared``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
 
-from lookalike.schema.app import create_app
 from lookalike.schema.http.connection_limits import ConnectionLimits
 from lookalike.schema.http.uvicorn_compat import AnnouncingServer, limited_protocol
-from lookalike.services.core.logs import configure_logging
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.redis.embedded import EmbeddedRedis, kept_running, running_url
 
@@ -47,17 +45,9 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 HttpProtocol = limited_protocol(connection_limits(get_settings()))
 
 
-def app() -> Starlette:
-    """A server process's app, its logging set up first: a spawned worker starts with none.
-    Worker processes' lines carry their pid, so that a log tells them apart."""
-    settings = get_settings()
-    configure_logging(settings.log_level, pid=settings.workers > 1)
-    return create_app(settings)
-
-
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     options: dict[str, Any] = {
-        "app": f"{__name__}:app",
+        "app": "lookalike.schema.app:served_app",
         "factory": True,
         "host": host,
         "port": port,
