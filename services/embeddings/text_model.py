@@ -44,10 +44,12 @@ class TextEmbedder:
         self.warm = threading.Event()  # loaded and run once: a search waits for neither
 
     def warm_up(self) -> None:
-        """Load the model and run it once (its first run allocates what later runs reuse),
-        so that a new server's first searches do not pay for either."""
+        """Load the model and run it on texts of a few lengths, so that a new server's first
+        searches pay for neither: torch prepares its kernels for each new input shape on
+        first sight, and a search text's length is what varies."""
         try:
-            self.encode(["a warm start"])
+            for words in (1, 4, 8, 16, 32, 64):
+                self.encode([" ".join(["warm"] * words)])
         except Exception:  # the first search will raise it again, with its request
             log.exception("the text model did not load")
             return
