@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
@@ -34,6 +36,7 @@ from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.loading.loader import autoload_unfinished, open_catalogue
 from lookalike.services.core.api_keys import ApiKeys
 from lookalike.services.core.errors import LookalikeError, ServiceUnavailable
+from lookalike.services.core.logs import configure_logging
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.embeddings.query_vectors import QueryEmbeddings
 from lookalike.services.embeddings.text_model import text_embedder
@@ -105,12 +108,15 @@ async def home(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """Alive, and which process answered: under ``--workers`` each connection is one
+    worker's."""
+    return JSONResponse({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: Request) -> Response:
     """Ready when Redis answers, the index holds a fully indexed catalogue, and the indexes
-    are still of this process's settings (not converted under it by another process). A
+    are still of this process's settings (not converted under it by another process); with
+    LOOKALIKE_READY_WAITS_FOR_MODELS, once the text model has loaded too. A
     Redis that refuses writes (maxmemory) still serves every read and search: "degraded", and
     200, so that a load balancer does not take every server of that Redis out at once
     (docs/decisions.md, "A full Redis")."""
@@ -130,6 +136,8 @@ async def readyz(request: Request) -> Response:
     if catalogue.loading or unfinished or status.documents == 0 or status.percent_indexed < 1:
         reason = f"catalogue loading ({status.documents} books, {status.percent_indexed:.0%})"
         return JSONResponse({"status": "unavailable", "reason": reason}, 503)
+    if request.app.state.models_awaited and not text_embedder().warm.is_set():
+        return JSONResponse({"status": "unavailable", "reason": "text model loading"}, 503)
     if refusing:
         return JSONResponse({"status": "degraded", "books": status.documents, "reason": refusing})
     return JSONResponse({"status": "ready", "books": status.documents})
@@ -146,6 +154,14 @@ def _on_sighup(reload: Callable[[], object]) -> bool:
     return True
 
 
+def served_app() -> Starlette:
+    """The app of a ``lookalike serve`` process, its logging set up first: a spawned worker
+    starts with none. Workers' lines carry their pid, so that a log tells them apart."""
+    settings = get_settings()
+    configure_logging(settings.log_level, pid=settings.workers > 1)
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
 
@@ -157,6 +173,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ):
             app.state.catalogue = catalogue
             app.state.faces = faces
+            app.state.models_awaited = settings.ready_waits_for_models
             app.state.queries = QueryEmbeddings(
                 catalogue.redis, text_embedder, settings.search_cache_size, reads=catalogue.reads
             )
@@ -177,6 +194,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # or each full collection walks the whole schema and library state mid-request.
             gc.collect()
             gc.freeze()
+            # The text model loads beside the first requests, once start-up is over: its
+            # imports hold the interpreter for long stretches, and start-up's Redis commands,
+            # waiting behind them, ran out of time. The face workers loaded theirs by now.
+            warming = threading.Thread(target=text_embedder().warm_up, name="text-model")
+            warming.daemon = True  # a shutdown does not wait for it
+            warming.start()
             log.info("ready", extra={"redis": redact(url), "index": settings.index_name})
             if keys:
                 log.info("mutations need an API key", extra={"keys": len(settings.api_keys)})

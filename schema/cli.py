@@ -126,6 +126,15 @@ def serve(
             help="Port to listen on.", show_default=_setting_default("port", "LOOKALIKE_PORT")
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes on the one port.",
+            show_default=_setting_default("workers", "LOOKALIKE_WORKERS"),
+        ),
+    ] = None,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) until interrupted.
 
@@ -153,7 +162,9 @@ def serve(
             Exit.ADDRESS,
         )
     try:
-        run_server(settings, listener)
+        run_server(settings, listener, workers or settings.workers)
+    except ServiceUnavailable as exc:  # the supervisor's embedded Redis did not start
+        _fail(exc.message, Exit.REDIS)
     except LookalikeError as exc:  # refused before serving (a broken trusted documents file)
         _fail(exc.message, Exit.REFUSED)
 

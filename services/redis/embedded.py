@@ -18,7 +18,9 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -232,3 +234,33 @@ def running_url(data_dir: Path) -> str | None:
             return url_file.read_text(encoding="utf-8").strip()
         fcntl.flock(lock, fcntl.LOCK_UN)
     return None  # a stale file: nobody holds the lock
+
+
+@contextlib.contextmanager
+def kept_running(server: EmbeddedRedis, interval: float = 0.5) -> Iterator[str]:
+    """``server`` started for the block and started again (from its AOF) when it exits under
+    it, watched from a thread: for a process whose main thread is busy elsewhere, the
+    supervisor of ``lookalike serve --workers`` (a server process watches its own from its
+    event loop: ``connection.open_redis``)."""
+    url = server.start()
+    stopping = threading.Event()
+
+    def watch() -> None:
+        while not stopping.wait(interval):
+            if server.exited():
+                log.warning("embedded redis exited; starting it again from its AOF")
+                try:
+                    server.start()
+                except ServiceUnavailable as exc:
+                    log.error("embedded redis did not start again: %s", exc.message)
+                else:
+                    log.info("embedded redis is back")
+
+    watcher = threading.Thread(target=watch, name="embedded-redis", daemon=True)
+    watcher.start()
+    try:
+        yield url
+    finally:
+        stopping.set()
+        watcher.join()
+        server.stop()
