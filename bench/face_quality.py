@@ -12,6 +12,7 @@ not earn a reason and the first that should. Also the time ``assess`` takes per 
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import time
 from collections import Counter
@@ -38,6 +39,7 @@ for factor in (0.25, 0.35, 0.5, 1.25, 1.5, 2, 2.5):
 for pixels in (30, 38, 45, 60):
     LEVELS[f"face {pixels} px wide"] = partial(lambda n, i, w: shrunk(i, w, n), pixels)
 LEVELS["mirrored"] = lambda i, w: i.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+LEVELS["JPEG quality 10"] = lambda i, w: Image.open(io.BytesIO(encoded(i, "JPEG", quality=10)))
 
 
 def measured(model: FaceModel, data: bytes) -> tuple[quality.Measures, float] | None:
