@@ -608,11 +608,24 @@ def faces_eval(
         Path | None,
         typer.Option(help="Draw the distance distributions and error rates to this PNG file."),
     ] = None,
+    probes: Annotated[
+        bool,
+        typer.Option(
+            help="Also probe degraded copies and held-out variants of one photo a person "
+            "(quality reasons, robustness)."
+        ),
+    ] = True,
 ) -> None:
-    """Run the course's protocol on a throwaway namespace: closed and open set figures."""
+    """Run the course's protocol on a throwaway namespace: closed and open set figures, and
+    what degraded and varied photos get (quality reasons; named or not)."""
     import os
 
-    from lookalike.services.faces.evaluation import evaluate, parse_numbers, people_in
+    from lookalike.services.faces.evaluation import (
+        evaluate,
+        parse_numbers,
+        people_in,
+        probe_count,
+    )
     from lookalike.services.faces.images import ImageLimits
     from lookalike.services.faces.workers import FaceWorkers
     from lookalike.services.redis.connection import open_redis
@@ -625,6 +638,7 @@ def faces_eval(
     async def work() -> list[str]:
         enrolled, queried = parse_numbers(enroll), parse_numbers(query)
         total = sum(len(images) for images in people_in(dataset).values())
+        total += probe_count(dataset) if probes else 0
         limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
         embedder = FaceWorkers(os.cpu_count() or 1, limits)
         try:
@@ -640,6 +654,7 @@ def faces_eval(
                         query=queried,
                         layout="json" if chosen == "json" else "hash",
                         threshold=settings.face_threshold,
+                        probes=probes,
                         progress=lambda n: bar.advance(task, n),
                     )
         finally:

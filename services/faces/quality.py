@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 Box = tuple[float, float, float, float]  # x, y, width, height in a Picture's pixels
 
-MIN_FACE_WIDTH = 40  # pixels of the upright photo
+# The thresholds (chosen on ORL and degraded copies of it: docs/decisions.md)
+MIN_FACE_WIDTH = 40  # pixels of the upright photo (the detector's box)
+MAX_BLUR = 0.765  # Measures.blur at or above this: BLURRY
+SHARP_BLUR = 0.54  # Measures.blur of a typical sharp face (the score's top)
+MIN_BRIGHTNESS = 42.0  # mean grey of the inner face at or below this: TOO_DARK
+MAX_CLIPPED = 0.30  # share of the inner face clipped white at or above this: TOO_BRIGHT
+CLIPPED_LEVEL = 250  # a grey level this high is clipped
+MAX_TURN = 0.22  # the nose this far off the eyes' middle (in eye distances): TURNED_AWAY
+# Where the measures are read: a square INNER_SIDE eye distances wide around the eyes and
+# nose, brought to INNER_SIZE pixels, then blurred by REBLUR_SIGMA of those pixels.
+INNER_SIDE = 2.4
+INNER_SIZE = 64
+REBLUR_SIGMA = 1.0
 
 
 class Reason(StrEnum):
@@ -66,10 +79,95 @@ def assess(
     ``landmarks`` dlib's 5 points (shape (5, 2)) in the same pixels, ``scale`` how many pixels
     of the upright photo one pixel of ``rgb`` stands for (the width a user sees is
     ``box[2] * scale``).
+
+    Sharpness and exposure are read from the inner face (eyes to mouth, cheek to cheek) cut
+    around the landmarks and brought to one size, so that they mean the same for a face of
+    any size and ignore the background; the turn is read from where the nose lies between
+    the eyes. The thresholds were chosen on ORL and degraded copies of it (docs/decisions.md,
+    ``lookalike faces eval``).
     """
-    reasons: list[Reason] = []
-    width = box[2] * scale
-    if width < MIN_FACE_WIDTH:
-        reasons.append(Reason.SMALL_FACE)
-    score = max(0.0, min(1.0, width / (2 * MIN_FACE_WIDTH)))
-    return FaceQuality(usable=not reasons, score=score, reasons=tuple(reasons))
+    measures = measure(rgb, box, landmarks, scale)
+    reasons = [reason for reason, flagged in measures.flags() if flagged]
+    return FaceQuality(usable=not reasons, score=measures.score(), reasons=tuple(reasons))
+
+
+@dataclass(frozen=True, slots=True)
+class Measures:
+    """What ``assess`` reads from a face, each scaled so that its threshold reads plainly."""
+
+    width: float  # pixels of the upright photo
+    blur: float  # gradient energy kept after a further blur: 1 is all blur, a sharp face ~0.6
+    brightness: float  # mean grey level of the inner face, 0-255
+    clipped: float  # share of the inner face that is white (clipped highlights)
+    turn: float  # the nose's offset from the eyes' middle, in eye distances; 0 is frontal
+
+    def flags(self) -> list[tuple[Reason, bool]]:
+        return [
+            (Reason.SMALL_FACE, self.width < MIN_FACE_WIDTH),
+            (Reason.BLURRY, self.blur >= MAX_BLUR),
+            (Reason.TOO_DARK, self.brightness <= MIN_BRIGHTNESS),
+            (Reason.TOO_BRIGHT, self.clipped >= MAX_CLIPPED),
+            (Reason.TURNED_AWAY, abs(self.turn) >= MAX_TURN),
+        ]
+
+    def score(self) -> float:
+        """1 for a face as good as a clean ORL photo, falling towards 0 as the worst measure
+        nears its threshold (0 past it): one number to rank faces by, e.g. to pick the best
+        enrolment photo."""
+        margins = (
+            (self.width - MIN_FACE_WIDTH) / MIN_FACE_WIDTH,
+            (MAX_BLUR - self.blur) / (MAX_BLUR - SHARP_BLUR),
+            (self.brightness - MIN_BRIGHTNESS) / MIN_BRIGHTNESS,
+            (MAX_CLIPPED - self.clipped) / MAX_CLIPPED,
+            (MAX_TURN - abs(self.turn)) / MAX_TURN,
+        )
+        return round(max(0.0, min(1.0, *margins)), 3)
+
+
+def measure(
+    rgb: npt.NDArray[np.uint8],
+    box: Box,
+    landmarks: npt.NDArray[np.float32],
+    scale: float,
+) -> Measures:
+    """The measures ``assess`` judges by (``lookalike faces eval`` prints them)."""
+    import cv2
+
+    points = np.asarray(landmarks, dtype=np.float32)
+    # dlib's 5 points: two corners of one eye, two of the other, the base of the nose
+    eye_a, eye_b, nose = points[0:2].mean(0), points[2:4].mean(0), points[4]
+    axis = eye_a - eye_b
+    eyes = float(np.hypot(*axis)) or 1.0
+    turn = float((nose - (eye_a + eye_b) / 2) @ axis) / eyes**2
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    inner = _inner_face(cv2, gray, (eye_a + eye_b + nose) / 3, INNER_SIDE * eyes)
+    energy = _gradient_energy(cv2, inner)
+    reblurred = _gradient_energy(cv2, cv2.GaussianBlur(inner, (0, 0), REBLUR_SIGMA))
+    return Measures(
+        width=box[2] * scale,
+        blur=reblurred / energy if energy > 0 else 1.0,
+        brightness=float(inner.mean()),
+        clipped=float((inner >= CLIPPED_LEVEL).mean()),
+        turn=turn,
+    )
+
+
+def _inner_face(cv2: Any, gray: Any, centre: Any, side: float) -> Any:
+    """A square of ``side`` pixels around ``centre``, as INNER_SIZE x INNER_SIZE floats (the
+    edge repeated where the square leaves the picture)."""
+    n = max(2, round(side))
+    x0, y0 = round(float(centre[0]) - n / 2), round(float(centre[1]) - n / 2)
+    height, width = gray.shape
+    pad = max(0, -x0, -y0, x0 + n - width, y0 + n - height)
+    if pad:
+        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    crop = gray[y0 : y0 + n, x0 : x0 + n]
+    shrink = cv2.INTER_AREA if n > INNER_SIZE else cv2.INTER_LINEAR
+    return cv2.resize(crop, (INNER_SIZE, INNER_SIZE), interpolation=shrink).astype(np.float32)
+
+
+def _gradient_energy(cv2: Any, image: Any) -> float:
+    dx = cv2.Sobel(image, cv2.CV_32F, 1, 0)
+    dy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
+    return float((dx * dx + dy * dy).mean())
