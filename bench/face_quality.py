@@ -50,7 +50,7 @@ def measured(model: FaceModel, data: bytes) -> tuple[quality.Measures, float] | 
     if not faces:
         return None
     box = max(faces, key=lambda b: b[2] * b[3])
-    picture, box = _finer(photo, picture, box)
+    picture, (box,) = _finer(photo, picture, [box])
     shape = model.landmarks(picture.rgb, box)
     points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
     started = time.perf_counter()
