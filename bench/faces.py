@@ -284,6 +284,12 @@ def main() -> None:
 
 def group_part(url: str, dataset: Path, runs: int) -> None:
     rounds = group_rounds(dataset)
+    if not rounds:
+        print(
+            f"identifyFaces: no group photo: {dataset} holds fewer than 5 ORL-named people "
+            "(s1, s2, ...) with a photo numbered 8, so the group part is left out"
+        )
+        return
     print(
         f"identifyFaces: a group photo of 5 ORL faces (1160x304 PNG) against identifyFace of "
         f"the same 5 faces each alone (264x304 PNG, 5 requests); {len(rounds)} groups a run, "

@@ -18,8 +18,13 @@ from itertools import count
 from typing import Any
 
 import pytest
-from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
-from graphql.execution.values import VariableValues, get_variable_values
+from graphql import (
+    FragmentDefinitionNode,
+    OperationDefinitionNode,
+    VariableValues,
+    get_variable_values,
+    parse,
+)
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
