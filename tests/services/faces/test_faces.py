@@ -573,7 +573,7 @@ def test_every_mutation_that_changes_data_is_covered() -> None:
     mutation = build_schema(sdl()).mutation_type
     assert mutation is not None
     tried = {name for name in CHANGES if name in mutation.fields}
-    # the catalogue's changes are tried with every key kind in tests/schema/types/test_book_changes.py
+    # the catalogue's changes: every key kind in tests/schema/types/test_book_changes.py
     books = {"upsertBooks", "deleteBooks"}
     assert set(mutation.fields) - {"identifyFace", "identifyFaces", "verifyFace"} - books == tried
 
