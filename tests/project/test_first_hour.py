@@ -62,7 +62,8 @@ def test_the_installed_command_shows_its_help() -> None:
     assert done.returncode == 0, done.stderr
     for command in ("serve", "schema", "models", "books", "faces"):
         assert command in done.stdout
-    serve = subprocess.run([LOOKALIKE, "serve", "--help"], capture_output=True, text=True)
+    wide = {**os.environ, "COLUMNS": "200"}  # each default on one line, however many columns
+    serve = subprocess.run([LOOKALIKE, "serve", "--help"], capture_output=True, text=True, env=wide)
     assert "LOOKALIKE_HOST, else 127.0.0.1" in serve.stdout
     assert "LOOKALIKE_PORT, else 8000" in serve.stdout
 
