@@ -50,6 +50,7 @@ from bench.course import (
     read_title,
     read_vector,
 )
+from lookalike.services.books.queries import BookQueries
 from lookalike.services.core.settings import get_settings
 from lookalike.services.redis.embedded import running_url
 
@@ -94,7 +95,7 @@ def spread(ratios: list[float]) -> str:
 def nested_runs(
     args: argparse.Namespace, graphql: str, r: redis.Redis, layouts: list[Layout]
 ) -> None:
-    ef = get_settings().hnsw_ef_runtime
+    ef = BookQueries(get_settings()).plain_ef()  # the shipped catalogue's
     request = http_client.post(graphql, {"query": NESTED, "variables": {"first": 20}})
     client = http_client.BlockingConnection(graphql)
 
@@ -172,7 +173,7 @@ def single_runs(args: argparse.Namespace, graphql: str, redis_url: str, ids: lis
     env |= {
         "LOOKALIKE_INDEX_NAME": settings.index_name,
         "LOOKALIKE_KEY_PREFIX": settings.key_prefix,
-        "LOOKALIKE_HNSW_EF_RUNTIME": str(settings.hnsw_ef_runtime),
+        "LOOKALIKE_HNSW_EF_RUNTIME": str(BookQueries(settings).plain_ef()),
     }
     sides: dict[str, tuple[str, list[bytes]]] = {
         "graphql": (

@@ -90,6 +90,12 @@ FACE_DECODED_PIXELS = Counter(
 CATALOGUE_BOOKS = Gauge(
     "lookalike_catalogue_books", "Books in the search index (read at scrape).", registry=REGISTRY
 )
+BOOKS_EF_RUNTIME = Gauge(
+    "lookalike_books_ef_runtime",
+    "EF_RUNTIME a KNN for similar books is sent with: LOOKALIKE_HNSW_EF_RUNTIME, or chosen "
+    "from the books the index holds per shard (read at scrape).",
+    registry=REGISTRY,
+)
 ENROLLED_PEOPLE = Gauge(
     "lookalike_enrolled_people",
     "People enrolled for identification (read at scrape).",
