@@ -258,11 +258,12 @@ class Measured:
     bytes_per_book: float | None = None
     timings: list[float] | None = None
     recall: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
+    origin: str = "shipped"  # what the load columns say when this run did not load it
 
     def line(self, base_p50: float) -> str:
         assert self.timings is not None
         p50, p95 = np.percentile(self.timings, 50), np.percentile(self.timings, 95)
-        load_s = f"{self.load_seconds:8.1f}" if self.load_seconds else f"{'shipped':>8}"
+        load_s = f"{self.load_seconds:8.1f}" if self.load_seconds else f"{self.origin:>8}"
         indexed = f"{self.indexed_seconds:9.1f}" if self.indexed_seconds else f"{'':>9}"
         size = f"{self.bytes_per_book:11,.0f}" if self.bytes_per_book else f"{'':>11}"
         books = len(self.data.records)
@@ -335,6 +336,15 @@ def interleaved_latencies(targets: list[Measured], requests: int) -> None:
             process.wait()
 
 
+def indexed_books(settings: Settings) -> int:
+    """The books a catalogue's index holds now (0 without the index)."""
+    try:
+        info = primaries(settings.redis_url or "")[0].ft(settings.index_name).info()  # type: ignore[no-untyped-call]
+    except redis.ResponseError:
+        return 0
+    return int(info["num_docs"])
+
+
 def drop(settings: Settings) -> None:
     """The catalogue's index, then its books (no index to update as they go)."""
     nodes = primaries(settings.redis_url or "")
@@ -358,7 +368,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--recall-books", type=int, default=200)
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the catalogues in Redis")
+    parser.add_argument(
+        "--kept",
+        action="store_true",
+        help="serve and measure catalogues an earlier --keep run left, without loading them "
+        "again (their load figures are that run's); a size not there is loaded",
+    )
     parser.add_argument(
         "--ef-runtimes",
         type=int,
@@ -381,6 +397,10 @@ def main() -> None:
                 base.model_copy(update={"index_name": name, "key_prefix": name}), generate(size)
             )
             targets.append(target)
+            if args.kept and indexed_books(target.settings) == len(target.data.records):
+                print(f"  kept {size:,} books from an earlier run", file=sys.stderr, flush=True)
+                target.origin = "kept"
+                continue
             load_into_redis(target)
             print(
                 f"  loaded {size:,} books: {target.load_seconds:.0f} s, indexed "

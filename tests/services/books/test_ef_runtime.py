@@ -14,10 +14,12 @@ import math
 import time
 from collections.abc import Callable, Iterator
 
+import anyio
 import pytest
 import redis
 from starlette.testclient import TestClient
 
+from bench import scale
 from lookalike.schema.app import create_app
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.queries import ef_for_books
@@ -138,3 +140,20 @@ def test_an_ef_curve_that_does_not_rise_is_refused(
     monkeypatch.setenv("LOOKALIKE_HNSW_EF_CURVE", curve)
     with pytest.raises(ValueError, match=r"curve|EF_RUNTIME|at least 1"):
         Settings()
+
+
+RECALL_BOOKS = 10_000  # what a test can load in seconds; bench/scale.py measures a million
+
+
+def test_generated_books_are_found_at_the_ef_runtime_their_size_chooses(settings: Settings) -> None:
+    """recall@10 against exact search (bench/scale.py's catalogue and measure: the shipped
+    books plus generated relatives) at the EF_RUNTIME the shipped curve gives the size."""
+    own = settings.model_copy(
+        update={"index_name": "efrecall", "key_prefix": "efrecall", "redis_timeout": 20.0}
+    )
+    data = scale.generate(RECALL_BOOKS)
+    with index_dropped_after(own):
+        anyio.run(scale.load, own, data)
+        near, _, _, ef = anyio.run(scale.recall, own, data, 300, 5)
+    assert ef == ef_for_books(RECALL_BOOKS, Settings().hnsw_ef_curve)
+    assert near >= 0.95
