@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     hnsw_ef_curve: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
         # At each size, the smallest EF_RUNTIME whose recall@10 reached 0.95 with headroom
         # on bench/scale.py's catalogue: docs/decisions.md, "EF_RUNTIME from the index's size".
-        default=((100_000, 100), (300_000, 150), (1_000_000, 600)),
+        default=((100_000, 100), (300_000, 100), (1_000_000, 650)),
         min_length=1,
         description="books per shard:EF_RUNTIME points, comma-separated; between and past "
         "them EF_RUNTIME follows the log of the size.",
