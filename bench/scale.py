@@ -22,7 +22,10 @@ Per size: load time (the product's loader, until it returns) and indexed time (u
 index reports every book indexed, when searches see them all), Redis memory per book
 (used_memory of every primary before and after), similar(k: 10) p50/p95 over HTTP
 (requests on random books, round-robin across the catalogues' servers), and recall@10 of the
-HNSW index against exact neighbours (numpy) on random books.
+HNSW index against exact neighbours (numpy) on random books, at the EF_RUNTIME the server
+uses (LOOKALIKE_HNSW_EF_RUNTIME, or the one the index's size chooses: the last column), and
+with ``--ef-runtimes`` at others. ``--keep`` leaves the catalogues in Redis and ``--kept``
+measures them again without loading (a million books take many minutes to load).
 """
 
 from __future__ import annotations

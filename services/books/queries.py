@@ -5,9 +5,11 @@ book (and its vector when a deeper level searches from it, or when the server ra
 so the books found need no read of their own.
 
 Every KNN sends EF_RUNTIME of at least the number of hits it asks for, so the search keeps at
-least that many candidates. A search whose hits lookalike ranks itself (a pool for diversity
-or the author cap, BEST_SCORE's lists, HYBRID's candidates) or whose vector is no book's
-(AVERAGE_VECTOR's mix of books) sends more: at least LOOKALIKE_HNSW_EF_CANDIDATES (400) and
+least that many candidates, and at least LOOKALIKE_HNSW_EF_RUNTIME or, unset, what the index's
+size asks (``ef_for_books``): HNSW's recall at one EF_RUNTIME falls as its graph grows. A
+search whose hits lookalike ranks itself (a pool for diversity or the author cap,
+BEST_SCORE's lists, HYBRID's candidates) or whose vector is no book's (AVERAGE_VECTOR's mix
+of books) sends more: at least LOOKALIKE_HNSW_EF_CANDIDATES (400) and
 4 x its hits: the lowest EF at which HNSW missed no hit that exact search ranks firmly
 inside the answer, over random requests on the shipped catalogue (``bench/candidates_ef.py``;
 the figures, and what the higher EF costs a KNN, in docs/decisions.md, "Figures that
