@@ -51,6 +51,7 @@ from bench.course import (
     read_vector,
     shared_books,
 )
+from lookalike.services.books.queries import BookQueries
 from lookalike.services.core.settings import get_settings
 from lookalike.services.redis.embedded import running_url
 
@@ -95,7 +96,7 @@ def spread(ratios: list[float]) -> str:
 def nested_runs(
     args: argparse.Namespace, graphql: str, r: redis.Redis, layouts: list[Layout], shared: list[str]
 ) -> None:
-    ef = get_settings().hnsw_ef_runtime
+    ef = BookQueries(get_settings()).plain_ef()  # the shipped catalogue's
     request = http_client.post(graphql, {"query": NESTED, "variables": {"first": 20}})
     client = http_client.BlockingConnection(graphql)
 
@@ -181,7 +182,7 @@ def single_runs(
     env |= {
         "LOOKALIKE_INDEX_NAME": settings.index_name,
         "LOOKALIKE_KEY_PREFIX": settings.key_prefix,
-        "LOOKALIKE_HNSW_EF_RUNTIME": str(settings.hnsw_ef_runtime),
+        "LOOKALIKE_HNSW_EF_RUNTIME": str(BookQueries(settings).plain_ef()),
     }
     sides: dict[str, tuple[str, list[bytes]]] = {
         "graphql": (

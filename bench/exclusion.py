@@ -47,6 +47,7 @@ from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.filters import BookFilter, excluding
 from lookalike.services.books.index import vector_bytes
 from lookalike.services.books.loading.loader import load_books
+from lookalike.services.books.queries import BookQueries
 from lookalike.services.books.records import VECTOR_FIELD
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.text_model import text_embedder
@@ -81,7 +82,7 @@ def query(
         return_fields=["title", VECTOR_FIELD],
         filter_expression=combined,
         num_results=k,
-        ef_runtime=max(settings.hnsw_ef_runtime, k),
+        ef_runtime=BookQueries(settings).ef_runtime(k, thorough=False),
         dtype=settings.vector_type,
     )
 

@@ -153,7 +153,7 @@ def measure(variant: Variant, data: ScaleCatalogue, recall_books: int, restart: 
         raw.close()
         found = (0.0, 0.0, 0.0)
         if recall_books and variant.product:
-            found = asyncio.run(recall(settings, data, recall_books, seed=3))
+            found = asyncio.run(recall(settings, data, recall_books, seed=3))[:3]
         again = 0.0
         if restart:
             raw.bgrewriteaof()  # what a long-running Redis has: a compact AOF

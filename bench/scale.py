@@ -22,7 +22,10 @@ Per size: load time (the product's loader, until it returns) and indexed time (u
 index reports every book indexed, when searches see them all), Redis memory per book
 (used_memory of every primary before and after), similar(k: 10) p50/p95 over HTTP
 (requests on random books, round-robin across the catalogues' servers), and recall@10 of the
-HNSW index against exact neighbours (numpy) on random books.
+HNSW index against exact neighbours (numpy) on random books, at the EF_RUNTIME the server
+uses (LOOKALIKE_HNSW_EF_RUNTIME, or the one the index's size chooses: the last column), and
+with ``--ef-runtimes`` at others. ``--keep`` leaves the catalogues in Redis and ``--kept``
+measures them again without loading (a million books take many minutes to load).
 """
 
 from __future__ import annotations
@@ -185,20 +188,37 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
     )
 
 
+_TENTHS: dict[tuple[int, int], float] = {}
+
+
+def exact_tenth(data: ScaleCatalogue, row: int) -> float:
+    """The exact distance (numpy, FLOAT32) of a book's 10th nearest other book, kept for the
+    run: recall at several EF_RUNTIME values asks for the same books."""
+    key = (id(data), row)
+    if key not in _TENTHS:
+        distances = 1 - data.vectors @ data.vectors[row]
+        distances[row] = np.inf  # the book itself
+        _TENTHS[key] = float(np.partition(distances, 9)[9])
+    return _TENTHS[key]
+
+
 async def recall(
     settings: Settings, data: ScaleCatalogue, books: int, seed: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, int]:
     """Mean recall@10 of HNSW against exact search (numpy, FLOAT32), judged by each found
     book's exact distance (not the one Redis reports, so FLOAT16 rounding cannot flatter
     it): a book counts when it is within the exact 10th neighbour's distance plus 0.001,
     ann-benchmarks' definition, and strictly (plus 0.000001, ties only). In a catalogue where
     a book's 10th and 11th neighbours lie 0.0005 apart (the generated million), the strict
     figure measures ties more than search. Also returns the seconds the KNN pipeline took
-    (every book's query in one round trip)."""
+    (every book's query in one round trip) and the EF_RUNTIME the queries were sent with
+    (the setting's, or the one the index's size chose, as a server would)."""
     sample = np.random.default_rng(seed).choice(len(data.ids), books, replace=False)
     row_of = {book_id: row for row, book_id in enumerate(data.ids)}
     client = await open_client(settings.redis_url or "", 60)
     catalogue = Catalogue(client, settings)
+    await catalogue.status()  # what a server reads on opening: the index's size
+    ef = catalogue.queries.plain_ef()
     ids = [data.ids[i] for i in sample]
     sources = {b.id: b for b in await catalogue.read(ids, ALL_FIELDS) if b}
     started = time.perf_counter()
@@ -209,13 +229,12 @@ async def recall(
     await client.aclose()
     near = strict = 0
     for i, neighbours in zip(sample, found, strict=True):
-        distances = 1 - data.vectors @ data.vectors[i]
-        distances[i] = np.inf  # the book itself
-        tenth = np.partition(distances, 9)[9]
-        exact = [distances[row_of[m.book.id]] for m in neighbours]
+        tenth = exact_tenth(data, int(i))
+        rows = [row_of[m.book.id] for m in neighbours]
+        exact = 1 - data.vectors[rows] @ data.vectors[i]
         near += sum(1 for d in exact if d <= tenth + 1e-3)
         strict += sum(1 for d in exact if d <= tenth + 1e-6)
-    return near / (10 * books), strict / (10 * books), knn_seconds
+    return near / (10 * books), strict / (10 * books), knn_seconds, ef
 
 
 async def load(settings: Settings, data: ScaleCatalogue) -> float:
@@ -241,18 +260,20 @@ class Measured:
     indexed_seconds: float | None = None
     bytes_per_book: float | None = None
     timings: list[float] | None = None
-    recall: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    recall: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
+    origin: str = "shipped"  # what the load columns say when this run did not load it
 
     def line(self, base_p50: float) -> str:
         assert self.timings is not None
         p50, p95 = np.percentile(self.timings, 50), np.percentile(self.timings, 95)
-        load_s = f"{self.load_seconds:8.1f}" if self.load_seconds else f"{'shipped':>8}"
+        load_s = f"{self.load_seconds:8.1f}" if self.load_seconds else f"{self.origin:>8}"
         indexed = f"{self.indexed_seconds:9.1f}" if self.indexed_seconds else f"{'':>9}"
         size = f"{self.bytes_per_book:11,.0f}" if self.bytes_per_book else f"{'':>11}"
         books = len(self.data.records)
         return (
             f"{books:10,} {load_s} {indexed} {size} {p50:8.2f} {p95:8.2f} "
-            f"{p50 / base_p50:12.2f}x {self.recall[0]:10.3f} {self.recall[1]:7.3f}"
+            f"{p50 / base_p50:12.2f}x {self.recall[0]:10.3f} {self.recall[1]:7.3f} "
+            f"{self.recall[3]:10}"
         )
 
 
@@ -318,6 +339,15 @@ def interleaved_latencies(targets: list[Measured], requests: int) -> None:
             process.wait()
 
 
+def indexed_books(settings: Settings) -> int:
+    """The books a catalogue's index holds now (0 without the index)."""
+    try:
+        info = primaries(settings.redis_url or "")[0].ft(settings.index_name).info()  # type: ignore[no-untyped-call]
+    except redis.ResponseError:
+        return 0
+    return int(info["num_docs"])
+
+
 def drop(settings: Settings) -> None:
     """The catalogue's index, then its books (no index to update as they go)."""
     nodes = primaries(settings.redis_url or "")
@@ -341,7 +371,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--recall-books", type=int, default=200)
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the catalogues in Redis")
+    parser.add_argument(
+        "--kept",
+        action="store_true",
+        help="serve and measure catalogues an earlier --keep run left, without loading them "
+        "again (their load figures are that run's); a size not there is loaded",
+    )
     parser.add_argument(
         "--ef-runtimes",
         type=int,
@@ -364,6 +400,10 @@ def main() -> None:
                 base.model_copy(update={"index_name": name, "key_prefix": name}), generate(size)
             )
             targets.append(target)
+            if args.kept and indexed_books(target.settings) == len(target.data.records):
+                print(f"  kept {size:,} books from an earlier run", file=sys.stderr, flush=True)
+                target.origin = "kept"
+                continue
             load_into_redis(target)
             print(
                 f"  loaded {size:,} books: {target.load_seconds:.0f} s, indexed "
@@ -378,7 +418,7 @@ def main() -> None:
         for target in targets[1:]:
             for ef in args.ef_runtimes:
                 other = target.settings.model_copy(update={"hnsw_ef_runtime": ef})
-                near, strict, knn = asyncio.run(recall(other, target.data, args.recall_books, 2))
+                near, strict, knn, _ = asyncio.run(recall(other, target.data, args.recall_books, 2))
                 print(
                     f"{len(target.data.records):10,} books, EF_RUNTIME {ef}: recall@10 "
                     f"{near:.3f}, strict {strict:.3f}; {args.recall_books} KNN queries in one "
@@ -396,13 +436,14 @@ def report(base: Settings, targets: list[Measured], args: argparse.Namespace) ->
     where = f"a {shards}-shard cluster" if shards > 1 else "one Redis"
     print(
         f"{where}; {base.vector_type.upper()} vectors, HNSW M {base.hnsw_m}, EF_CONSTRUCTION "
-        f"{base.hnsw_ef_construction}, EF_RUNTIME {base.hnsw_ef_runtime}; similar(k: 10) over "
+        f"{base.hnsw_ef_construction}, EF_RUNTIME {base.hnsw_ef_runtime or 'by index size'}; "
+        "similar(k: 10) over "
         f"HTTP, {args.requests} requests per catalogue, interleaved; recall@10 on "
         f"{args.recall_books} random books"
     )
     print(
         f"{'books':>10} {'load s':>8} {'indexed s':>9} {'bytes/book':>11} {'p50 ms':>8} "
-        f"{'p95 ms':>8} {'p50 vs 1,486':>13} {'recall@10':>10} {'strict':>7}"
+        f"{'p95 ms':>8} {'p50 vs 1,486':>13} {'recall@10':>10} {'strict':>7} {'EF_RUNTIME':>10}"
     )
     base_p50 = float(np.percentile(targets[0].timings or [1.0], 50))
     for target in targets:

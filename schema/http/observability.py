@@ -63,5 +63,6 @@ async def metrics_endpoint(request: Request) -> Response:
         pass  # Redis is away: the gauges keep their last values, the counters still count
     else:
         metrics.CATALOGUE_BOOKS.set(books)
+        metrics.BOOKS_EF_RUNTIME.set(state.catalogue.queries.plain_ef())
         metrics.ENROLLED_PEOPLE.set(people)
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)

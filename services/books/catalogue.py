@@ -13,6 +13,7 @@ are replicas (``Reads``); on a cluster a pipeline is split by shard and sent to 
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,12 @@ from lookalike.services.books.search.recommendations import RecommendStrategy, a
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.vector_math import from_blobs
-from lookalike.services.redis.connection import Redis, in_one_round_trip, redis_errors
+from lookalike.services.redis.connection import (
+    Redis,
+    in_one_round_trip,
+    redis_errors,
+    shard_count,
+)
 from lookalike.services.redis.coordination.index_users import IndexUse
 from lookalike.services.redis.indexes import (
     DefinitionWatch,
@@ -407,9 +413,11 @@ class Catalogue:
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
         if info is None:
-            self.books = 0
+            self.books = self.queries.books_per_shard = 0
             return IndexStatus(exists=False, documents=0, percent_indexed=0.0)
-        self.books = int(info.get("num_docs", 0))
+        self.books = int(info.get("num_docs", 0))  # on a cluster, summed over the shards
+        # Keys spread evenly over the shards by their hash: each shard's graph holds its share
+        self.queries.books_per_shard = math.ceil(self.books / shard_count(self.redis))
         return IndexStatus(
             exists=True,
             documents=self.books,

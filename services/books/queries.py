@@ -5,9 +5,11 @@ book (and its vector when a deeper level searches from it, or when the server ra
 so the books found need no read of their own.
 
 Every KNN sends EF_RUNTIME of at least the number of hits it asks for, so the search keeps at
-least that many candidates. A search whose hits lookalike ranks itself (a pool for diversity
-or the author cap, BEST_SCORE's lists, HYBRID's candidates) or whose vector is no book's
-(AVERAGE_VECTOR's mix of books) sends more: at least LOOKALIKE_HNSW_EF_CANDIDATES (400) and
+least that many candidates, and at least LOOKALIKE_HNSW_EF_RUNTIME or, unset, what the index's
+size asks (``ef_for_books``): HNSW's recall at one EF_RUNTIME falls as its graph grows. A
+search whose hits lookalike ranks itself (a pool for diversity or the author cap,
+BEST_SCORE's lists, HYBRID's candidates) or whose vector is no book's (AVERAGE_VECTOR's mix
+of books) sends more: at least LOOKALIKE_HNSW_EF_CANDIDATES (400) and
 4 x its hits: the lowest EF at which HNSW missed no hit that exact search ranks firmly
 inside the answer, over random requests on the shipped catalogue (``bench/candidates_ef.py``;
 the figures, and what the higher EF costs a KNN, in docs/decisions.md, "Figures that
@@ -17,6 +19,7 @@ books lies where the graph is thin.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -31,6 +34,9 @@ from lookalike.services.books.records import VECTOR_FIELD, Book, BookFields
 from lookalike.services.books.search.keyword import keyword_search
 from lookalike.services.core.settings import Settings
 from lookalike.services.redis.searches import PreparedSearch, Reply
+
+EF_STEP = 25  # EF_RUNTIME moves in steps: a growing catalogue makes few query shapes
+EF_MAX = 4096  # the most Redis accepts for a query, as for the setting
 
 THOROUGH_PER_HIT = 4  # a thorough KNN's EF_RUNTIME is at least this many times its hits
 KNN_SHAPES = 256  # KNN query templates kept (BookQueries.knn)
@@ -65,9 +71,28 @@ def combined(filters: Sequence[FilterExpression | None]) -> FilterExpression | N
     return found
 
 
+def ef_for_books(books_per_shard: int, curve: Sequence[tuple[int, int]]) -> int:
+    """EF_RUNTIME for an index of this many books on each shard, from ``curve``'s (books,
+    EF_RUNTIME) points (LOOKALIKE_HNSW_EF_CURVE): HNSW's recall at a fixed EF_RUNTIME falls as
+    its graph grows, and a shard searches only its own graph. Up to the first point, its EF;
+    between two, along the log of the size; past the last, the last segment's slope."""
+    (first, first_ef), *_ = curve
+    if books_per_shard <= first or len(curve) == 1:
+        return first_ef
+    for (low, low_ef), (high, high_ef) in itertools.pairwise(curve):
+        if books_per_shard <= high or high == curve[-1][0]:
+            along = math.log(books_per_shard / low) / math.log(high / low)
+            wanted = low_ef + along * (high_ef - low_ef)
+            return min(EF_MAX, math.ceil(wanted / EF_STEP) * EF_STEP)
+    raise AssertionError("unreachable: the last segment takes every larger size")
+
+
 class BookQueries:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The index's books per shard, as the catalogue last read them (Catalogue.status):
+        # what EF_RUNTIME follows when the setting leaves it to the index.
+        self.books_per_shard = 0
         self._prefix = settings.key_prefix + ":"
         self._knn_shapes: OrderedDict[tuple[Any, ...], PreparedSearch] = OrderedDict()
 
@@ -111,8 +136,15 @@ class BookQueries:
             self._knn_shapes.popitem(last=False)
         return prepared
 
+    def plain_ef(self) -> int:
+        """EF_RUNTIME of a KNN for a few hits: the setting when it is set, else the index's
+        size decides (ef_for_books)."""
+        if self.settings.hnsw_ef_runtime is not None:
+            return self.settings.hnsw_ef_runtime
+        return ef_for_books(self.books_per_shard, self.settings.hnsw_ef_curve)
+
     def ef_runtime(self, count: int, *, thorough: bool) -> int:
-        found = max(self.settings.hnsw_ef_runtime, count)
+        found = max(self.plain_ef(), count)
         if thorough:
             found = max(found, self.settings.hnsw_ef_candidates, THOROUGH_PER_HIT * count)
         return found

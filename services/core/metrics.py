@@ -100,6 +100,12 @@ CATALOGUE_BOOKS = Gauge(
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )
+BOOKS_EF_RUNTIME = Gauge(
+    "lookalike_books_ef_runtime",
+    "EF_RUNTIME a KNN for similar books is sent with: LOOKALIKE_HNSW_EF_RUNTIME, or chosen "
+    "from the books the index holds per shard (read at scrape).",
+    registry=REGISTRY,
+)
 ENROLLED_PEOPLE = Gauge(
     "lookalike_enrolled_people",
     "People enrolled for identification (read at scrape).",

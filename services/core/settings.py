@@ -71,7 +71,21 @@ class Settings(BaseSettings):
     )
     hnsw_m: int = Field(default=16, ge=2, le=512)
     hnsw_ef_construction: int = Field(default=200, ge=1, le=4096)
-    hnsw_ef_runtime: int = Field(default=100, ge=1, le=4096)
+    hnsw_ef_runtime: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="EF_RUNTIME of a KNN search; unset: LOOKALIKE_HNSW_EF_CURVE chooses it "
+        "from the books the index holds per shard.",
+    )
+    hnsw_ef_curve: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
+        # At each size, the smallest EF_RUNTIME whose recall@10 reached 0.95 with headroom
+        # on bench/scale.py's catalogue: docs/decisions.md, "EF_RUNTIME from the index's size".
+        default=((100_000, 100), (300_000, 100), (1_000_000, 650)),
+        min_length=1,
+        description="books per shard:EF_RUNTIME points, comma-separated; between and past "
+        "them EF_RUNTIME follows the log of the size.",
+    )
     hnsw_ef_candidates: int = Field(
         default=400,
         ge=1,
@@ -230,6 +244,30 @@ class Settings(BaseSettings):
         """Lists come from the environment as ``a,b,c`` (blank entries ignored)."""
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("hnsw_ef_curve", mode="before")
+    @classmethod
+    def _curve_points(cls, value: Any) -> Any:
+        """``100000:100,300000:150`` from the environment: (books, EF_RUNTIME) pairs."""
+        if isinstance(value, str):
+            try:
+                pairs = [item.split(":") for item in value.split(",") if item.strip()]
+                return tuple((int(books), int(ef)) for books, ef in pairs)
+            except ValueError:
+                raise ValueError(
+                    "expected books:EF_RUNTIME pairs, e.g. 100000:100,300000:150"
+                ) from None
+        return value
+
+    @field_validator("hnsw_ef_curve")
+    @classmethod
+    def _curve_rises(cls, value: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        sizes, efs = [books for books, _ in value], [ef for _, ef in value]
+        if sizes != sorted(set(sizes)) or sizes[0] < 1:
+            raise ValueError("the curve's book counts must be positive and increasing")
+        if efs != sorted(efs) or efs[0] < 1 or efs[-1] > 4096:
+            raise ValueError("the curve's EF_RUNTIME values must rise from 1 to at most 4096")
         return value
 
     @model_validator(mode="after")

@@ -288,6 +288,12 @@ def is_cluster(client: Redis) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def shard_count(client: Redis) -> int:
+    """The primaries the keyspace is split over (1 for one Redis), as the client last learnt
+    the slot map."""
+    return len(client.get_primaries()) if isinstance(client, RedisCluster) else 1
+
+
 HASH_VALUE_FOR_BOOKS = 2048  # a FLOAT32 vector and most descriptions fit
 FLOAT16_SEARCH = 21000  # FLOAT16 vectors: the query engine of Redis Stack 7.4 / Redis 8
 
