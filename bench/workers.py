@@ -30,7 +30,9 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -149,10 +151,44 @@ def _client(url: str, requests: list[bytes], seconds: float, concurrency: int) -
     return asyncio.run(closed_loop(url, requests, seconds, concurrency))
 
 
+WRK_SCRIPT = """
+bodies = {%s}
+n = 0
+request = function()
+  n = n %% #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[n])
+end
+"""
+
+
+def drive_wrk(url: str, seconds: float, args: argparse.Namespace) -> int:
+    """Requests answered in ``seconds`` by wrk (C, one thread, ``args.concurrency``
+    keep-alive connections, the same ``IDS`` in turn). On a machine of two cores the clients'
+    own CPU is taken from the servers: wrk takes a tenth of what Python clients take, so the
+    figure is the servers' and not the clients' (README, Workers)."""
+    bodies = ", ".join(
+        "[[" + json.dumps({"query": SINGLE, "variables": {"id": i}}) + "]]" for i in IDS
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % bodies)
+        script.flush()
+        command = ["wrk", "-t1", f"-c{args.concurrency}", f"-d{max(1, round(seconds))}s"  # whole seconds: --seconds / --windows]
+        done = subprocess.run(
+            [*command, "-s", script.name, url], capture_output=True, text=True, check=True
+        )
+    if "Non-2xx" in done.stdout:
+        raise SystemExit(f"wrk saw errors:\n{done.stdout}")
+    line = next(x for x in done.stdout.splitlines() if "requests in" in x)
+    return int(line.split()[0])
+
+
 def drive(url: str, requests: list[bytes], seconds: float, args: argparse.Namespace) -> int:
-    """Requests answered in ``seconds`` by ``args.concurrency`` clients, spread over
-    ``args.client_processes`` processes: one client process is itself one core at most, and on
-    a busy machine one share of the cores, less than two workers can answer."""
+    """Requests answered in ``seconds`` by ``args.concurrency`` clients: wrk's when it is
+    installed (``--client wrk``), else Python's, spread over ``args.client_processes``
+    processes: one client process is itself one core at most, and on a busy machine one share
+    of the cores, less than two workers can answer."""
+    if args.client == "wrk":
+        return drive_wrk(url, seconds, args)
     processes = args.client_processes
     share = [args.concurrency // processes + (n < args.concurrency % processes)
              for n in range(processes)]  # fmt: skip
@@ -176,10 +212,10 @@ def measure(args: argparse.Namespace, one: Server, many: Server) -> None:
         for name, s in sides.items()
     }
     window = args.seconds / args.windows
+    clients = "wrk (one thread)" if args.client == "wrk" else f"{args.client_processes} processes"
     print(
         f"Throughput: book(id) {{ similar(k: 5) }}, {args.concurrency} concurrent clients "
-        f"in {args.client_processes} processes, {args.windows} alternating windows of "
-        f"{window:g} s per side per run"
+        f"in {clients}, {args.windows} alternating windows of {window:g} s per side per run"
     )
     names = list(sides)
     print(
@@ -257,12 +293,18 @@ def first_search(args: argparse.Namespace, redis_url: str, folder: Path) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=6, help="per side per run")
+    parser.add_argument("--seconds", type=float, default=8, help="per side per run")
     parser.add_argument("--windows", type=int, default=4, help="alternating windows a run")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--only", choices=("throughput", "first-search"))
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="the load generator (wrk when installed: apt install wrk)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         folder = Path(tmp)
