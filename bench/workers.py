@@ -172,7 +172,8 @@ def drive_wrk(url: str, seconds: float, args: argparse.Namespace) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT % bodies)
         script.flush()
-        command = ["wrk", "-t1", f"-c{args.concurrency}", f"-d{max(1, round(seconds))}s"  # whole seconds: --seconds / --windows]
+        # whole seconds (--seconds / --windows)
+        command = ["wrk", "-t1", f"-c{args.concurrency}", f"-d{max(1, round(seconds))}s"]
         done = subprocess.run(
             [*command, "-s", script.name, url], capture_output=True, text=True, check=True
         )
