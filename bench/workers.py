@@ -19,9 +19,9 @@ it (the shipped catalogue, loaded by the first), so nothing else needs to run.
 2. First search: a fresh server (``LOOKALIKE_READY_WAITS_FOR_MODELS=true``, and then the
    default) is started ``--runs`` times; as soon as /readyz answers 200, one searchBooks on a
    text never searched, then ``LATER`` more (each a new text, so each runs the model). With
-   the default, also once the log says the background load is done ("loaded"): a deploy's
-   first user, no search having run before. Printed: the first search's time, the later
-   ones' median, and their ratio.
+   the default, also once the log says the background load and warm-up are done
+   ("loaded"): a deploy's first user, no search having run before. Printed: the first
+   search's time, the later ones' median, and their ratio.
 """
 
 from __future__ import annotations
@@ -130,10 +130,10 @@ def kind(pid: int, supervisor: int) -> str:
     return "API worker" if parent == supervisor else "face worker"
 
 
-def wait_model(log: Path, count: int, timeout: float = 300) -> None:
-    """Until ``count`` processes have logged that their text model is loaded."""
+def wait_model(log: Path, count: int, line: str = "text model ready", timeout: float = 300) -> None:
+    """Until ``count`` processes have logged that their text model is loaded (or ``line``)."""
     deadline = time.monotonic() + timeout
-    while log.read_text().count("text model ready") < count:
+    while log.read_text().count(line) < count:
         if time.monotonic() > deadline:
             raise SystemExit(f"the text model did not load:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
@@ -268,7 +268,7 @@ def first_search(args: argparse.Namespace, redis_url: str, folder: Path) -> None
             with server(redis_url, folder, 1, LOOKALIKE_READY_WAITS_FOR_MODELS=waits) as fresh:
                 ready = fresh.wait_ready()
                 if loaded:
-                    wait_model(fresh.log, 1)
+                    wait_model(fresh.log, 1, "text model warm")
                 times = []
                 with httpx.Client(timeout=120) as client:
                     for _ in range(1 + LATER):

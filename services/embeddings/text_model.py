@@ -47,6 +47,7 @@ class TextEmbedder:
         """Load the model and run it on texts of a few lengths, so that a new server's first
         searches pay for neither: torch prepares its kernels for each new input shape on
         first sight, and a search text's length is what varies."""
+        started = time.perf_counter()
         try:
             for words in (1, 4, 8, 16, 32, 64):
                 self.encode([" ".join(["warm"] * words)])
@@ -54,6 +55,8 @@ class TextEmbedder:
             log.exception("the text model did not load")
             return
         self.warm.set()
+        seconds = round(time.perf_counter() - started, 1)
+        log.info("text model warm: searches run at full speed", extra={"seconds": seconds})
 
     def _load(self) -> Any:
         with self._lock:
