@@ -52,7 +52,9 @@ def well_formed(payload: Any) -> bool:
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
         return False
     variables = payload.get("variables")
-    if payload.get("operationName") is not None or not isinstance(variables or {}, dict):
+    if payload.get("operationName") is not None or not isinstance(
+        {} if variables is None else variables, dict
+    ):
         return False
     try:
         document = graphql.parse(payload["query"])
@@ -65,6 +67,16 @@ def well_formed(payload: Any) -> bool:
         REFERENCE, operations[0].variable_definitions or (), variables or {}
     )
     return not isinstance(coerced, list)  # a list of errors: the variables do not fit
+
+
+def a_graphql_request(payload: Any) -> bool:
+    """A body the GraphQL-over-HTTP spec calls a well-formed request, whatever its document."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return False
+    return all(
+        payload.get(name) is None or isinstance(payload.get(name), kind)
+        for name, kind in (("variables", dict), ("operationName", str), ("extensions", dict))
+    )
 
 
 def check(api: TestClient, payload: Any) -> None:
@@ -207,6 +219,15 @@ def test_bytes_no_client_should_send_get_coded_4xx(
         and well_formed(payload)
     ):
         answered(response, (raw, headers))  # by chance, a request a correct client sends
+    elif (
+        media_type == "application/json"
+        and charset.strip() in ("", "charset=utf-8")
+        and a_graphql_request(payload)
+        and accept != "application/graphql-response+json"
+    ):
+        # a GraphQL-over-HTTP request whose document fails: under application/json the
+        # spec's status is 200 for a request error, so only its coded errors are checked
+        refused(response, (raw, headers))
     else:
         refused(response, (raw, headers), CLIENT_ERROR)
 
