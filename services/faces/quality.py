@@ -121,7 +121,7 @@ class Measures:
             (MAX_CLIPPED - self.clipped) / MAX_CLIPPED,
             (MAX_TURN - abs(self.turn)) / MAX_TURN,
         )
-        return round(max(0.0, min(1.0, *margins)), 3)
+        return round(float(max(0.0, min(1.0, *margins))), 3)  # a plain float: JSON
 
 
 def measure(
