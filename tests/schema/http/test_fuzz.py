@@ -49,13 +49,9 @@ LIMIT_CODES = {"QUERY_TOO_COMPLEX"}  # a valid document the server's limits refu
 def well_formed(payload: Any) -> bool:
     """A GraphQL request over JSON that the spec says must be executed: an object whose
     ``query`` is one valid operation and whose ``variables`` coerce to its definitions."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+    if not a_graphql_request(payload) or payload.get("operationName") is not None:
         return False
     variables = payload.get("variables")
-    if payload.get("operationName") is not None or not isinstance(
-        {} if variables is None else variables, dict
-    ):
-        return False
     try:
         document = graphql.parse(payload["query"])
     except graphql.GraphQLError:
