@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ Layout = Literal["hash", "json"]
 T = TypeVar("T")
 KEYS_VERSION = b"2"  # 2: every key of a person carries the person as its hash tag
 FACE_FIELD = "img:"  # hash layout: the person's record lists each face as img:<image hash>
+
+
+WATCH_ATTEMPTS = 16  # optimistic transactions on one person before SERVICE_UNAVAILABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,7 +434,7 @@ class FaceStore:
         that holds the person's slot (``CountingCluster.node_client``)."""
         client = transaction_client(self.redis, keys[0])
         async with redis_errors("face"):
-            for _ in range(5):
+            for attempt in range(WATCH_ATTEMPTS):
                 try:
                     async with client.pipeline(transaction=True) as pipe:
                         await pipe.watch(*keys)
@@ -439,7 +443,9 @@ class FaceStore:
                         note_write()
                         return result(replies)
                 except WatchError:
-                    continue
+                    # back off a random while that grows: enrolments of one person arriving
+                    # together would otherwise starve a delete that reads more than they do
+                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise ServiceUnavailable("too many concurrent changes of the same person; try again")
 
     async def _sync_registry(self, person_id: str) -> None:
