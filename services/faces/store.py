@@ -663,22 +663,24 @@ class JsonFaceStore(FaceStore):
             }
         )
 
-    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+    async def _documents(self, person_ids: Sequence[str], *paths: str) -> list[Any]:
+        """These JSONPaths of each person's document, in one round trip (None: no document)."""
         self.watch.check()
 
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 for person_id in person_ids:  # one key a command: people live in many slots
-                    pipe.execute_command(
-                        "JSON.GET", self.person_key(person_id), "$.name", "$.image_hashes"
-                    )
+                    pipe.execute_command("JSON.GET", self.person_key(person_id), *paths)
                 return await pipe.execute()
 
         async with redis_errors():
             rows = await self.reads.run(read)
+        return [json.loads(row) if row else None for row in rows]
+
+    async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
+        documents = await self._documents(person_ids, "$.name", "$.image_hashes")
         people: list[Person | None] = []
-        for person_id, row in zip(person_ids, rows, strict=True):
-            values = json.loads(row) if row else None
+        for person_id, values in zip(person_ids, documents, strict=True):
             names, hashes = (values["$.name"], values["$.image_hashes"]) if values else ([], [])
             if not hashes or not hashes[0]:
                 people.append(None)
@@ -706,21 +708,10 @@ class JsonFaceStore(FaceStore):
         return found
 
     async def faces_of_many(self, person_ids: Sequence[str]) -> list[list[EnrolledFace]]:
-        self.watch.check()
-
-        async def read(client: Redis) -> list[Any]:
-            async with client.pipeline(transaction=False) as pipe:
-                for person_id in person_ids:  # one key a command: people live in many slots
-                    pipe.execute_command(
-                        "JSON.GET", self.person_key(person_id), "$.image_hashes", "$.faces"
-                    )
-                return await pipe.execute()
-
-        async with redis_errors():
-            rows = await self.reads.run(read)
+        documents = await self._documents(person_ids, "$.image_hashes", "$.faces")
         galleries = []
-        for person_id, row in zip(person_ids, rows, strict=True):
-            values = json.loads(row) if row else {}
+        for person_id, found in zip(person_ids, documents, strict=True):
+            values = found or {}
             hashes = (values.get("$.image_hashes") or [[]])[0]
             records = (values.get("$.faces") or [{}])[0]
             faces = [_enrolled(self.face_id(person_id, h), records.get(h)) for h in hashes]
