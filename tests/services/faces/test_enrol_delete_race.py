@@ -24,7 +24,14 @@ ROUNDS = 40
 
 
 async def _enrol(client: httpx.AsyncClient, person: str, image: bytes) -> dict[str, Any]:
-    operations = {"query": ENROLL, "variables": {"id": person, "name": "Racer", "image": None}}
+    return await _upload(client, ENROLL, {"id": person, "name": "Racer"}, image)
+
+
+async def _upload(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any], image: bytes
+) -> dict[str, Any]:
+    """A multipart request with ``image`` as its ``$image``."""
+    operations = {"query": query, "variables": {**variables, "image": None}}
     response = await client.post(
         "/graphql",
         data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.image"]})},
@@ -104,15 +111,7 @@ async def _later(delay: float, client: httpx.AsyncClient, face_id: str) -> dict[
 
 
 async def _identify(client: httpx.AsyncClient, image: bytes) -> dict[str, Any]:
-    operations = {"query": IDENTIFY_FACE, "variables": {"image": None}}
-    response = await client.post(
-        "/graphql",
-        data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.image"]})},
-        files={"0": ("photo", image, "application/octet-stream")},
-        headers=PREFLIGHT,
-    )
-    body: dict[str, Any] = response.json()
-    return body
+    return await _upload(client, IDENTIFY_FACE, {}, image)
 
 
 def _stored_faces(url: str, layout: str, person: str) -> tuple[set[str], set[str], int]:
