@@ -83,6 +83,8 @@ class StartupFailures:
     Starlette reports a failed lifespan to the server with the formatted traceback, which
     uvicorn logs as the error: the sentence that matters would be its last line. The failed
     message is sent while Starlette handles the exception, so ``sys.exc_info`` names it.
+    Under ``serve --workers N`` the failure is also left for the supervisor, which then exits
+    3 as one process would, not 0 as uvicorn's supervisor does.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -94,10 +96,16 @@ class StartupFailures:
             return
 
         async def reporting(message: Message) -> None:
-            error = sys.exc_info()[1]
-            if message["type"] == "lifespan.startup.failed" and isinstance(error, LookalikeError):
-                log.debug("start-up failed", exc_info=error)
-                message = {**message, "message": error.message}
+            if message["type"] == "lifespan.startup.failed":
+                error = sys.exc_info()[1]
+                if isinstance(error, LookalikeError):
+                    log.debug("start-up failed", exc_info=error)
+                    message = {**message, "message": error.message}
+                # a worker of ``serve --workers N`` tells its supervisor (imported here: the
+                # server module builds uvicorn's protocol class as it is imported)
+                from lookalike.schema.http.server import record_start_failure
+
+                record_start_failure(message.get("message", ""))
             await send(message)
 
         await self.app(scope, receive, reporting)

@@ -17,8 +17,10 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -29,6 +31,12 @@ from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.redis.embedded import EmbeddedRedis, kept_running, running_url
 
 log = logging.getLogger("lookalike.http")
+
+# Set by the supervisor for its workers: the directory where a worker whose start-up failed
+# leaves its sentence (``record_start_failure``). uvicorn's supervisor stops when a worker
+# fails to start, but returns as after Ctrl-C; this is how ``serve`` tells the two apart.
+START_FAILURES = "LOOKALIKE_WORKER_START_FAILURES"
+STARTUP_FAILURE = 3  # the exit code of a failed start-up, as uvicorn's one-process server's
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -86,6 +94,17 @@ def serve(settings: Settings, listener: socket.socket, workers: int) -> None:
             extra={"workers": workers},
         )
         uvicorn.run(**options, workers=workers)
+        failures = sorted(Path(os.environ[START_FAILURES]).iterdir())
+    if failures:
+        # the worker logged its sentence; the supervisor exits as one process would have
+        sys.exit(STARTUP_FAILURE)
+
+
+def record_start_failure(message: str) -> None:
+    """Under a supervisor, leave this worker's start-up failure where it will look."""
+    where = os.environ.get(START_FAILURES)
+    if where:
+        Path(where, str(os.getpid())).write_text(message)
 
 
 @contextlib.contextmanager
@@ -94,6 +113,7 @@ def _shared(settings: Settings, workers: int) -> Iterator[None]:
 
     - their number, in the environment they inherit (``--workers`` overrides the setting),
       by which each takes its share of the face workers (``Settings.process_face_workers``);
+    - a directory where a worker that fails to start says so (``record_start_failure``);
     - a fresh directory of metric files (prometheus_client's multiprocess mode reads
       ``PROMETHEUS_MULTIPROC_DIR`` as it is imported), so that /metrics sums every worker;
     - the embedded Redis, when REDIS_URL is unset: started here, workers find it by the data
@@ -101,8 +121,10 @@ def _shared(settings: Settings, workers: int) -> Iterator[None]:
       with it, and two starting at once would race for the data directory's lock).
     """
     metrics_dir = tempfile.mkdtemp(prefix="lookalike-metrics-")
+    failures_dir = tempfile.mkdtemp(prefix="lookalike-start-failures-")
     os.environ["LOOKALIKE_WORKERS"] = str(workers)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[START_FAILURES] = failures_dir
     try:
         with contextlib.ExitStack() as stack:
             if not settings.redis_url and running_url(settings.data_dir) is None:
@@ -110,3 +132,4 @@ def _shared(settings: Settings, workers: int) -> Iterator[None]:
             yield
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(failures_dir, ignore_errors=True)

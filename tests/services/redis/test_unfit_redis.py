@@ -55,11 +55,14 @@ def _failed_start(url: str, log: Path, **environment: str) -> tuple[int, list[di
     return code, lines
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_redis_without_the_search_module_is_one_sentence_first_and_no_traceback(
-    plain_redis: str, tmp_path: Path
+    plain_redis: str, tmp_path: Path, workers: str
 ) -> None:
-    code, lines = _failed_start(plain_redis, tmp_path / "serve.log")
-    assert code != 0
+    """Exit 3 (README, the command line's exit codes) whether one process failed to start or
+    a worker of several did: uvicorn's supervisor alone would stop and exit 0."""
+    code, lines = _failed_start(plain_redis, tmp_path / "serve.log", LOOKALIKE_WORKERS=workers)
+    assert code == 3
     errors = [line for line in lines if line["level"] == "error"]
     assert errors, lines
     assert SENTENCE in errors[0]["msg"], errors[0]
