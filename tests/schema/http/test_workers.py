@@ -25,6 +25,7 @@ from tests.servers import Served, start_server, start_server_in_own_group
 
 WORKERS = 2
 LOADED = "loaded the shipped catalogue"
+STARTED = "Application startup complete."
 SIMILAR = '{ book(id: "9") { similar(k: 1) { book { id } } } }'
 
 
@@ -126,7 +127,7 @@ def test_workers_started_together_load_the_catalogue_once_and_all_answer(
     lines = [json.loads(line) for line in workers.output().splitlines()]
     loads = [line for line in lines if line["msg"] == LOADED]
     assert len(loads) == 1, loads
-    started = {line["pid"] for line in lines if line["msg"] == "Application startup complete."}
+    started = {line["pid"] for line in lines if line["msg"] == STARTED}
     assert started == pids
     # each worker answers a query (a connection reaches one worker; try until each has)
     answered: set[int] = set()
@@ -175,6 +176,11 @@ def test_metrics_of_any_worker_count_the_requests_every_worker_answered(
 def _stopped_with(signal_number: int, tmp_path: Path, redis_url: str | None) -> None:
     server = _start(tmp_path, redis_url, own_session=True)
     try:
+        # ready is one worker ready: a signal before the other has started would stop it
+        # starting (Ctrl-C stops the embedded Redis it is connecting to), not serving
+        deadline = time.monotonic() + 240
+        while server.output().count(STARTED) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.2)
         tree = _descendants(server.process.pid)
         # two workers, each with its face worker (and, with no REDIS_URL, the embedded Redis)
         assert len(tree) >= 2 * WORKERS, tree
