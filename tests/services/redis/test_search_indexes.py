@@ -35,7 +35,9 @@ def _schema(name: str, *, case_sensitive: bool) -> IndexSchema:
 
 def _indexed(client: redis.Redis, name: str) -> bool:
     """The index's background scan of the keyspace is over."""
-    return float(client.ft(name).info()["percent_indexed"]) >= 1
+    info = client.execute_command("FT.INFO", name)
+    fields = dict(zip(info[::2], info[1::2], strict=True))
+    return float(fields[b"percent_indexed"]) >= 1
 
 
 def _count(client: redis.Redis, name: str, query: str) -> int:
