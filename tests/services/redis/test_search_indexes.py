@@ -35,9 +35,8 @@ def _schema(name: str, *, case_sensitive: bool) -> IndexSchema:
 
 def _indexed(client: redis.Redis, name: str) -> bool:
     """The index's background scan of the keyspace is over."""
-    info = client.execute_command("FT.INFO", name)
-    fields = dict(zip(info[::2], info[1::2], strict=True))
-    return float(fields[b"percent_indexed"]) >= 1
+    info = client.ft(name).info()  # type: ignore[no-untyped-call]
+    return float(info["percent_indexed"]) >= 1
 
 
 def _count(client: redis.Redis, name: str, query: str) -> int:
