@@ -33,7 +33,13 @@ from lookalike.services.embeddings.text_model import TextEmbedder, text_embedder
 from lookalike.services.redis.connection import open_redis, redis_errors
 from lookalike.services.redis.coordination.index_users import announced
 from lookalike.services.redis.coordination.lock import held_lock
-from lookalike.services.redis.indexes import Conversion, IndexChange, ensure_index
+from lookalike.services.redis.indexes import (
+    Conversion,
+    IndexChange,
+    ensure_index,
+    fully_indexed,
+    index_info,
+)
 from lookalike.services.redis.replicas import open_reads
 
 log = logging.getLogger(__name__)
@@ -131,6 +137,7 @@ async def load_books(
     if dry_run:
         return await _dry_run(catalogue, records, prune=prune)
     await ensure_book_index(catalogue)
+    await _until_scanned(catalogue)
     summary = LoadSummary()
     writing: asyncio.Task[None] | None = None
     seen: set[str] = set()
@@ -167,6 +174,19 @@ async def load_books(
                 await catalogue.changed()
     await catalogue.changed()  # after the last write; a load that cannot say so fails
     return summary
+
+
+async def _until_scanned(catalogue: Catalogue, every: float = 0.05) -> None:
+    """Wait for the index's scan of the keys already in Redis (after FT.CREATE, or a Redis
+    restarted from its files) before writing books. Books written meanwhile are indexed as
+    they arrive and then once more when the scan, which the writes slow down and whose
+    keyspace they grow, reaches them: a million books written into a fresh index beside
+    the shipped catalogue were still being scanned 25 minutes after the last one was
+    written (docs/benchmarks.md, Scale)."""
+    while (info := await index_info(catalogue.redis, catalogue.settings.index_name)) is not None:
+        if fully_indexed(info):
+            return
+        await asyncio.sleep(every)
 
 
 async def _dry_run(
