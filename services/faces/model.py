@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ SEARCHES = ((256, 0.25), (640, 0.0))
 DECODE_SIDE = 1000  # a JPEG's first decode: the coarsest scale still this long
 HAAR_SCALE_FACTOR = 1.1  # deepface's settings for this cascade
 HAAR_MIN_NEIGHBOURS = 10
+ROTATIONS = (20.0, -20.0, 40.0, -40.0)  # degrees: turned copies searched when none is upright
 # Steps 2-3: how many pixels across the face must be when it is aligned, and the chip.
 FACE_SIDE = 200
 CHIP_SIZE = 150
@@ -170,9 +172,22 @@ class FaceModel:
 
     def detect(self, rgb: npt.NDArray[np.uint8], *, every: bool = False) -> list[Box]:
         """Faces in the image: large ones on a small copy, small ones only if there are none;
-        ``every``: both, each face once."""
+        ``every``: both, each face once. When there is none, the same on copies turned by
+        each of ``ROTATIONS`` in turn: the cascade finds only faces within about 15 degrees
+        of upright, and a head tilted further is an ordinary selfie."""
         cv2 = self._cv2
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        found = self._search(gray, every)
+        for angle in ROTATIONS:
+            if found:
+                break
+            turned, back = _turned(cv2, gray, angle)
+            found = [back(box) for box in self._search(turned, every)]
+        return found
+
+    def _search(self, gray: npt.NDArray[np.uint8], every: bool) -> list[Box]:
+        """Step 1 on one grey picture (its boxes in its pixels)."""
+        cv2 = self._cv2
         longer = max(gray.shape)
         kept: list[Box] = []
         for side, border in SEARCHES:
@@ -217,6 +232,29 @@ class FaceModel:
             np.asarray(vector, dtype=np.float32)
             for vector in self._resnet.compute_face_descriptor(chips)
         ]
+
+
+def _turned(
+    cv2: Any, gray: npt.NDArray[np.uint8], angle: float
+) -> tuple[npt.NDArray[np.uint8], Callable[[Box], Box]]:
+    """The picture turned by ``angle`` degrees (counter-clockwise, enlarged to keep every
+    pixel), and the map of a box found in it back to the picture: a box of the same size
+    around the face's centre, which is all the landmarks need (they find the tilt)."""
+    height, width = gray.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    size = (round(height * sin + width * cos), round(height * cos + width * sin))
+    matrix[0, 2] += size[0] / 2 - width / 2
+    matrix[1, 2] += size[1] / 2 - height / 2
+    turned = cv2.warpAffine(gray, matrix, size, borderMode=cv2.BORDER_REPLICATE)
+    inverse = cv2.invertAffineTransform(matrix)
+
+    def back(box: Box) -> Box:
+        x, y, w, h = box
+        cx, cy = inverse @ np.array([x + w / 2, y + h / 2, 1.0])
+        return (float(cx - w / 2), float(cy - h / 2), w, h)
+
+    return turned, back
 
 
 def _same_face(box: Box, other: Box) -> bool:

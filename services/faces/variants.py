@@ -112,7 +112,10 @@ HELD_OUT: dict[str, Callable[[Image.Image, float, int], bytes]] = {
         i.convert("RGB").rotate(10, Image.Resampling.BICUBIC, expand=True, fillcolor=(128,) * 3)
     ),
     "x2 on a busy background": lambda i, w, s: _jpeg(_busy_frame(i, s)),
-    # and three of this project's own
+    # and four of this project's own
+    "tilted 30 degrees": lambda i, w, s: _jpeg(
+        i.convert("RGB").rotate(-30, Image.Resampling.BICUBIC, expand=True, fillcolor=(128,) * 3)
+    ),
     "dim (brightness x0.5)": lambda i, w, s: _jpeg(exposed(i, 0.5)),
     "sensor noise": lambda i, w, s: _jpeg(_sensor_noise(i, s)),
     "face 60 px wide, JPEG 75": lambda i, w, s: _jpeg(shrunk(i, w, 60), 75),

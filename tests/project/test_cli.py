@@ -170,7 +170,7 @@ def test_faces_eval_reports_the_course_protocol(
     assert blurry[1] == blurry[2] == blurry[3] != "0"
     assert re.search(r"brightness x0.25 +\d/4 +\d/\d +TOO_DARK", result.stdout)
     assert re.search(r"x2 on a busy background +\d/3 +\d/3 +\d/1", result.stdout)
-    assert re.search(r"\n  all +\d+/27 +\d+/27 +\d/9\n", result.stdout)
+    assert re.search(r"\n  all +\d+/30 +\d+/30 +\d/10\n", result.stdout)
     assert f"plot: {plot}" in result.stdout
     with Image.open(plot) as drawn:  # a real picture, of a size a README can show
         assert drawn.format == "PNG"
