@@ -22,6 +22,10 @@ ones ``faces eval`` queries), number 7 of each person also as a 12 MP photo.
    each alone in a photo (5 requests), interleaved round by round, ``--runs`` times: the
    median of each run, the ratio, what each further face of a photo costs, and whether both
    named the same people. ``--only group`` runs this part alone.
+5. The descriptor's views (model.py, step 4), in this process with no server: each photo
+   embedded as identifyFace embeds it (its chip and the chip's mirror), as enrollFace does
+   (ten views) and with one view (the chip alone, as before these views), interleaved photo
+   by photo, ``--runs`` times. ``--only views`` runs this part alone.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from lookalike.services.core.errors import BadUserInput
 from lookalike.services.core.settings import get_settings
 from lookalike.services.faces.evaluation import people_in
 from lookalike.services.faces.images import ImageLimits, Photo
-from lookalike.services.faces.model import FaceModel
+from lookalike.services.faces.model import (
+    ENROLMENT_VIEWS,
+    QUERY_VIEWS,
+    FaceModel,
+    FacePick,
+    View,
+)
 
 IDENTIFY = """mutation($image: Upload!) { identifyFace(image: $image, k: 3) {
   person { id } distance candidates { person { id } distance } facesDetected } }"""
@@ -190,11 +200,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3, help="runs of the 12 MP comparison")
     parser.add_argument("--phone-photos", type=int, default=20, help="12 MP photos per run")
-    parser.add_argument("--only", choices=["all", "group"], default="all")
+    parser.add_argument("--only", choices=["all", "group", "views"], default="all")
     args = parser.parse_args()
     url = args.url.rstrip("/") + "/graphql"
     if args.only == "group":
         group_part(url, args.dataset, args.runs)
+        return
+    if args.only == "views":
+        views_part(args.dataset, args.rounds, args.runs)
         return
     settings = get_settings()
 
@@ -280,6 +293,52 @@ def main() -> None:
     print(f"  {label:34} {pct(busy, 50):8.1f} {pct(busy, 95):8.1f}")
     print(f"  ratio busy / idle: p95 {pct(busy, 95) / pct(idle, 95):.2f}x (target <= 2x)")
     group_part(url, args.dataset, args.runs)
+    views_part(args.dataset, args.rounds, args.runs)
+
+
+def views_part(dataset: Path, rounds: int, runs: int) -> None:
+    settings = get_settings()
+    limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
+    photos = [p[n].read_bytes() for p in people_in(dataset).values() for n in (6, 7) if n in p]
+    photos = photos[:rounds]
+    model = FaceModel()
+    ways = {
+        "one view (before)": (FacePick(), (View(),)),
+        "identifyFace: QUERY_VIEWS": (FacePick(), QUERY_VIEWS),
+        "enrollFace: ENROLMENT_VIEWS": (FacePick(enrolling=True), ENROLMENT_VIEWS),
+    }
+
+    def timed(photo: bytes, name: str) -> float:
+        pick, views = ways[name]
+        started = time.perf_counter()
+        if name.startswith("one view"):  # the model's steps with a single view of the chip
+            picture = Photo(photo, limits).pixels(1)
+            boxes = model.detect(picture.rgb)
+            shape = model.landmarks(picture.rgb, max(boxes, key=lambda b: b[2] * b[3]))
+            model.describe(picture.rgb, shape, views)
+        else:
+            model.embed(Photo(photo, limits), pick)
+        return (time.perf_counter() - started) * 1000
+
+    print(
+        f"descriptor views: {len(photos)} photos of {dataset} embedded each way in this "
+        "process, interleaved (the way that goes first turns with each photo)"
+    )
+    print(
+        f"  {'run':6}" + "".join(f" {name:>28}" for name in ways) + "   p50 ms, ratio to one view"
+    )
+    names = list(ways)
+    for run in range(1, runs + 1):
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for n, photo in enumerate(photos):
+            for name in names[n % 3 :] + names[: n % 3]:
+                samples[name].append(timed(photo, name))
+        base = pct(samples[names[0]], 50)
+        cells = "".join(
+            f" {pct(samples[name], 50):18.1f} ({pct(samples[name], 50) / base:5.2f}x)"
+            for name in names
+        )
+        print(f"  {run:<6}{cells}")
 
 
 def group_part(url: str, dataset: Path, runs: int) -> None:

@@ -637,7 +637,9 @@ def faces_eval(
 
     async def work() -> list[str]:
         enrolled, queried = parse_numbers(enroll), parse_numbers(query)
-        total = sum(len(images) for images in people_in(dataset).values())
+        photos = people_in(dataset).values()
+        total = sum(len(images) for images in photos)
+        total += sum(1 for images in photos for n in images if n in enrolled)  # again, enrolled
         total += probe_count(dataset) if probes else 0
         limits = ImageLimits(settings.max_image_pixels, settings.max_decoded_pixels)
         embedder = FaceWorkers(os.cpu_count() or 1, limits)

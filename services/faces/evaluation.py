@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.services.core.errors import BadUserInput, LookalikeError
-from lookalike.services.faces.model import MODEL_LABEL, FaceModel
+from lookalike.services.faces.model import MODEL_LABEL, FaceModel, FacePick
 from lookalike.services.faces.quality import FaceQuality
 from lookalike.services.faces.store import Layout, face_store
 from lookalike.services.faces.variants import DEGRADATIONS, HELD_OUT, encoded
@@ -257,20 +257,25 @@ async def evaluate(
     people = people_in(dataset)
     wanted = sorted({n for images in people.values() for n in images})
     vectors, qualities, seconds, failed = await _embed_all(embedder, people, wanted, progress)
+    # the enrolment photos again, as enrollFace embeds them (ENROLMENT_VIEWS)
+    gallery, _, _, _ = await _embed_all(embedder, people, enroll, progress, enrolling=True)
 
     def images(person: str, numbers: Sequence[int]) -> list[bytes]:
         return [vectors[(person, n)] for n in numbers if (person, n) in vectors]
 
+    def enrolled_as(person: str) -> list[bytes]:
+        return [gallery[(person, n)] for n in enroll if (person, n) in gallery]
+
     everyone = list(people)
     closed_queries = [(p, v) for p in everyone for v in images(p, query)]
-    closed = await _run(client, layout, {p: images(p, enroll) for p in everyone}, closed_queries)
+    closed = await _run(client, layout, {p: enrolled_as(p) for p in everyone}, closed_queries)
     cut = max(1, len(everyone) * 3 // 4)
     enrolled, strangers = everyone[:cut], everyone[cut:]
     known_queries = [(p, v) for p in enrolled for v in images(p, query)]
     stranger_queries = [(p, v) for p in strangers for v in images(p, wanted)]
     probed = await _probe(embedder, people, query, set(enrolled), progress) if probes else []
     probe_queries = [(p.person, v) for p, v in probed]
-    opened = await _run(client, layout, {p: images(p, enroll) for p in enrolled},
+    opened = await _run(client, layout, {p: enrolled_as(p) for p in enrolled},
                         known_queries + stranger_queries + probe_queries)  # fmt: skip
     known = [(found == p, d) for (p, _), (found, d) in zip(known_queries, opened, strict=False)]
     answered = len(known_queries) + len(stranger_queries)
@@ -372,6 +377,8 @@ async def _embed_all(
     people: dict[str, dict[int, Path]],
     numbers: Sequence[int],
     progress: Callable[[int], None] | None,
+    *,
+    enrolling: bool = False,
 ) -> tuple[
     dict[tuple[str, int], bytes], dict[tuple[str, int], FaceQuality], list[float], list[str]
 ]:
@@ -385,7 +392,8 @@ async def _embed_all(
 
     async def one(person: str, number: int, path: Path) -> None:
         try:
-            face = await embedder.embed(await asyncio.to_thread(path.read_bytes))
+            photo = await asyncio.to_thread(path.read_bytes)
+            face = await embedder.embed(photo, FacePick(enrolling=enrolling))
         except LookalikeError:
             failed.append(str(path))
         else:

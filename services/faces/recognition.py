@@ -209,7 +209,8 @@ class FaceService:
         if face_index is not None:
             check_range("faceIndex", face_index, 0, self.max_faces - 1)
         self._check_size(data)
-        face = await self.embedder.embed(data, FacePick(face_index or 0, 1, every=True))
+        pick = FacePick(face_index or 0, 1, every=True, enrolling=True)
+        face = await self.embedder.embed(data, pick)
         if face_index is None and face.faces_detected > 1:
             raise MoreThanOneFace(
                 f"the photo shows {face.faces_detected} faces: say which one with faceIndex "

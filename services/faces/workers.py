@@ -44,7 +44,7 @@ log = logging.getLogger("lookalike.faces")
 START_TIMEOUT = 120.0  # seconds a new worker may take to load the model
 RESPAWN_DELAYS = (0.0, 1.0, 5.0)  # then every 30 s, while a worker will not start
 RECEIVED = ("received", None)  # a worker has taken the photo sent to it off the pipe
-PICK = struct.Struct(">HH?")  # before a photo's bytes: the FacePick (first, count, every)
+PICK = struct.Struct(">HH??")  # before a photo's bytes: the FacePick's four fields, in order
 
 
 def _serve(photos: Connection, replies: Connection, limits: ImageLimits) -> None:
@@ -162,7 +162,7 @@ class FaceWorkers:
 
     async def embed(self, data: bytes, pick: FacePick = LARGEST) -> FaceEmbedding:
         """The picked faces of the photo, all from one worker call."""
-        message = PICK.pack(pick.first, pick.count, pick.every) + data
+        message = PICK.pack(pick.first, pick.count, pick.every, pick.enrolling) + data
         if self._closed:
             raise ServiceUnavailable("the face model is shutting down")
         for attempt in (1, 2):

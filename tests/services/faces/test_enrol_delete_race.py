@@ -63,7 +63,7 @@ def test_enrolments_racing_deletes_answer_the_person_they_wrote(
 
     async def race(base: str) -> tuple[list[dict[str, Any]], int]:
         headers = {"Authorization": f"Bearer {API_KEY}"}
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=300) as client:
             done = asyncio.Event()
             deleters = [asyncio.create_task(_delete_until(client, person, done)) for _ in range(4)]
             answers = await asyncio.gather(*(_enrol(client, person, image) for image in images))
@@ -79,6 +79,9 @@ def test_enrolments_racing_deletes_answer_the_person_they_wrote(
         FACE_LAYOUT=layout,
         LOOKALIKE_API_KEYS=API_KEY,
         LOOKALIKE_FACE_WORKERS="2",
+        # forty photos at once queue for two face workers (an enrolment is ten views of its
+        # face): the race is the point here, not the request deadline
+        LOOKALIKE_REQUEST_TIMEOUT="300",
     ) as served:
         answers, deleted = asyncio.run(race(served.base))
     assert deleted > 0  # the deletes did land among the enrolments
@@ -147,7 +150,7 @@ def test_delete_face_racing_identify_and_enrolments_leaves_a_consistent_store(
 
     async def race(base: str) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {API_KEY}"}
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=300) as client:
             for image in [*deleted, kept]:
                 assert "errors" not in await _enrol(client, person, image)
             before = (await _post(client, FACES, id=person))["data"]["person"]["faces"]
@@ -178,6 +181,7 @@ def test_delete_face_racing_identify_and_enrolments_leaves_a_consistent_store(
             FACE_LAYOUT=layout,
             LOOKALIKE_API_KEYS=API_KEY,
             LOOKALIKE_FACE_WORKERS="2",
+            LOOKALIKE_REQUEST_TIMEOUT="300",  # as above
         ) as served:
             found = asyncio.run(race(served.base))
         stored = _stored_faces(url, layout, person)
