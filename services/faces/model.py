@@ -14,13 +14,17 @@ explained in the README):
    whatever the photo's size, and so is the work per detection: faces are only counted.
    Asked for every face (``FacePick.every``), it searches both copies and keeps each face
    once: a group's smaller faces are missed by the first copy when a larger one is found.
+   With no face upright, the same on copies turned 20, then 40 degrees each way
+   (``ROTATIONS``): the cascade sees faces only within about 15 degrees of upright.
 2. **Take the faces asked for, largest first, at the resolution the model needs.** A JPEG is
    decoded at the coarsest DCT scale (1/8 to 1) at which each of them is at least 200 pixels
    across (the model looks at 150), so a 12-megapixel photo is never decoded whole for a face
    that fills a quarter of it; other formats are decoded whole.
 3. **Align each as the ResNet was trained:** dlib's 5-point landmarks, then
    ``get_face_chip`` (150 x 150, padding 0.25), and assess its quality.
-4. **Embed the chips** with the ResNet, in one call.
+4. **Embed the chips** with the ResNet, in one call, each face as the mean of several views
+   of its chip: two for a face asked about, ten for one to enrol (``QUERY_VIEWS``,
+   ``ENROLMENT_VIEWS``).
 
 Only the faces asked for (``FacePick``) are landmarked and embedded, however many the photo
 holds: identifying and verifying take the largest, identifyFaces the largest few.
