@@ -530,16 +530,14 @@ class HashFaceStore(FaceStore):
         async def read(client: Redis) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 for person_id in person_ids:
-                    pipe.hmget(self.person_key(person_id), ["name", "face_count"])
+                    pipe.hmget(self.person_key(person_id), HASH_PERSON_FIELDS)
                 return await pipe.execute()
 
         async with redis_errors():
             rows = await self.reads.run(read)
         return [
-            None
-            if count is None or int(count) == 0
-            else Person(id=pid, name=name.decode() if name else None, face_count=int(count))
-            for pid, (name, count) in zip(person_ids, rows, strict=True)
+            None if row[1] is None or int(row[1]) == 0 else _hash_person(pid, row)
+            for pid, row in zip(person_ids, rows, strict=True)
         ]
 
     async def enroll(
@@ -570,14 +568,8 @@ class HashFaceStore(FaceStore):
                 pipe.hset(person_key, f"{FACE_FIELD}{image_hash[:32]}", _face_record(quality))
             if name is not None:
                 pipe.hset(person_key, "name", name)
-            pipe.hmget(person_key, ["name", "face_count"])
-
-            def enrolment(replies: list[Any]) -> Enrolment:
-                stored, count = replies[-1]
-                known = stored.decode() if stored else None
-                return Enrolment(new, Person(person_id, known, int(count)))
-
-            return enrolment
+            pipe.hmget(person_key, HASH_PERSON_FIELDS)
+            return lambda replies: Enrolment(new, _hash_person(person_id, replies[-1]))
 
         done = await self._watched([face_key, person_key], change)
         await self._sync_registry(person_id)
@@ -620,14 +612,8 @@ class HashFaceStore(FaceStore):
             pipe.delete(self.face_key(person_id, image))
             pipe.hdel(person_key, f"{FACE_FIELD}{image}")
             pipe.hincrby(person_key, "face_count", -1)
-            pipe.hmget(person_key, ["name", "face_count"])
-
-            def removal(replies: list[Any]) -> FaceRemoval:
-                stored, count = replies[-1]
-                named = stored.decode() if stored else None
-                return FaceRemoval(True, Person(person_id, named, int(count)))
-
-            return removal
+            pipe.hmget(person_key, HASH_PERSON_FIELDS)
+            return lambda replies: FaceRemoval(True, _hash_person(person_id, replies[-1]))
 
         done = await self._watched([person_key], change)
         if done.found:
@@ -678,15 +664,13 @@ class JsonFaceStore(FaceStore):
         return [json.loads(row) if row else None for row in rows]
 
     async def get_many(self, person_ids: Sequence[str]) -> list[Person | None]:
-        documents = await self._documents(person_ids, "$.name", "$.image_hashes")
-        people: list[Person | None] = []
-        for person_id, values in zip(person_ids, documents, strict=True):
-            names, hashes = (values["$.name"], values["$.image_hashes"]) if values else ([], [])
-            if not hashes or not hashes[0]:
-                people.append(None)
-            else:
-                people.append(Person(id=person_id, name=names[0], face_count=len(hashes[0])))
-        return people
+        documents = await self._documents(person_ids, *JSON_PERSON_PATHS)
+        return [
+            _json_person(person_id, values)
+            if values and values["$.image_hashes"] and values["$.image_hashes"][0]
+            else None
+            for person_id, values in zip(person_ids, documents, strict=True)
+        ]
 
     def _nearest_query(self, vector: bytes, num_results: int) -> VectorQuery:
         return self._query(vector, num_results, ["$.image_hashes", "$.embeddings"])
@@ -756,14 +740,8 @@ class JsonFaceStore(FaceStore):
                     pipe.execute_command("JSON.SET", key, _faces_path(image_hash), record)
                 if name is not None:
                     pipe.execute_command("JSON.SET", key, "$.name", json.dumps(name))
-            pipe.execute_command("JSON.GET", key, "$.name", "$.image_hashes")
-
-            def enrolment(replies: list[Any]) -> Enrolment:
-                values = json.loads(replies[-1])
-                stored, count = values["$.name"][0], len(values["$.image_hashes"][0])
-                return Enrolment(new, Person(person_id, stored, count))
-
-            return enrolment
+            pipe.execute_command("JSON.GET", key, *JSON_PERSON_PATHS)
+            return lambda replies: Enrolment(new, _json_person(person_id, json.loads(replies[-1])))
 
         done = await self._watched([key], change)
         await self._sync_registry(person_id)
@@ -796,19 +774,32 @@ class JsonFaceStore(FaceStore):
             pipe.execute_command("JSON.ARRPOP", key, "$.embeddings", at)
             pipe.execute_command("JSON.ARRPOP", key, "$.image_hashes", at)
             pipe.execute_command("JSON.DEL", key, _faces_path(image))
-            pipe.execute_command("JSON.GET", key, "$.name", "$.image_hashes")
-
-            def removal(replies: list[Any]) -> FaceRemoval:
-                values = json.loads(replies[-1])
-                stored, count = values["$.name"][0], len(values["$.image_hashes"][0])
-                return FaceRemoval(True, Person(person_id, stored, count))
-
-            return removal
+            pipe.execute_command("JSON.GET", key, *JSON_PERSON_PATHS)
+            return lambda replies: FaceRemoval(
+                True, _json_person(person_id, json.loads(replies[-1]))
+            )
 
         done = await self._watched([key], change)
         if done.found:
             await self._sync_registry(person_id)
         return done
+
+
+# What a person is read as (a change reads them back last in its transaction, to answer with
+# the person as it left them)
+HASH_PERSON_FIELDS = ["name", "face_count"]
+JSON_PERSON_PATHS = ("$.name", "$.image_hashes")
+
+
+def _hash_person(person_id: str, reply: list[Any]) -> Person:
+    """The person from HMGET of HASH_PERSON_FIELDS on their hash."""
+    stored, count = reply
+    return Person(person_id, stored.decode() if stored else None, int(count))
+
+
+def _json_person(person_id: str, values: dict[str, Any]) -> Person:
+    """The person from JSON.GET of JSON_PERSON_PATHS on their document (parsed)."""
+    return Person(person_id, values["$.name"][0], len(values["$.image_hashes"][0]))
 
 
 def _faces_path(image_hash: str) -> str:
