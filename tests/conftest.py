@@ -7,12 +7,14 @@ fresh index: every session is a fresh HNSW build, on each backend.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,8 +22,11 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
+from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.core.settings import Settings
+from lookalike.services.redis.connection import open_client
 from lookalike.services.redis.embedded import EmbeddedRedis
+from lookalike.services.redis.indexes import drop_index
 from tests.redis_cluster import running_cluster
 from tests.servers import serving
 
@@ -86,6 +91,23 @@ def api(settings: Settings) -> Iterator[TestClient]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with TestClient(create_app(settings), headers=headers) as client:
         yield client
+
+
+@contextlib.contextmanager
+def scratch_catalogue(settings: Settings, name: str, **updates: Any) -> Iterator[Settings]:
+    """Settings for a catalogue of the block's own on the session's Redis (index and key
+    prefix ``name``, and ``updates``); its index and books are dropped after."""
+    scratch = settings.model_copy(update={"index_name": name, "key_prefix": name, **updates})
+    try:
+        yield scratch
+    finally:
+
+        async def drop() -> None:
+            client = await open_client(scratch.redis_url or "", 5)
+            await drop_index(client, Catalogue(client, scratch).schema, documents=True)
+            await client.aclose()
+
+        anyio.run(drop)
 
 
 def wait_ready(api: TestClient, timeout: float = 60) -> dict[str, Any]:

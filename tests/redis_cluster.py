@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from lookalike.services.redis.embedded import module_files, server_binary
+from lookalike.services.redis.embedded import EmbeddedRedis, module_files, server_binary
 
 COORDINATOR_SETTING = "LOOKALIKE_TEST_REDISEARCH_COORD"
 SKIP_REASON = (
@@ -86,6 +86,21 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[str]:
         yield url
     finally:
         stop_cluster(directory)
+
+
+@contextlib.contextmanager
+def running_redis(backend: str, directory: Path) -> Iterator[str]:
+    """A Redis of the block's own, ``backend`` "redis" (the embedded server) or "cluster"
+    (``running_cluster``); yields its URL."""
+    if backend == "cluster":
+        with running_cluster(directory) as url:
+            yield url
+        return
+    server = EmbeddedRedis(directory)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 def start_cluster(directory: Path, first_port: int, masters: int) -> str:

@@ -26,8 +26,7 @@ from lookalike.services.books.loading.shipped import read_shipped
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.text_model import text_embedder
 from lookalike.services.redis.connection import open_client
-from lookalike.services.redis.indexes import drop_index
-from tests.conftest import error_codes, from_address, redis_dump, wait_ready
+from tests.conftest import error_codes, from_address, redis_dump, scratch_catalogue, wait_ready
 
 FULL, IDENTIFY = "full-key-for-the-catalogue-0123", "identify-only-key-0123456789"
 SHIPPED = read_shipped()
@@ -40,32 +39,23 @@ DELETE = """mutation($ids: [ID!]!) { deleteBooks(ids: $ids) { added updated unch
 
 @pytest.fixture(scope="module")
 def own(settings: Settings) -> Iterator[Settings]:
-    scratch = settings.model_copy(
-        update={
-            "index_name": "t_changes",
-            "key_prefix": "t_changes",
-            "api_keys": [SecretStr(FULL)],
-            "identify_keys": [SecretStr(IDENTIFY)],
-            "catalogue_autoload": False,
-            "max_change_cost": 20_000,  # a ceiling a few short descriptions reach
-        }
-    )
+    with scratch_catalogue(
+        settings,
+        "t_changes",
+        api_keys=[SecretStr(FULL)],
+        identify_keys=[SecretStr(IDENTIFY)],
+        catalogue_autoload=False,
+        max_change_cost=20_000,  # a ceiling a few short descriptions reach
+    ) as scratch:
 
-    async def seed() -> None:
-        client = await open_client(scratch.redis_url or "", 5)
-        catalogue = Catalogue(client, scratch)
-        await load_books(catalogue, SEED, shipped=SHIPPED, embedder=text_embedder)
-        await client.aclose()
+        async def seed() -> None:
+            client = await open_client(scratch.redis_url or "", 5)
+            catalogue = Catalogue(client, scratch)
+            await load_books(catalogue, SEED, shipped=SHIPPED, embedder=text_embedder)
+            await client.aclose()
 
-    anyio.run(seed)
-    yield scratch
-
-    async def drop() -> None:
-        client = await open_client(scratch.redis_url or "", 5)
-        await drop_index(client, Catalogue(client, scratch).schema, documents=True)
-        await client.aclose()
-
-    anyio.run(drop)
+        anyio.run(seed)
+        yield scratch
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ other person a test enrols is its own and is forgotten at its end.
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,10 +22,9 @@ from lookalike.services.core.settings import Settings
 from lookalike.services.faces.images import ImageLimits, Photo
 from lookalike.services.faces.model import FaceModel
 from lookalike.services.faces.store import Layout
-from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.conftest import API_KEY, error_codes, gql, redis_dump
 from tests.photos import ENROLL, IDENTIFY, PERSON, orl, send
-from tests.redis_cluster import running_cluster
+from tests.redis_cluster import running_redis
 
 IDENTIFY_KEY = "identify-only-key-for-the-gallery"
 LISTED = [f"p{n:02}" for n in range(1, 21)]  # s11..s30, one photo each
@@ -45,13 +43,7 @@ def gallery(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, str]]:
     layout, backend = request.param
-    with contextlib.ExitStack() as stack:
-        if backend == "cluster":
-            url = stack.enter_context(running_cluster(tmp_path_factory.mktemp("gallery-cluster")))
-        else:
-            server = EmbeddedRedis(tmp_path_factory.mktemp(f"gallery-{layout}"))
-            url = server.start()
-            stack.callback(server.stop)
+    with running_redis(backend, tmp_path_factory.mktemp(f"gallery-{layout}-{backend}")) as url:
         yield from _gallery(layout, url, tmp_path_factory)
 
 

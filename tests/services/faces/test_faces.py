@@ -7,7 +7,6 @@ hash slot, people are spread over the shards); the real model on a handful of OR
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import re
@@ -23,7 +22,6 @@ from starlette.testclient import TestClient
 from lookalike.schema.app import create_app
 from lookalike.services.core.settings import Settings
 from lookalike.services.faces.store import Layout
-from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.conftest import API_KEY, error_codes, gql, redis_dump, sync_client
 from tests.photos import (
     ENROLL,
@@ -40,7 +38,7 @@ from tests.photos import (
     phone_photo,
     send,
 )
-from tests.redis_cluster import running_cluster
+from tests.redis_cluster import running_redis
 
 ENROLLED = ("s1", "s2", "s3", "s4")
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -64,13 +62,7 @@ def face_api(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, str]]:
     layout, backend = request.param
-    with contextlib.ExitStack() as stack:
-        if backend == "cluster":
-            url = stack.enter_context(running_cluster(tmp_path_factory.mktemp("faces-cluster")))
-        else:
-            server = EmbeddedRedis(tmp_path_factory.mktemp(f"faces-{layout}"))
-            url = server.start()
-            stack.callback(server.stop)
+    with running_redis(backend, tmp_path_factory.mktemp(f"faces-{layout}-{backend}")) as url:
         yield from _face_api(layout, url, tmp_path_factory)
 
 

@@ -27,8 +27,8 @@ from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.text_model import MODEL_NAME, text_embedder
 from lookalike.services.redis.connection import open_client
 from lookalike.services.redis.embedded import EmbeddedRedis
-from lookalike.services.redis.indexes import drop_index, fully_indexed, index_info
-from tests.conftest import both_backends
+from lookalike.services.redis.indexes import fully_indexed, index_info
+from tests.conftest import both_backends, scratch_catalogue
 
 ID_ONLY = BookFields(frozenset())  # a query that returns the ids alone
 OTHER_KEYS = 50_000  # what a Redis shared with other data may hold beside the books
@@ -38,15 +38,8 @@ OTHER_KEYS = 50_000  # what a Redis shared with other data may hold beside the b
 def scratch_settings(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """An index and key prefix of this test's own on the session's Redis, dropped after."""
     name = "t_" + request.node.name.replace("[", "_").replace("]", "")[:40]
-    scratch = settings.model_copy(update={"index_name": name, "key_prefix": name})
-    yield scratch
-
-    async def drop() -> None:
-        client = await open_client(scratch.redis_url or "", 5)
-        await drop_index(client, Catalogue(client, scratch).schema, documents=True)
-        await client.aclose()
-
-    anyio.run(drop)
+    with scratch_catalogue(settings, name) as scratch:
+        yield scratch
 
 
 def load(settings: Settings, records: list[dict[str, Any]]) -> tuple[LoadSummary, Catalogue]:

@@ -21,8 +21,7 @@ from lookalike.services.books.loading.loader import prepare_catalogue, remove_bo
 from lookalike.services.books.loading.shipped import shipped_dir
 from lookalike.services.core.settings import Settings, get_settings
 from lookalike.services.redis.connection import open_client
-from lookalike.services.redis.indexes import drop_index
-from tests.conftest import both_backends, redis_dump
+from tests.conftest import both_backends, redis_dump, scratch_catalogue
 
 SHIPPED_FILE = shipped_dir() / "books.jsonl"
 SHIPPED_LINES = SHIPPED_FILE.read_text(encoding="utf-8").splitlines()
@@ -43,15 +42,8 @@ def book(number: int, **fields: Any) -> dict[str, Any]:
 @pytest.fixture
 def own(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
     name = "t_own_" + request.node.name.replace("[", "_").replace("]", "")[:36]
-    scratch = settings.model_copy(update={"index_name": name, "key_prefix": name})
-    yield scratch
-
-    async def drop() -> None:
-        client = await open_client(scratch.redis_url or "", 5)
-        await drop_index(client, Catalogue(client, scratch).schema, documents=True)
-        await client.aclose()
-
-    anyio.run(drop)
+    with scratch_catalogue(settings, name) as scratch:
+        yield scratch
 
 
 @pytest.fixture
