@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from PIL import Image
@@ -57,6 +59,29 @@ def send(api: TestClient, query: str, image: bytes, headers: dict[str, str] | No
         files={"0": ("photo", image, "application/octet-stream")},
         headers=PREFLIGHT if headers is None else headers,
     )
+
+
+def enrol_people(
+    api: TestClient,
+    photos: Mapping[str, Sequence[bytes]],
+    name_of: Callable[[str], str | None] = lambda person: None,
+    at_once: int = 2,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each person's photos enrolled in order, ``at_once`` people side by side: a gallery
+    enrolled on every face worker of the app (give it that many), as a bulk import is, where
+    one at a time leaves a core idle. Each person's ``enrollFace`` answers, in order; any
+    error fails the caller's test."""
+
+    def one(person: str) -> list[dict[str, Any]]:
+        answers = []
+        for image in photos[person]:
+            body = send(api, ENROLL, image, id=person, name=name_of(person)).json()
+            assert "errors" not in body, (person, body)
+            answers.append(body["data"]["enrollFace"])
+        return answers
+
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="enrol") as pool:
+        return dict(zip(photos, pool.map(one, photos), strict=True))
 
 
 def orl_image(person: str, number: int) -> Image.Image:

@@ -23,7 +23,7 @@ from lookalike.services.faces.images import ImageLimits, Photo
 from lookalike.services.faces.model import FaceModel
 from lookalike.services.faces.store import Layout
 from tests.conftest import API_KEY, error_codes, gql, redis_dump
-from tests.photos import ENROLL, IDENTIFY, PERSON, orl, send
+from tests.photos import ENROLL, IDENTIFY, PERSON, enrol_people, orl, send
 from tests.redis_cluster import running_redis
 
 IDENTIFY_KEY = "identify-only-key-for-the-gallery"
@@ -56,11 +56,12 @@ def _gallery(
         face_layout=layout,
         api_keys=[SecretStr(API_KEY)],
         identify_keys=[SecretStr(IDENTIFY_KEY)],
+        face_workers=2,  # the listed people are enrolled two at a time
     )
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with TestClient(create_app(settings), headers=headers) as api:
-        for n, person in enumerate(LISTED, start=11):
-            enrol(api, person, f"s{n}", 1)
+        photos = {person: [orl(f"s{n}", 1)] for n, person in enumerate(LISTED, start=11)}
+        enrol_people(api, photos, name_of=lambda person: f"Person {person}")
         yield api, url
 
 

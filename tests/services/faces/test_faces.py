@@ -32,6 +32,7 @@ from tests.photos import (
     PREFLIGHT,
     VERIFY,
     encoded,
+    enrol_people,
     group,
     orl,
     orl_image,
@@ -77,13 +78,12 @@ def _face_api(
         max_image_pixels=MAX_PIXELS,
         api_keys=[SecretStr(API_KEY)],
         identify_keys=[SecretStr(IDENTIFY_KEY)],
+        face_workers=2,  # the gallery is enrolled two people at a time
     )
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with TestClient(create_app(settings), headers=headers) as api:
-        for person in ENROLLED:
-            for number in (1, 2, 3):
-                body = send(api, ENROLL, orl(person, number), id=person, name=f"Person {person}")
-                assert "errors" not in body.json(), body.json()
+        photos = {person: [orl(person, number) for number in (1, 2, 3)] for person in ENROLLED}
+        enrol_people(api, photos, name_of=lambda person: f"Person {person}")
         yield api, settings.redis_url or ""
 
 
@@ -461,10 +461,9 @@ def test_ids_that_differ_in_case_or_share_a_prefix_are_different_people(
 ) -> None:
     api, redis_url = face_api
     people = {"a": "s5", "a-1": "s6", "A": "s7", "PROBE-A": "s8", "probe-a": "s10"}
-    for person_id, source in people.items():
-        for number in (1, 2):
-            body = send(api, ENROLL, orl(source, number), id=person_id).json()
-            assert body["data"]["enrollFace"]["faceCount"] == number, body
+    photos = {person_id: [orl(source, 1), orl(source, 2)] for person_id, source in people.items()}
+    for person_id, answers in enrol_people(api, photos).items():
+        assert [answer["faceCount"] for answer in answers] == [1, 2], (person_id, answers)
     try:
         for gone in ("a", "probe-a"):
             assert gql(api, f'mutation {{ deletePerson(id: "{gone}") }}')["data"] == {

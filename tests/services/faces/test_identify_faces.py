@@ -29,6 +29,7 @@ from tests.photos import (
     VERIFY,
     Rect,
     encoded,
+    enrol_people,
     group,
     orl,
     orl_image,
@@ -68,13 +69,11 @@ def faces_api(
             api_keys=[SecretStr(API_KEY)],
             face_max_faces=MAX_FACES,
             max_query_cost=MAX_COST,
+            face_workers=2,  # the gallery is enrolled two people at a time
         )
         headers = {"Authorization": f"Bearer {API_KEY}"}
         api = stack.enter_context(TestClient(create_app(settings), headers=headers))
-        for person in ENROLLED:
-            for number in (1, 2, 3):
-                body = send(api, ENROLL, orl(person, number), id=person).json()
-                assert "errors" not in body, body
+        enrol_people(api, {person: [orl(person, n) for n in (1, 2, 3)] for person in ENROLLED})
         yield api, url, layout
 
 

@@ -26,7 +26,7 @@ from lookalike.services.faces.model import FaceModel
 from lookalike.services.faces.variants import HELD_OUT
 from lookalike.services.redis.embedded import EmbeddedRedis
 from tests.conftest import API_KEY
-from tests.photos import ENROLL, IDENTIFY, TURNED_AWAY, orl, orl_image, send
+from tests.photos import IDENTIFY, TURNED_AWAY, enrol_people, orl, orl_image, send
 
 ENROLLED = [f"s{n}" for n in range(1, 11)]
 STRANGERS = [f"s{n}" for n in range(31, 36)]
@@ -44,15 +44,19 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
             data_dir=tmp_path_factory.mktemp("data"),
             api_keys=[SecretStr(API_KEY)],
             request_timeout=120,  # enrolments are ten views of a face: a loaded machine is slow
+            face_workers=2,  # enrolled two people at a time, and the variants sent so
         )
         headers = {"Authorization": f"Bearer {API_KEY}"}
         with TestClient(create_app(settings), headers=headers) as client:
-            for person in ENROLLED:
-                for number in range(1, 6):
-                    if (person, number) in TURNED_AWAY:  # refused at enrolment (s1/5)
-                        continue
-                    body = send(client, ENROLL, orl(person, number), id=person).json()
-                    assert "errors" not in body, body
+            photos = {
+                person: [
+                    orl(person, number)
+                    for number in range(1, 6)
+                    if (person, number) not in TURNED_AWAY  # refused at enrolment (s1/5)
+                ]
+                for person in ENROLLED
+            }
+            enrol_people(client, photos)
             yield client
     finally:
         server.stop()
