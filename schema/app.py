@@ -131,7 +131,7 @@ async def readyz(request: Request) -> Response:
     catalogue: Catalogue = request.app.state.catalogue
     memory: MemoryLimit = request.app.state.memory
     try:
-        status = await catalogue.status()
+        status = await catalogue.current_status()
         unfinished = await autoload_unfinished(catalogue)
         refusing = await memory.refusing_writes()
     except (ServiceUnavailable, *UNREACHABLE):

@@ -26,7 +26,7 @@ log = logging.getLogger("lookalike.recovery")
 async def restore_if_empty(catalogue: Catalogue, faces: FaceStore, *, autoload: bool) -> bool:
     """Recreate what is missing; True when something was. Redis away: nothing to do yet."""
     try:
-        if (await catalogue.status()).exists:
+        if (await catalogue.current_status()).exists:
             return False
         log.warning("the book index is gone (Redis restarted empty?): creating it again")
         loaded = await prepare_catalogue(catalogue, autoload=autoload)

@@ -57,7 +57,7 @@ async def metrics_endpoint(request: Request) -> Response:
     """Prometheus scrape: the gauges are read from Redis now, and kept if it is away."""
     state = request.app.state
     try:
-        books = (await state.catalogue.status()).documents
+        books = (await state.catalogue.current_status()).documents
         people = await state.faces.store.count()
     except (ServiceUnavailable, *UNREACHABLE):
         pass  # Redis is away: the gauges keep their last values, the counters still count

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,6 +45,10 @@ from lookalike.services.redis.round_trips import NoConnectionFree
 log = logging.getLogger("lookalike.replicas")
 T = TypeVar("T")
 CHECK_EVERY = 1.0  # seconds between health checks
+# FT.INFO walks an index (0.3-0.6 s of a replica's one thread at a million books): a replica
+# that passed its last check, whose server has not restarted, has its indexes read again
+# only this often. A resync or a restart fails a check first (link down, loading, syncing).
+INDEXES_RECHECK_EVERY = 60.0
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Replica:
     healthy: bool = False
     reason: str = "not checked yet"
     lag_bytes: int | None = None
+    indexes_read: tuple[str, float] | None = None  # run id and time of the last FT.INFO pass
 
     def set_health(self, healthy: bool, reason: str) -> None:
         if healthy != self.healthy:
@@ -107,8 +113,19 @@ class Reads:
         try:
             info = await replica.client.info("replication")
             loading = int((await replica.client.info("persistence")).get("loading", 0))
-            unready = await _unready_indexes(replica.client)
+            run_id = str((await replica.client.info("server")).get("run_id"))
+            read = replica.indexes_read
+            if (
+                read is not None
+                and read[0] == run_id
+                and time.monotonic() - read[1] < INDEXES_RECHECK_EVERY
+            ):
+                unready = []  # indexed when last read, and no check since saw it reload
+            else:
+                unready = await _unready_indexes(replica.client)
+                replica.indexes_read = None if unready else (run_id, time.monotonic())
         except (RedisError, *UNREACHABLE) as exc:
+            replica.indexes_read = None  # it may come back restarted, re-indexing
             replica.set_health(False, f"unreachable: {exc}")
             return
         lag = int(primary.get("master_repl_offset", 0)) - int(info.get("slave_repl_offset", 0))
@@ -124,6 +141,8 @@ class Reads:
             unready and f"index {unready[0]} is still indexing",
         ]
         reason = next((p for p in problems if p), "")
+        if problems[2] or problems[3] or problems[4]:  # link down, resync, load: re-indexing
+            replica.indexes_read = None
         replica.set_health(not reason, reason or "ok")
 
     async def watch(self, every: float = CHECK_EVERY) -> None:

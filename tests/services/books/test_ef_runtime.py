@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterator
 
@@ -59,7 +60,10 @@ def index_dropped_after(settings: Settings) -> Iterator[redis.Redis | redis.Redi
 
 
 def added_books(client: redis.Redis | redis.RedisCluster, prefix: str, how: str) -> None:
-    """Books with no vector yet (their descriptions still to embed): in the index's size."""
+    """Books with no vector yet (their descriptions still to embed): in the index's size.
+    Then a new catalogue version, as every writer of books in lookalike makes one
+    (``Catalogue.changed``): what tells a server to read the index's size again (own_index
+    names the index as its key prefix)."""
     pipe = client.pipeline(transaction=False)
     for n in range(ADDED):
         key = f"{prefix}:{9_000_000 + n}"
@@ -68,6 +72,7 @@ def added_books(client: redis.Redis | redis.RedisCluster, prefix: str, how: str)
         else:
             pipe.unlink(key)
     pipe.execute()
+    client.set(f"catalogue-version:{prefix}", secrets.token_hex(8))
 
 
 def sent_ef(catalogue: Catalogue) -> int:

@@ -237,11 +237,12 @@ def test_a_kept_search_answer_is_served_until_the_catalogue_changes(
         )
 
     async def indexed(catalogue: Catalogue) -> None:
-        """Until the index holds every book (a cluster's shards report it a moment later):
-        an answer read before is not kept."""
+        """Until the catalogue knows the index holds every book (a cluster's shards report it
+        a moment later; a server's index watch asks every 2 seconds): an answer read before
+        is not kept."""
         for _ in range(200):
-            info = await index_info(catalogue.redis, scratch_settings.index_name)
-            if info is not None and fully_indexed(info):
+            status = await catalogue.current_status()
+            if status.exists and status.percent_indexed >= 1:
                 return
             await anyio.sleep(0.05)
         raise AssertionError("the index never finished indexing")
