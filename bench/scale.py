@@ -121,20 +121,25 @@ def shipped_scale() -> ScaleCatalogue:
     )
 
 
-def generate(size: int, seed: int = 7) -> ScaleCatalogue:
-    """The real catalogue plus ``size - 1486`` generated books."""
+def generate(size: int, seed: int = 7, relatives: int | None = None) -> ScaleCatalogue:
+    """The real catalogue plus ``size - 1486`` generated books. ``relatives``: generate them
+    around only as many real books as give each that many (a million has about 670 a real
+    book): a small catalogue as dense as a large one, to compare HNSW builds quickly."""
     base = shipped_scale()
     records = base.records
     usable = [i for i, r in enumerate(records) if r["description"].strip()]
     real_vectors = base.vectors
     rng = np.random.default_rng(seed)
     extra = size - len(records)
-    parents = rng.choice(len(usable), extra)
+    pool = len(usable)
+    if relatives is not None:  # the first real books, in the shipped order
+        pool = max(2, min(pool, extra // relatives))
+    parents = rng.choice(pool, extra)
     made = np.empty((extra, real_vectors.shape[1]), dtype=np.float32)
     for start in range(0, extra, 100_000):  # in slices: a million at once needs 6 GB
         stop = min(start + 100_000, extra)
         n = stop - start
-        others = rng.choice(len(usable), n)
+        others = rng.choice(pool, n)
         mix = rng.uniform(0.2, 0.8, n).astype(np.float32)[:, None]
         sigma = np.where(rng.random(n) < 0.5, rng.uniform(0.04, 0.07, n), 0.02)
         near = real_vectors[parents[start:stop]]
