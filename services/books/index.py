@@ -14,7 +14,7 @@ one clause (measured: a long list costs a KNN query far less as one TAG negation
 numeric negations; docs/decisions.md); and full text (BM25) over title (weighted highest),
 author and description for keyword search. Term offsets are not kept (NOOFFSETS): they cost
 memory on every book and serve only exact-phrase queries and highlighting. HNSW parameters
-come from settings: the defaults (M 16, EF_CONSTRUCTION 200, and EF_RUNTIME 100 sent with
+come from settings: the defaults (M 32, EF_CONSTRUCTION 200, and EF_RUNTIME 100 sent with
 every query on catalogues of up to a few hundred thousand books a shard, more past that:
 ``services/books/queries.py``) reproduce exact nearest neighbours on the shipped catalogue,
 where the server's default EF_RUNTIME 10 misses some.
