@@ -130,8 +130,8 @@ class Catalogue:
         self.queries = BookQueries(settings)
         self.answers: KeptAnswers[Match] = KeptAnswers()  # searchBooks, per catalogue version
         self.version_key = f"catalogue-version:{settings.index_name}"
-        # The last FT.INFO status, the marker read with it, and when (``current_status``)
-        self._known: tuple[IndexStatus, tuple[bool, Any, Any], float] | None = None
+        # The last FT.INFO status, the marker read with it, when, and the seconds it took
+        self._known: tuple[IndexStatus, tuple[bool, Any, Any], float, float] | None = None
         # The books the index held when ``status`` last asked (on opening, then every few
         # seconds from the recovery watch): the query cost prices radius searches by it
         # without a round trip of its own.
@@ -418,6 +418,7 @@ class Catalogue:
         index's tag and term tries on Redis's one thread, 0.3-0.6 s at a million books: what
         runs often (readiness, metrics, the index watch) asks ``current_status`` instead."""
         marker = await self._marker()
+        started = time.monotonic()
         try:
             async with redis_errors():
                 info = await index_info(self.redis, self.settings.index_name)
@@ -435,7 +436,8 @@ class Catalogue:
                 documents=self.books,
                 percent_indexed=float(info.get("percent_indexed", 0.0)),
             )
-        self._known = (status, marker, time.monotonic())
+        now = time.monotonic()
+        self._known = (status, marker, now, now - started)
         return status
 
     async def current_status(self) -> IndexStatus:
@@ -443,18 +445,22 @@ class Catalogue:
         the index is gone or was still indexing, the catalogue's version moved (every writer
         of books or of the index changes it), Redis restarted (its run id), or the last read
         is STATUS_MAX_AGE old (books written by something other than lookalike). Otherwise
-        one cheap round trip (FT._LIST, GET, INFO server)."""
+        one cheap round trip (FT._LIST, GET, INFO server). While the index is being built,
+        FT.INFO is read again no sooner than ten times what it last took, so that it never
+        holds more than a tenth of the thread that indexes."""
         if self._known is not None:
-            status, marker, read_at = self._known
-            fresh = time.monotonic() - read_at < STATUS_MAX_AGE
-            if status.exists and status.percent_indexed >= 1 and fresh:
+            status, marker, read_at, took = self._known
+            age = time.monotonic() - read_at
+            if status.exists and status.percent_indexed < 1 and age < 10 * took:
+                return status
+            if status.exists and status.percent_indexed >= 1 and age < STATUS_MAX_AGE:
                 now = await self._marker()
                 if now == marker:
                     return status
                 if not now[0]:  # the index is gone: nothing to ask FT.INFO
                     self.books = self.queries.books_per_shard = 0
                     gone = IndexStatus(exists=False, documents=0, percent_indexed=0.0)
-                    self._known = (gone, now, time.monotonic())
+                    self._known = (gone, now, time.monotonic(), 0.0)
                     return gone
         return await self.status()
 
