@@ -63,6 +63,7 @@ from lookalike.services.redis.indexes import (
     definition_key,
     fingerprint,
     index_info,
+    version_key,
 )
 from lookalike.services.redis.replicas import Reads
 from lookalike.services.redis.searches import SearchPipeline
@@ -129,7 +130,7 @@ class Catalogue:
         self._searches = SearchPipeline(self.reads, settings.index_name, self.watch)
         self.queries = BookQueries(settings)
         self.answers: KeptAnswers[Match] = KeptAnswers()  # searchBooks, per catalogue version
-        self.version_key = f"catalogue-version:{settings.index_name}"
+        self.version_key = version_key(settings.index_name)
         # The last FT.INFO status, the marker read with it, when, and the seconds it took
         self._known: tuple[IndexStatus, tuple[bool, Any, Any], float, float] | None = None
         # The books the index held when ``status`` last asked (on opening, then every few
@@ -436,6 +437,10 @@ class Catalogue:
                 documents=self.books,
                 percent_indexed=float(info.get("percent_indexed", 0.0)),
             )
+        earlier = self._known
+        restarted = earlier is not None and earlier[1][2] != marker[2]
+        if restarted or status.percent_indexed < 1:  # answers kept may miss books
+            self.answers.clear()
         now = time.monotonic()
         self._known = (status, marker, now, now - started)
         return status
@@ -480,16 +485,25 @@ class Catalogue:
                         self.redis.execute_command("FT._LIST", target_nodes="random"),
                         self.redis.get(self.version_key),
                     )
-                    server = []
+                    server: Any = None
                 else:
-                    commands = [("FT._LIST",), ("GET", self.version_key), ("INFO", "server")]
-                    names, version, *server = await in_one_round_trip(self.redis, commands)
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        pipe.execute_command("FT._LIST")
+                        pipe.get(self.version_key)
+                        pipe.execute_command("INFO", "server")
+                        names, version, server = await pipe.execute(raise_on_error=False)
+                    for reply in (names, version):
+                        if isinstance(reply, Exception):
+                            raise reply
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
         listed = self.settings.index_name in {
             n.decode() if isinstance(n, bytes) else str(n) for n in names
         }
-        return listed, version, server[0].get("run_id") if server else None
+        # A Redis user may be refused INFO (an ACL): then no run id, and a restart is seen
+        # by STATUS_MAX_AGE's re-read
+        run_id = server.get("run_id") if isinstance(server, dict) else None
+        return listed, version, run_id
 
 
 def _combine(facets: BookFilter, exclude: str | None) -> FilterExpression | str | None:

@@ -80,6 +80,12 @@ def fingerprint(schema: IndexSchema, extras: IndexExtras = NO_EXTRAS) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
+def version_key(index_name: str) -> str:
+    """The key of a catalogue's version: a new value each time its books or its index change
+    (``Catalogue.changed``), which replicas receive like any write."""
+    return f"catalogue-version:{index_name}"
+
+
 def definition_key(schema: IndexSchema) -> str:
     return f"index-definition:{schema.index.name}"
 

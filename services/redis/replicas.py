@@ -39,7 +39,7 @@ from lookalike.services.redis.connection import (
     is_cluster,
     redact,
 )
-from lookalike.services.redis.indexes import fully_indexed, info_of
+from lookalike.services.redis.indexes import fully_indexed, info_of, version_key
 from lookalike.services.redis.round_trips import NoConnectionFree
 
 log = logging.getLogger("lookalike.replicas")
@@ -58,7 +58,8 @@ class Replica:
     healthy: bool = False
     reason: str = "not checked yet"
     lag_bytes: int | None = None
-    indexes_read: tuple[str, float] | None = None  # run id and time of the last FT.INFO pass
+    # run id (and watched keys) and time of the last FT.INFO that found every index indexed
+    indexes_read: tuple[str, float] | None = None
 
     def set_health(self, healthy: bool, reason: str) -> None:
         if healthy != self.healthy:
@@ -79,6 +80,9 @@ class Reads:
     primary: Redis
     replicas: Sequence[Replica] = ()
     max_lag: int = 1024 * 1024
+    # Keys whose change means an index was rebuilt on the primary (the catalogue's version):
+    # a replica re-indexes then with no restart and no break in its link
+    watched: Sequence[str] = ()
     _turn: Any = field(default_factory=itertools.count)
 
     def pick(self) -> Replica | None:
@@ -114,6 +118,8 @@ class Reads:
             info = await replica.client.info("replication")
             loading = int((await replica.client.info("persistence")).get("loading", 0))
             run_id = str((await replica.client.info("server")).get("run_id"))
+            if self.watched:
+                run_id += repr(await replica.client.mget(self.watched))
             read = replica.indexes_read
             if (
                 read is not None
@@ -194,7 +200,7 @@ async def open_reads(settings: Settings, primary: Redis) -> AsyncIterator[Reads]
         Replica(u, connect(u, settings.redis_timeout, settings.redis_max_connections))
         for u in settings.redis_replicas
     ]
-    reads = Reads(primary, replicas, settings.replica_max_lag)
+    reads = Reads(primary, replicas, settings.replica_max_lag, [version_key(settings.index_name)])
     await reads.check()
     for replica in replicas:
         if not replica.healthy:

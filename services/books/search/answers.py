@@ -61,5 +61,11 @@ class KeptAnswers(Generic[T]):
         if old is not None:
             self._held -= len(old.answer)
 
+    def clear(self) -> None:
+        """Forget every answer: the index they were read from may not have held every book
+        (a Redis that restarted and is indexing again)."""
+        self._kept.clear()
+        self._held = 0
+
     def __len__(self) -> int:
         return len(self._kept)

@@ -104,3 +104,26 @@ def test_a_dropped_index_is_seen_without_ft_info(served: tuple[TestClient, redis
     status = api.portal.call(catalogue.current_status)  # type: ignore[union-attr]
     assert not status.exists
     assert wait_ready(api)["books"] == 1486  # restored by the watch, from the same keys
+
+
+def test_a_redis_user_refused_info_still_gets_a_status(
+    served: tuple[TestClient, redis.Redis], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An ACL user without INFO (some managed Redis plans): the marker has no run id, and
+    the server starts, is ready and serves as any other."""
+    _, client = served
+    client.execute_command(  # type: ignore[no-untyped-call]
+        "ACL", "SETUSER", "no-info", "on", ">secret", "~*", "&*", "+@all", "-info"
+    )
+    try:
+        path = client.connection_pool.connection_kwargs["path"]
+        url = f"unix://no-info:secret@{path}"
+        with pytest.raises(redis.ResponseError, match=r"(?i)permission"):
+            redis.Redis.from_url(url).info("server")
+        settings = Settings(redis_url=url, data_dir=tmp_path_factory.mktemp("no-info"))
+        with TestClient(create_app(settings)) as api:
+            assert wait_ready(api)["books"] == 1486
+            assert gql(api, SIMILAR)["data"]["book"]["similar"]
+            assert metric(api.get("/metrics").text, "lookalike_catalogue_books") == 1486
+    finally:
+        client.execute_command("ACL", "DELUSER", "no-info")  # type: ignore[no-untyped-call]
