@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 
 import redis
 
-from bench.scale import ScaleCatalogue, generate, load, recall
+from bench.scale import Measured, ScaleCatalogue, free_port, generate, load_into_redis, recall
 from lookalike.services.core.settings import Settings
 from lookalike.services.redis.embedded import server_command
 
@@ -66,21 +65,6 @@ class Build:
         return f"{self.vector_type.upper()} M {self.m} EF_CONSTRUCTION {self.ef_construction}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def indexed(client: redis.Redis, index: str) -> None:
-    while True:
-        info = client.ft(index).info()  # type: ignore[no-untyped-call]
-        if float(info["percent_indexed"]) >= 1 and not int(info["indexing"]):
-            return
-        time.sleep(0.5)
-
-
 def measure(
     builds: list[Build], data: ScaleCatalogue, efs: list[int], books: int, rounds: int
 ) -> None:
@@ -98,11 +82,10 @@ def measure(
                 except redis.ConnectionError:
                     time.sleep(0.1)
             loaded: dict[Build, float] = {}
-            for build in builds:
-                started = time.perf_counter()
-                asyncio.run(load(build.settings(url), data))
-                indexed(client, build.name)
-                loaded[build] = time.perf_counter() - started
+            for build in builds:  # bench.scale's load: until every book is indexed
+                target = Measured(build.settings(url), data)
+                load_into_redis(target)
+                loaded[build] = target.indexed_seconds or 0.0
                 print(f"  {build}: loaded in {loaded[build]:.0f} s", flush=True)
             found: dict[tuple[Build, int], float] = {}
             times: dict[tuple[Build, int], list[float]] = {}
