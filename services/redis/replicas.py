@@ -136,18 +136,20 @@ class Reads:
             return
         lag = int(primary.get("master_repl_offset", 0)) - int(info.get("slave_repl_offset", 0))
         replica.lag_bytes = max(lag, 0)
+        link_down = info.get("master_link_status") != "up"
+        syncing = bool(int(info.get("master_sync_in_progress", 0)))
         problems = [
             info.get("role") != "slave" and "it is not a replica",
             info.get("master_replid") != primary.get("master_replid")
             and "it replicates another primary",
-            info.get("master_link_status") != "up" and "its link to the primary is down",
-            int(info.get("master_sync_in_progress", 0)) and "it is resynchronising",
+            link_down and "its link to the primary is down",
+            syncing and "it is resynchronising",
             loading and "it is loading its data",
             lag > self.max_lag and f"it is {lag} bytes behind the primary",
             unready and f"index {unready[0]} is still indexing",
         ]
         reason = next((p for p in problems if p), "")
-        if problems[2] or problems[3] or problems[4]:  # link down, resync, load: re-indexing
+        if link_down or syncing or loading:  # each means its indexes are read in again
             replica.indexes_read = None
         replica.set_health(not reason, reason or "ok")
 
