@@ -15,17 +15,16 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
 from redisvl.query import FilterQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
 from lookalike.services.books.filters import BookFilter
 from lookalike.services.books.index import BOOK_INDEX_EXTRAS, book_schema, shaping_settings
+from lookalike.services.books.index_status import IndexStatus, IndexStatusReader, Reading
 from lookalike.services.books.queries import BookQueries, Match
 from lookalike.services.books.records import VECTOR_FIELD, Book, BookFields
 from lookalike.services.books.requests import (
@@ -47,13 +46,11 @@ from lookalike.services.books.search.jobs import (
     take,
 )
 from lookalike.services.books.search.recommendations import RecommendStrategy, average_vector_query
-from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.core.settings import Settings
 from lookalike.services.embeddings.vector_math import from_blobs
 from lookalike.services.redis.connection import (
     Redis,
     in_one_round_trip,
-    is_cluster,
     redis_errors,
     shard_count,
 )
@@ -62,7 +59,6 @@ from lookalike.services.redis.indexes import (
     DefinitionWatch,
     definition_key,
     fingerprint,
-    index_info,
     version_key,
 )
 from lookalike.services.redis.replicas import Reads
@@ -100,18 +96,6 @@ class VectorSearch:
     mixed: bool = False  # a vector that is no book's or text's (AVERAGE_VECTOR)
 
 
-@dataclass(frozen=True, slots=True)
-class IndexStatus:
-    exists: bool
-    documents: int
-    percent_indexed: float
-
-
-# How long an index status read by FT.INFO is trusted when nothing says it changed: books
-# written by something other than lookalike move the size EF_RUNTIME follows within this.
-STATUS_MAX_AGE = 60.0
-
-
 class Catalogue:
     def __init__(self, client: Redis, settings: Settings, reads: Reads | None = None) -> None:
         self.redis = client  # the primary: writes, index status
@@ -131,8 +115,10 @@ class Catalogue:
         self.queries = BookQueries(settings)
         self.answers: KeptAnswers[Match] = KeptAnswers()  # searchBooks, per catalogue version
         self.version_key = version_key(settings.index_name)
-        # The last FT.INFO status, the marker read with it, when, and the seconds it took
-        self._known: tuple[IndexStatus, tuple[bool, Any, Any], float, float] | None = None
+        self._run_id: str | None = None  # Redis's, when the status was last taken
+        self._status = IndexStatusReader(
+            client, settings.index_name, self.version_key, definition_key(self.schema)
+        )
         # The books the index held when ``status`` last asked (on opening, then every few
         # seconds from the recovery watch): the query cost prices radius searches by it
         # without a round trip of its own.
@@ -405,105 +391,42 @@ class Catalogue:
 
     async def until_indexed(self, every: float = 0.1) -> IndexStatus:
         """The index's status once it holds every book (a rebuilt index reads its books in
-        the background)."""
+        the background). FT.INFO is asked no more often than the index status allows: it
+        stalls the thread that indexes."""
         while True:
             status = await self.status()
             if not status.exists or status.percent_indexed >= 1:
                 return status
-            await asyncio.sleep(every)
+            await asyncio.sleep(max(every, self._status.next_read_in()))
 
     async def status(self) -> IndexStatus:
         """The index's size and progress, read now (FT.INFO); ``exists`` False when there is
-        no index (a Redis that restarted empty). Redis unreachable, or failing to answer (a
-        cluster with a shard down), is ServiceUnavailable, not 'missing'. FT.INFO walks the
-        index's tag and term tries on Redis's one thread, 0.3-0.6 s at a million books: what
-        runs often (readiness, metrics, the index watch) asks ``current_status`` instead."""
-        marker = await self._marker()
-        started = time.monotonic()
-        try:
-            async with redis_errors():
-                info = await index_info(self.redis, self.settings.index_name)
-        except RedisError as exc:
-            raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
-        if info is None:
-            self.books = self.queries.books_per_shard = 0
-            status = IndexStatus(exists=False, documents=0, percent_indexed=0.0)
-        else:
-            self.books = int(info.get("num_docs", 0))  # on a cluster, summed over the shards
-            # Keys spread evenly over the shards by their hash: each shard's graph its share
-            self.queries.books_per_shard = math.ceil(self.books / shard_count(self.redis))
-            status = IndexStatus(
-                exists=True,
-                documents=self.books,
-                percent_indexed=float(info.get("percent_indexed", 0.0)),
-            )
-        earlier = self._known
-        restarted = earlier is not None and earlier[1][2] != marker[2]
-        if restarted or status.percent_indexed < 1:  # answers kept may miss books
-            self.answers.clear()
-        now = time.monotonic()
-        self._known = (status, marker, now, now - started)
-        return status
+        no index (a Redis that restarted empty). What runs often (readiness, metrics, the
+        index watch) asks ``current_status`` instead (``index_status``)."""
+        return self._take(await self._status.read())
 
     async def current_status(self) -> IndexStatus:
-        """``status``, read with FT.INFO only when it can have changed since the last read:
-        the index is gone or was still indexing, the catalogue's version moved (every writer
-        of books or of the index changes it), Redis restarted (its run id), or the last read
-        is STATUS_MAX_AGE old (books written by something other than lookalike). Otherwise
-        one cheap round trip (FT._LIST, GET, INFO server). While the index is being built,
-        FT.INFO is read again no sooner than ten times what it last took, so that it never
-        holds more than a tenth of the thread that indexes."""
-        if self._known is not None:
-            status, marker, read_at, took = self._known
-            age = time.monotonic() - read_at
-            if status.exists and status.percent_indexed < 1 and age < 10 * took:
-                return status
-            if status.exists and status.percent_indexed >= 1 and age < STATUS_MAX_AGE:
-                now = await self._marker()
-                if now == marker:
-                    return status
-                if not now[0]:  # the index is gone: nothing to ask FT.INFO
-                    self.books = self.queries.books_per_shard = 0
-                    gone = IndexStatus(exists=False, documents=0, percent_indexed=0.0)
-                    self._known = (gone, now, time.monotonic(), 0.0)
-                    return gone
-        return await self.status()
+        """``status``, read with FT.INFO only when it can have changed (``index_status``)."""
+        return self._take(await self._status.current())
 
     def known_indexed(self) -> bool:
-        """Whether the index held every book when ``current_status`` last looked (at most the
+        """Whether the index held every book when its status was last read (at most the
         index watch's 2 seconds ago): what a searchBooks answer must be read from to be kept."""
-        return self._known is not None and self._known[0].percent_indexed >= 1
+        known = self._status.known
+        return known is not None and known.status.complete
 
-    async def _marker(self) -> tuple[bool, Any, Any]:
-        """What changes when the index's size or progress can have: whether it exists, the
-        catalogue's version, and the run id of Redis (one Redis; a cluster's shards restart
-        under STATUS_MAX_AGE's watch)."""
-        try:
-            async with redis_errors():
-                if is_cluster(self.redis):  # a keyless command names its node: not pipelined
-                    names, version = await asyncio.gather(
-                        self.redis.execute_command("FT._LIST", target_nodes="random"),
-                        self.redis.get(self.version_key),
-                    )
-                    server: Any = None
-                else:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        pipe.execute_command("FT._LIST")
-                        pipe.get(self.version_key)
-                        pipe.execute_command("INFO", "server")
-                        names, version, server = await pipe.execute(raise_on_error=False)
-                    for reply in (names, version):
-                        if isinstance(reply, Exception):
-                            raise reply
-        except RedisError as exc:
-            raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
-        listed = self.settings.index_name in {
-            n.decode() if isinstance(n, bytes) else str(n) for n in names
-        }
-        # A Redis user may be refused INFO (an ACL): then no run id, and a restart is seen
-        # by STATUS_MAX_AGE's re-read
-        run_id = server.get("run_id") if isinstance(server, dict) else None
-        return listed, version, run_id
+    def _take(self, reading: Reading) -> IndexStatus:
+        """Size the queries by the status; forget kept answers that may miss books (Redis
+        restarted, or the index is being built)."""
+        status = reading.status
+        self.books = status.documents
+        # Keys spread evenly over the shards by their hash: each shard's graph its share
+        self.queries.books_per_shard = math.ceil(self.books / shard_count(self.redis))
+        restarted = self._run_id is not None and self._run_id != reading.marker.run_id
+        if restarted or not status.complete:
+            self.answers.clear()
+        self._run_id = reading.marker.run_id
+        return status
 
 
 def _combine(facets: BookFilter, exclude: str | None) -> FilterExpression | str | None:

@@ -49,6 +49,9 @@ CHECK_EVERY = 1.0  # seconds between health checks
 # that passed its last check, whose server has not restarted, has its indexes read again
 # only this often. A resync or a restart fails a check first (link down, loading, syncing).
 INDEXES_RECHECK_EVERY = 60.0
+# While a replica builds an index, FT.INFO again no sooner than this many times what it took:
+# its thread is the one that indexes.
+INDEXES_SPACING = 10.0
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Replica:
     lag_bytes: int | None = None
     # run id (and watched keys) and time of the last FT.INFO that found every index indexed
     indexes_read: tuple[str, float] | None = None
+    # the indexes the last FT.INFO found still indexing, and when to ask again
+    unready: tuple[list[str], float] = ([], 0.0)
 
     def set_health(self, healthy: bool, reason: str) -> None:
         if healthy != self.healthy:
@@ -121,15 +126,16 @@ class Reads:
             if self.watched:
                 run_id += repr(await replica.client.mget(self.watched))
             read = replica.indexes_read
-            if (
-                read is not None
-                and read[0] == run_id
-                and time.monotonic() - read[1] < INDEXES_RECHECK_EVERY
-            ):
+            now = time.monotonic()
+            if read is not None and read[0] == run_id and now - read[1] < INDEXES_RECHECK_EVERY:
                 unready = []  # indexed when last read, and no check since saw it reload
+            elif now < replica.unready[1]:  # still building: FT.INFO stalls it, so spaced
+                unready = replica.unready[0]
             else:
                 unready = await _unready_indexes(replica.client)
+                spacing = INDEXES_SPACING * (time.monotonic() - now)
                 replica.indexes_read = None if unready else (run_id, time.monotonic())
+                replica.unready = (unready, time.monotonic() + spacing if unready else 0.0)
         except (RedisError, *UNREACHABLE) as exc:
             replica.indexes_read = None  # it may come back restarted, re-indexing
             replica.set_health(False, f"unreachable: {exc}")

@@ -8,15 +8,19 @@ books makes one) or a restarted Redis. Counted by Redis itself (INFO commandstat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
+from lookalike.services.books import index_status
 from lookalike.services.books.catalogue import Catalogue
+from lookalike.services.books.index_status import IndexStatusReader
 from lookalike.services.core.settings import Settings
 from tests.conftest import gql, metric, wait_ready
 from tests.redis_cluster import running_redis
@@ -127,3 +131,96 @@ def test_a_redis_user_refused_info_still_gets_a_status(
             assert metric(api.get("/metrics").text, "lookalike_catalogue_books") == 1486
     finally:
         client.execute_command("ACL", "DELUSER", "no-info")  # type: ignore[no-untyped-call]
+
+
+# ``IndexStatusReader`` in several processes: each reader below is what one process (a worker,
+# a server on another machine) holds, on a Redis of their own (no server's watch reads FT.INFO
+# there meanwhile). FT.INFO there takes about a millisecond, so the spacing it earns (ten
+# times that) is too short to see; the test that needs a slow FT.INFO raises SPACING instead,
+# as a million books' FT.INFO would.
+OWN = "status-test"
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_redis("redis", tmp_path_factory.mktemp("index-status-readers")) as url:
+        yield url
+
+
+@pytest.fixture
+def readers(own_redis: str) -> Iterator[tuple[redis.Redis, list[IndexStatusReader]]]:
+    client = redis.Redis.from_url(own_redis)
+    client.flushall()
+    client.execute_command(  # type: ignore[no-untyped-call]
+        "FT.CREATE", OWN, "ON", "HASH", "PREFIX", "1", f"{OWN}:", "SCHEMA", "t", "TAG"
+    )
+    for n in range(5):
+        client.hset(f"{OWN}:{n}", "t", "x")
+    client.set(f"index-definition:{OWN}", "one")
+    made = [
+        IndexStatusReader(
+            redis.asyncio.Redis.from_url(own_redis),
+            OWN,
+            f"catalogue-version:{OWN}",
+            f"index-definition:{OWN}",
+        )
+        for _ in range(4)
+    ]
+    yield client, made
+    client.execute_command("FT.DROPINDEX", OWN, "DD")  # type: ignore[no-untyped-call]
+    client.close()
+
+
+def test_a_status_one_process_read_is_shared_with_the_others(
+    readers: tuple[redis.Redis, list[IndexStatusReader]],
+) -> None:
+    client, all_of_them = readers
+    first, *others = all_of_them
+
+    async def run() -> None:
+        before = ft_info_calls(client)
+        read = await first.read()
+        assert read.status.documents == 5
+        assert ft_info_calls(client) == before + 1
+        for other in others:  # the same marker: what the first read is theirs
+            assert (await other.current()).status == read.status
+        assert ft_info_calls(client) == before + 1
+        client.hset(f"{OWN}:5", "t", "y")
+        client.set(first.version_key, "a book written")  # what a writer does
+        await asyncio.sleep(0.2)  # past the spacing a 1 ms FT.INFO earns, and the claim
+        # All four at once: one claims the read, the others keep what they had this time
+        await asyncio.gather(*(reader.current() for reader in all_of_them))
+        assert ft_info_calls(client) == before + 2
+        found = [await reader.current() for reader in all_of_them]  # and take it the next
+        assert ft_info_calls(client) == before + 2
+        assert {r.marker.version for r in found} == {"a book written"}
+        assert {r.status.documents for r in found} == {6}
+
+    asyncio.run(run())
+
+
+def test_a_stream_of_writes_reads_ft_info_only_when_it_is_due(
+    readers: tuple[redis.Redis, list[IndexStatusReader]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As at a million books, where a read takes 0.5 s and the next is due 5 s later: every
+    write moves the version, and no process asks FT.INFO until then. A change of the index
+    itself (its definition: a rebuild) is read at once."""
+    client, readers_ = readers
+    monkeypatch.setattr(index_status, "SPACING", 100_000.0)  # a 1 ms read: due in 100 s
+
+    async def run() -> None:
+        before = ft_info_calls(client)
+        read = await readers_[0].read()
+        for n in range(20):
+            client.hset(f"{OWN}:{10 + n}", "t", "z")
+            client.set(readers_[0].version_key, f"write {n}")
+            for reader in readers_:
+                assert (await reader.current()).status == read.status  # 5 books, for now
+        assert ft_info_calls(client) == before + 1
+        client.set(readers_[0].definition_key, "rebuilt")
+        assert (await readers_[1].current()).status.documents == 25
+        assert ft_info_calls(client) == before + 2
+        assert (await readers_[2].current()).status.documents == 25  # shared
+        assert ft_info_calls(client) == before + 2
+
+    asyncio.run(run())
