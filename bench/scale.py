@@ -172,7 +172,12 @@ def serve(settings: Settings, data_dir: str) -> tuple[subprocess.Popen[bytes], s
     env = {**os.environ, "REDIS_URL": settings.redis_url or "",
            "LOOKALIKE_INDEX_NAME": settings.index_name, "LOOKALIKE_KEY_PREFIX": settings.key_prefix,
            "LOOKALIKE_CATALOGUE_AUTOLOAD": "false", "LOOKALIKE_DATA_DIR": data_dir,
-           "LOOKALIKE_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "LOOKALIKE_LOG_LEVEL": "WARNING",
+           # ready once the text model has loaded: a server loads it in the background after
+           # it is ready, seconds of CPU that the first requests timed would share the machine
+           # with (it made the server started second 1.5 ms slower a request, whatever its
+           # catalogue: docs/benchmarks.md)
+           "LOOKALIKE_READY_WAITS_FOR_MODELS": "true"}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "lookalike.schema.cli", "serve", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
