@@ -23,6 +23,7 @@ from graphql import OperationDefinitionNode, VariableValues, build_schema, parse
 from lookalike.schema.execution.schema import sdl
 from lookalike.schema.limits.cost import operation_cost
 from lookalike.services.core.settings import Settings
+from tests.conftest import metric
 from tests.servers import Served, serving
 
 PER_MINUTE = 1000
@@ -148,9 +149,14 @@ def test_what_one_server_charges_the_other_refuses(servers: Servers) -> None:
     for _ in range(fits - 1):
         assert ask(servers.a, SIMILAR_100, client).status == 200
     left = PER_MINUTE - fits * cost
+    limited = {"operation": "anonymous", "code": "RATE_LIMITED"}
+    counted = httpx.get(f"{servers.b.base}/metrics").text
+    before = metric(counted, "lookalike_graphql_errors_total", **limited)
     on_b = ask(servers.b, SIMILAR_100, client)
     refused(on_b)
     assert on_b.cost["remaining"] == left
+    counted = httpx.get(f"{servers.b.base}/metrics").text  # what an operator alerts on
+    assert metric(counted, "lookalike_graphql_errors_total", **limited) == before + 1
     # a cheaper query still fits what is left: the refused one took nothing
     cheap = ask(servers.b, '{ book(id: "9") { title } }', client)
     assert cheap.status == 200, cheap.body
