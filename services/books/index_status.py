@@ -232,7 +232,7 @@ class IndexStatusReader:
                         *(self.redis.get(key) for key in keys),
                         self.redis.pttl(self.shared_key),
                     )
-                    server: Any = None
+                    server: Any = None  # no run id: see Marker
                 else:
                     async with self.redis.pipeline(transaction=False) as pipe:
                         pipe.execute_command("FT._LIST")
@@ -241,15 +241,13 @@ class IndexStatusReader:
                         pipe.pttl(self.shared_key)
                         pipe.execute_command("INFO", "server")
                         replies = await pipe.execute(raise_on_error=False)
-                    names, version, definition, shared, ttl, server = replies
-                    for reply in replies[:-1]:  # INFO may be refused (below)
+                    for reply in replies[:-1]:  # INFO may be refused (an ACL): no run id
                         if isinstance(reply, Exception):
                             raise reply
+                    names, version, definition, shared, ttl, server = replies
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
         listed = self.index_name in {_text(n) for n in names}
-        # A Redis user may be refused INFO (an ACL): then no run id, and a restart is seen
-        # by STATUS_MAX_AGE's re-read
         run_id = _text(server.get("run_id")) if isinstance(server, dict) else None
         marker = Marker(listed, _text(definition), _text(version), run_id)
         return marker, _adopted(shared, ttl)
