@@ -412,8 +412,8 @@ class Catalogue:
     def known_indexed(self) -> bool:
         """Whether the index held every book when its status was last read (at most the
         index watch's 2 seconds ago): what a searchBooks answer must be read from to be kept."""
-        known = self._status.known
-        return known is not None and known.status.complete
+        last = self._status.last
+        return last is not None and last.status.complete
 
     def _take(self, reading: Reading) -> IndexStatus:
         """Size the queries by the status; forget kept answers that may miss books (Redis

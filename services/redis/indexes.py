@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -88,6 +89,12 @@ def version_key(index_name: str) -> str:
 
 def definition_key(schema: IndexSchema) -> str:
     return f"index-definition:{schema.index.name}"
+
+
+def generation_key(index_name: str) -> str:
+    """The key of an index's generation: a new value at every FT.CREATE of it, so that an
+    index dropped and created again (by whoever) is told from one that only gained books."""
+    return f"index-generation:{index_name}"
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,7 @@ async def create_index(client: Redis, schema: IndexSchema, extras: IndexExtras) 
     if isinstance(client, RedisCluster):
         await search_knows_every_shard(client)
     await client.execute_command("FT.CREATE", schema.index.name, *arguments)
+    await client.set(generation_key(schema.index.name), secrets.token_hex(8))
     if isinstance(client, RedisCluster):
         await _on_every_shard(client, schema.index.name)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 import redis.asyncio
+from redisvl.schema import IndexSchema
 from starlette.testclient import TestClient
 
 from lookalike.schema.app import create_app
@@ -22,6 +23,7 @@ from lookalike.services.books import index_status
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.index_status import IndexStatusReader
 from lookalike.services.core.settings import Settings
+from lookalike.services.redis.indexes import NO_EXTRAS, create_index, fully_indexed, info_of
 from tests.conftest import gql, metric, wait_ready
 from tests.redis_cluster import running_redis
 
@@ -99,8 +101,9 @@ def test_a_new_catalogue_version_is_read_once(served: tuple[TestClient, redis.Re
     assert metric(api.get("/metrics").text, "lookalike_catalogue_books") == 1486
 
 
-def test_a_dropped_index_is_seen_without_ft_info(served: tuple[TestClient, redis.Redis]) -> None:
-    """FT._LIST, read with every status, says the index is gone; the watch rebuilds it."""
+def test_a_dropped_index_is_seen_and_rebuilt(served: tuple[TestClient, redis.Redis]) -> None:
+    """FT._LIST, read with every status, says the index is gone; the watch rebuilds it.
+    (That no FT.INFO is asked to see it is counted with readers of their own, below.)"""
     api, client = served
     catalogue: Catalogue = api.app.state.catalogue  # type: ignore[attr-defined]
     settled(client)
@@ -147,13 +150,38 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+OWN_SCHEMA = IndexSchema.from_dict(
+    {
+        "index": {"name": OWN, "prefix": f"{OWN}:", "storage_type": "hash"},
+        "fields": [{"name": "t", "type": "tag"}],
+    }
+)
+
+
+def create_own(url: str) -> None:
+    """FT.CREATE as the product sends it (``indexes.create_index``: a new generation)."""
+
+    async def create() -> None:
+        client = redis.asyncio.Redis.from_url(url)
+        await create_index(client, OWN_SCHEMA, NO_EXTRAS)
+        await client.aclose()
+
+    asyncio.run(create())
+
+
+def scanned(client: redis.Redis) -> None:
+    """Until the index has read the books already in Redis (after FT.CREATE)."""
+    deadline = time.monotonic() + 30
+    while not fully_indexed(info_of(client.execute_command("FT.INFO", OWN))):  # type: ignore[no-untyped-call]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def readers(own_redis: str) -> Iterator[tuple[redis.Redis, list[IndexStatusReader]]]:
     client = redis.Redis.from_url(own_redis)
     client.flushall()
-    client.execute_command(  # type: ignore[no-untyped-call]
-        "FT.CREATE", OWN, "ON", "HASH", "PREFIX", "1", f"{OWN}:", "SCHEMA", "t", "TAG"
-    )
+    create_own(own_redis)
     for n in range(5):
         client.hset(f"{OWN}:{n}", "t", "x")
     client.set(f"index-definition:{OWN}", "one")
@@ -222,5 +250,69 @@ def test_a_stream_of_writes_reads_ft_info_only_when_it_is_due(
         assert ft_info_calls(client) == before + 2
         assert (await readers_[2].current()).status.documents == 25  # shared
         assert ft_info_calls(client) == before + 2
+
+    asyncio.run(run())
+
+
+def test_a_status_due_by_age_is_read_by_one_process_for_all(
+    readers: tuple[redis.Redis, list[IndexStatusReader]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every copy of a shared status comes due at the same moment: one process claims the
+    read, the others keep what they have and take the new one at their next look."""
+    client, all_of_them = readers
+    monkeypatch.setattr(index_status, "STATUS_MAX_AGE", 0.5)
+    monkeypatch.setattr(index_status, "SHARED_FOR", 1.0)
+
+    async def run() -> None:
+        first = await all_of_them[0].read()
+        for reader in all_of_them[1:]:
+            assert (await reader.current()).read_at == pytest.approx(first.read_at, abs=0.05)
+        before = ft_info_calls(client)
+        await asyncio.sleep(0.6)  # due for every one of them
+        await asyncio.gather(*(reader.current() for reader in all_of_them))
+        assert ft_info_calls(client) == before + 1
+        found = [await reader.current() for reader in all_of_them]
+        assert ft_info_calls(client) == before + 1
+        assert len({round(r.read_at, 2) for r in found}) == 1  # the one new reading
+        assert found[0].read_at > first.read_at
+
+    asyncio.run(run())
+
+
+def test_an_index_dropped_and_created_again_is_read_at_once(
+    own_redis: str,
+    readers: tuple[redis.Redis, list[IndexStatusReader]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dropped: FT._LIST says so, with no FT.INFO. Created again under the same definition
+    with no book written (another process's recovery): its generation says it is another
+    index, so it is read at once, not when a version change would be due. While one
+    process reads it, the others say it is still building, not what they knew of the old."""
+    client, all_of_them = readers
+    monkeypatch.setattr(index_status, "SPACING", 100_000.0)  # nothing due by the spacing
+    first, second, third, _ = all_of_them
+
+    async def run() -> None:
+        await first.read()
+        for reader in (second, third):
+            assert (await reader.current()).status.complete
+        client.execute_command("FT.DROPINDEX", OWN)  # type: ignore[no-untyped-call]
+        before = ft_info_calls(client)
+        assert not (await second.current()).status.exists
+        assert ft_info_calls(client) == before  # seen from FT._LIST alone
+        await asyncio.to_thread(create_own, own_redis)
+        await asyncio.to_thread(scanned, client)
+        before = ft_info_calls(client)
+        found = await asyncio.gather(first.current(), third.current())
+        assert ft_info_calls(client) == before + 1  # one of them read it
+        read = next(r for r in found if r.took > 0)
+        assert read.status.complete
+        assert read.status.documents == 5
+        other = next(r for r in found if r is not read)  # it lost the claim meanwhile
+        assert other.status.exists
+        assert not other.status.complete
+        for reader in (second, third):  # their next look finds the reading shared
+            assert (await reader.current()).marker == read.marker
+        assert ft_info_calls(client) == before + 1
 
     asyncio.run(run())
