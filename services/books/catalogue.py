@@ -422,10 +422,11 @@ class Catalogue:
         self.books = status.documents
         # Keys spread evenly over the shards by their hash: each shard's graph its share
         self.queries.books_per_shard = math.ceil(self.books / shard_count(self.redis))
-        restarted = self._run_id is not None and self._run_id != reading.marker.run_id
+        run_id = reading.marker.run_id  # None when not known (see Marker.same_index)
+        restarted = None not in (self._run_id, run_id) and self._run_id != run_id
         if restarted or not status.complete:
             self.answers.clear()
-        self._run_id = reading.marker.run_id
+        self._run_id = run_id or self._run_id
         return status
 
 
