@@ -17,8 +17,8 @@ need the status, so it is read from FT.INFO only when it can have changed, and s
   status is newer. A new index (another generation or definition, Redis restarted) counts
   as still building for those others meanwhile: nothing they knew is about it.
 - **Books written do not make FT.INFO run per write.** When only the version moved, FT.INFO
-  runs again no sooner than ten times what it last took (at most MAX_SPACING), across every
-  process. So a stream of API writes into a million books costs at most a tenth of Redis's
+  runs again no sooner than ten times what it last took (``indexes.info_spacing``), across
+  every process. So a stream of API writes into a million books costs at most a tenth of Redis's
   thread, not a read per process every tick. The size EF_RUNTIME follows lags the writes by
   that much: seconds.
 - **While the index is built** (percent_indexed below 1), FT.INFO runs no sooner than ten
@@ -35,6 +35,7 @@ import json
 import math
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +43,11 @@ from redis.exceptions import RedisError
 
 from lookalike.services.core.errors import ServiceUnavailable
 from lookalike.services.redis.connection import Redis, is_cluster, redis_errors
-from lookalike.services.redis.indexes import generation_key, index_info
+from lookalike.services.redis.indexes import generation_key, index_info, info_spacing
 
 # How long a status read by FT.INFO is trusted when nothing says it changed: books written
 # by something other than lookalike move the size EF_RUNTIME follows within this.
 STATUS_MAX_AGE = 60.0
-# FT.INFO again (while indexing, or after books were written) no sooner than this many
-# times what it last took: at most a tenth of Redis's thread. What it took is wall time,
-# waits behind other commands included, so the spacing has a ceiling: a status that says
-# "building" is looked at again within MAX_SPACING however slow the read that said it.
-SPACING = 10.0
-MAX_SPACING = 30.0
 # The shared status outlives STATUS_MAX_AGE, so that when it is due every process still has
 # it to keep while the one that claimed the read reads it again.
 SHARED_FOR = 2 * STATUS_MAX_AGE
@@ -111,7 +106,7 @@ class Reading:
         return time.monotonic() - self.read_at
 
     def spacing(self) -> float:
-        return min(SPACING * self.took, MAX_SPACING)
+        return info_spacing(self.took)
 
     def spaced(self) -> bool:
         """Long enough since this read for FT.INFO to run again."""
@@ -146,9 +141,21 @@ def _adopted(raw: Any, ttl_ms: Any) -> Reading | None:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, Exception):
+    """A marker's part as text (its keys may hold anything a Redis user wrote)."""
+    if value is None:
         return None
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+@contextlib.asynccontextmanager
+async def _reporting() -> AsyncIterator[None]:
+    """Redis unreachable, or failing to answer (a cluster with a shard down), is
+    ServiceUnavailable, never a missing index."""
+    try:
+        async with redis_errors():
+            yield
+    except RedisError as exc:
+        raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
 
 
 class IndexStatusReader:
@@ -178,11 +185,8 @@ class IndexStatusReader:
         if marker is None:
             marker, _ = await self._look()
         started = time.monotonic()
-        try:
-            async with redis_errors():
-                info = await index_info(self.redis, self.index_name)
-        except RedisError as exc:
-            raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
+        async with _reporting():
+            info = await index_info(self.redis, self.index_name)
         if info is None:
             status = GONE
         else:
@@ -259,29 +263,26 @@ class IndexStatusReader:
         """The marker, and the status another process shared: one round trip (on a cluster,
         a few at once: a keyless command names its node, and is not pipelined)."""
         keys = (self.generation_key, self.definition_key, self.version_key, self.shared_key)
-        try:
-            async with redis_errors():
-                if is_cluster(self.redis):
-                    names, generation, definition, version, shared, ttl = await asyncio.gather(
-                        self.redis.execute_command("FT._LIST", target_nodes="random"),
-                        *(self.redis.get(key) for key in keys),
-                        self.redis.pttl(self.shared_key),
-                    )
-                    server: Any = None  # no run id: see Marker
-                else:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        pipe.execute_command("FT._LIST")
-                        for key in keys:
-                            pipe.get(key)
-                        pipe.pttl(self.shared_key)
-                        pipe.execute_command("INFO", "server")
-                        replies = await pipe.execute(raise_on_error=False)
-                    for reply in replies[:-1]:  # INFO may be refused (an ACL): no run id
-                        if isinstance(reply, Exception):
-                            raise reply
-                    names, generation, definition, version, shared, ttl, server = replies
-        except RedisError as exc:
-            raise ServiceUnavailable(f"Redis could not report on the book index: {exc}") from exc
+        async with _reporting():
+            if is_cluster(self.redis):
+                names, generation, definition, version, shared, ttl = await asyncio.gather(
+                    self.redis.execute_command("FT._LIST", target_nodes="random"),
+                    *(self.redis.get(key) for key in keys),
+                    self.redis.pttl(self.shared_key),
+                )
+                server: Any = None  # no run id: see Marker
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.execute_command("FT._LIST")
+                    for key in keys:
+                        pipe.get(key)
+                    pipe.pttl(self.shared_key)
+                    pipe.execute_command("INFO", "server")
+                    replies = await pipe.execute(raise_on_error=False)
+                for reply in replies[:-1]:  # INFO may be refused (an ACL): no run id
+                    if isinstance(reply, Exception):
+                        raise reply
+                names, generation, definition, version, shared, ttl, server = replies
         listed = self.index_name in {_text(n) for n in names}
         run_id = _text(server.get("run_id")) if isinstance(server, dict) else None
         marker = Marker(listed, _text(generation), _text(definition), _text(version), run_id)

@@ -252,7 +252,7 @@ async def _on_every_shard(client: RedisCluster, name: str) -> None:
     missing = []
     for node in client.get_primaries():
         names = await client.execute_command("FT._LIST", target_nodes=node)
-        if name not in {_text(n) for n in names}:
+        if name not in {as_text(n) for n in names}:
             missing.append(node.name)
     if missing:
         raise ServiceUnavailable(
@@ -275,7 +275,21 @@ async def index_info(client: Redis, name: str) -> dict[str, Any] | None:
 
 def info_of(reply: Any) -> dict[str, Any]:
     """An FT.INFO reply as a dict with text keys."""
-    return {_text(k): v for k, v in reply.items()}
+    return {as_text(k): v for k, v in reply.items()}
+
+
+# FT.INFO walks an index on Redis's one thread (0.3-0.6 s at a million books). Whoever asks
+# it again and again (while an index is built, or as books are written) waits this many times
+# what it last took: at most a tenth of the thread. What it took is wall time, waits behind
+# other commands included, so the wait has a ceiling: "still building" is looked at again
+# within INFO_MAX_SPACING however slow the read that said it.
+INFO_SPACING = 10.0
+INFO_MAX_SPACING = 30.0
+
+
+def info_spacing(took: float) -> float:
+    """Seconds before FT.INFO is asked again, after one that took ``took``."""
+    return min(INFO_SPACING * took, INFO_MAX_SPACING)
 
 
 def fully_indexed(info: dict[str, Any]) -> bool:
@@ -293,5 +307,6 @@ async def drop_index(client: Redis, schema: IndexSchema, *, documents: bool) -> 
         await client.delete(definition_key(schema))
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A reply's bytes (or a RESP3 client's str) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)

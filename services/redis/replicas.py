@@ -39,7 +39,13 @@ from lookalike.services.redis.connection import (
     is_cluster,
     redact,
 )
-from lookalike.services.redis.indexes import fully_indexed, info_of, version_key
+from lookalike.services.redis.indexes import (
+    as_text,
+    fully_indexed,
+    info_of,
+    info_spacing,
+    version_key,
+)
 from lookalike.services.redis.round_trips import NoConnectionFree
 
 log = logging.getLogger("lookalike.replicas")
@@ -49,9 +55,6 @@ CHECK_EVERY = 1.0  # seconds between health checks
 # that passed its last check, whose server has not restarted, has its indexes read again
 # only this often. A resync or a restart fails a check first (link down, loading, syncing).
 INDEXES_RECHECK_EVERY = 60.0
-# While a replica builds an index, FT.INFO again no sooner than this many times what it took:
-# its thread is the one that indexes.
-INDEXES_SPACING = 10.0
 
 
 @dataclass
@@ -129,11 +132,11 @@ class Reads:
             now = time.monotonic()
             if read is not None and read[0] == run_id and now - read[1] < INDEXES_RECHECK_EVERY:
                 unready = []  # indexed when last read, and no check since saw it reload
-            elif now < replica.unready[1]:  # still building: FT.INFO stalls it, so spaced
+            elif now < replica.unready[1]:  # still building: FT.INFO stalls it (info_spacing)
                 unready = replica.unready[0]
             else:
                 unready = await _unready_indexes(replica.client)
-                spacing = INDEXES_SPACING * (time.monotonic() - now)
+                spacing = info_spacing(time.monotonic() - now)
                 replica.indexes_read = None if unready else (run_id, time.monotonic())
                 replica.unready = (unready, time.monotonic() + spacing if unready else 0.0)
         except (RedisError, *UNREACHABLE) as exc:
@@ -166,17 +169,13 @@ class Reads:
 
 
 async def _unready_indexes(client: Redis) -> list[str]:
-    names = [_text(n) for n in await client.execute_command("FT._LIST")]
+    names = [as_text(n) for n in await client.execute_command("FT._LIST")]
     unready = []
     for name in names:
         info = await client.execute_command("FT.INFO", name)
         if isinstance(info, dict) and not fully_indexed(info_of(info)):
             unready.append(name)
     return unready
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _unreachable(exc: BaseException) -> bool:

@@ -24,7 +24,6 @@ from redis.exceptions import ResponseError
 
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.index import BOOK_INDEX_EXTRAS, shaping_settings, vector_bytes
-from lookalike.services.books.index_status import SPACING
 from lookalike.services.books.loading.shipped import ShippedCatalogue, read_shipped
 from lookalike.services.books.loading.upgrade import upgrade_books
 from lookalike.services.books.records import book_hash, is_book_id, record_digests, sha256_text
@@ -41,6 +40,7 @@ from lookalike.services.redis.indexes import (
     ensure_index,
     fully_indexed,
     index_info,
+    info_spacing,
 )
 from lookalike.services.redis.replicas import open_reads
 
@@ -190,8 +190,8 @@ async def _until_scanned(catalogue: Catalogue, every: float = 0.05) -> None:
         info = await index_info(catalogue.redis, catalogue.settings.index_name)
         if info is None or fully_indexed(info):
             return
-        # FT.INFO holds the thread that scans (0.3-0.6 s at a million books): a tenth of it
-        await asyncio.sleep(max(every, SPACING * (time.monotonic() - started)))
+        # FT.INFO holds the thread that scans: asked again no sooner than info_spacing
+        await asyncio.sleep(max(every, info_spacing(time.monotonic() - started)))
 
 
 async def _dry_run(

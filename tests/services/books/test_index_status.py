@@ -23,6 +23,7 @@ from lookalike.services.books import index_status
 from lookalike.services.books.catalogue import Catalogue
 from lookalike.services.books.index_status import IndexStatusReader
 from lookalike.services.core.settings import Settings
+from lookalike.services.redis import indexes
 from lookalike.services.redis.indexes import NO_EXTRAS, create_index, fully_indexed, info_of
 from tests.conftest import gql, metric, wait_ready
 from tests.redis_cluster import running_redis
@@ -139,7 +140,7 @@ def test_a_redis_user_refused_info_still_gets_a_status(
 # ``IndexStatusReader`` in several processes: each reader below is what one process (a worker,
 # a server on another machine) holds, on a Redis of their own (no server's watch reads FT.INFO
 # there meanwhile). FT.INFO there takes about a millisecond, so the spacing it earns (ten
-# times that) is too short to see; the test that needs a slow FT.INFO raises SPACING instead,
+# times that) is too short to see; the test that needs a slow FT.INFO raises INFO_SPACING instead,
 # as a million books' FT.INFO would.
 OWN = "status-test"
 
@@ -234,7 +235,7 @@ def test_a_stream_of_writes_reads_ft_info_only_when_it_is_due(
     write moves the version, and no process asks FT.INFO until then. A change of the index
     itself (its definition: a rebuild) is read at once."""
     client, readers_ = readers
-    monkeypatch.setattr(index_status, "SPACING", 100_000.0)  # a 1 ms read: due in 100 s
+    monkeypatch.setattr(indexes, "INFO_SPACING", 100_000.0)  # a 1 ms read: due in 100 s
 
     async def run() -> None:
         before = ft_info_calls(client)
@@ -289,7 +290,7 @@ def test_an_index_dropped_and_created_again_is_read_at_once(
     index, so it is read at once, not when a version change would be due. While one
     process reads it, the others say it is still building, not what they knew of the old."""
     client, all_of_them = readers
-    monkeypatch.setattr(index_status, "SPACING", 100_000.0)  # nothing due by the spacing
+    monkeypatch.setattr(indexes, "INFO_SPACING", 100_000.0)  # nothing due by the spacing
     first, second, third, _ = all_of_them
 
     async def run() -> None:
